@@ -1,0 +1,13 @@
+"""mmseg-reclip: ReCLIP++ for MMSegmentation 1.x.
+
+Importing this package (directly or through ``custom_imports``) applies the
+compatibility glue of :mod:`mmseg_reclip.compat` and registers every component in
+mmseg's registries.
+"""
+from . import compat
+
+compat.apply()
+
+from . import datasets, engine, evaluation, models  # noqa: E402,F401
+
+__version__ = '0.1.0'
