@@ -13,6 +13,7 @@ setup(
     description='ReCLIP++ (unsupervised semantic segmentation by rectifying CLIP) '
     'for MMSegmentation 1.x',
     packages=find_packages(include=['mmseg_reclip', 'mmseg_reclip.*']),
+    package_data={'mmseg_reclip': ['models/utils/model_configs/*.json']},
     python_requires='>=3.8',
     install_requires=read_requirements(),
     extras_require={'tests': read_requirements('requirements/tests.txt')},

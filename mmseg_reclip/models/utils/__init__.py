@@ -1,0 +1,8 @@
+from .clip_loader import check_model_name, check_pretrained, create_clip, register_model_configs
+from .clip_ops import class_max_over_names, dense_class_logits, resize_pos_embed_grid
+from .frozen import freeze
+
+__all__ = [
+    'check_model_name', 'check_pretrained', 'create_clip', 'register_model_configs',
+    'class_max_over_names', 'dense_class_logits', 'resize_pos_embed_grid', 'freeze'
+]

@@ -1,0 +1,100 @@
+"""Query head: cosine logits of dense CLIP features against template-ensemble queries."""
+from typing import List, Optional, Sequence, Tuple, Union
+
+import torch
+from mmengine.logging import print_log
+from mmseg.models.decode_heads.decode_head import BaseDecodeHead
+from mmseg.registry import MODELS
+
+from ..utils import dense_class_logits
+
+
+def normalize_class_names(class_names: Union[str, Sequence]) -> List[List[str]]:
+    """Class names as a list of synonym lists (a dataset key like ``'voc20'`` or a list)."""
+    from mmseg_reclip.datasets.class_names import get_class_names
+    return get_class_names(class_names)
+
+
+@MODELS.register_module()
+class MaskCLIPHead(BaseDecodeHead):
+    """Fixed query head of MaskCLIP / ReCLIP++ (method §2).
+
+    Holds the frozen CLIP text side and the query embeddings ``Q`` (one unit vector per
+    class name, 85-template ensemble). ``Q`` is computed once, the first time it is needed
+    (or loaded from a checkpoint), and stored as a buffer; it is never recomputed at
+    train or test time.
+
+    Args:
+        class_names (str | list): a dataset key of
+            :mod:`mmseg_reclip.datasets.class_names` or a list whose entries are a name
+            or a list of synonyms (a class scores the max over its names).
+        text_encoder (dict): config of :class:`OpenCLIPTextEncoder`.
+        templates (str | list[str]): prompt templates or a key (``'reclip85'``).
+        num_classes (int): ``C``; must equal ``len(class_names)``.
+        in_channels (int): feature dim ``D`` (512 for ViT-B-16).
+        show_progress (bool): progress bar while building ``Q``.
+
+    Shapes:
+        ``forward(inputs)``: ``inputs[0]`` ``[B, D, h, w]`` L2-normalised → query logits
+        ``Lq`` ``[B, C, h, w]``.
+    """
+
+    def __init__(self,
+                 class_names: Union[str, Sequence],
+                 text_encoder: dict,
+                 num_classes: int,
+                 in_channels: int = 512,
+                 templates: Union[str, Sequence[str]] = 'reclip85',
+                 show_progress: bool = True,
+                 init_cfg: Optional[dict] = None,
+                 **kwargs):
+        kwargs.setdefault('channels', in_channels)
+        super().__init__(
+            in_channels=in_channels, num_classes=num_classes, init_cfg=init_cfg, **kwargs)
+        del self.conv_seg  # the classifier is the frozen query embedding
+        self.class_names = normalize_class_names(class_names)
+        if len(self.class_names) != num_classes:
+            raise ValueError(
+                f'{len(self.class_names)} class names given for num_classes={num_classes}. '
+                'Give one entry (a name or a list of synonyms) per dataset class, in the '
+                "dataset's order, or fix num_classes.")
+        from mmseg_reclip.datasets.templates import get_templates
+        self.templates = get_templates(templates)
+        self.text_encoder = MODELS.build(text_encoder)
+        if self.text_encoder.embed_dim != in_channels:
+            raise ValueError(f'in_channels={in_channels} but the CLIP text embedding has '
+                             f'{self.text_encoder.embed_dim} dims; set in_channels to match.')
+        self.show_progress = show_progress
+        flat = [name for names in self.class_names for name in names]
+        name_to_class = [c for c, names in enumerate(self.class_names) for _ in names]
+        self.flat_names = flat
+        self.register_buffer('query_embeds', torch.zeros(len(flat), in_channels))
+        self.register_buffer('name_to_class', torch.tensor(name_to_class, dtype=torch.long))
+        self.register_buffer('query_ready', torch.tensor(False))
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        self.queries()
+
+    @torch.no_grad()
+    def queries(self) -> torch.Tensor:
+        """``Q`` ``[N, D]`` (``N`` names, ``>= C`` with synonyms), built on first use."""
+        if not bool(self.query_ready):
+            print_log(f'Building query embeddings: {len(self.flat_names)} names x '
+                      f'{len(self.templates)} templates', logger='current')
+            self.query_embeds.copy_(
+                self.text_encoder.build_queries(
+                    self.flat_names, self.templates, show_progress=self.show_progress))
+            self.query_ready.fill_(True)
+        return self.query_embeds
+
+    def query_logits(self, feats: torch.Tensor) -> torch.Tensor:
+        """``Lq = F·Qᵀ`` ``[B, C, h, w]`` (max over synonyms)."""
+        return dense_class_logits(feats, self.queries(), self.name_to_class, self.num_classes)
+
+    def forward(self, inputs: Tuple[torch.Tensor, ...]) -> torch.Tensor:
+        return self.query_logits(inputs[0])
+
+    def loss(self, *args, **kwargs):
+        raise RuntimeError('MaskCLIPHead is training-free: it has nothing to train. Use '
+                           'ReCLIPHead to learn the bias rectification.')

@@ -1,0 +1,83 @@
+"""Training-free MaskCLIP segmentor (frozen CLIP, argmax of F·Qᵀ)."""
+from typing import List, Optional
+
+import torch
+import torch.nn.functional as F
+from mmseg.models.segmentors import EncoderDecoder
+from mmseg.registry import MODELS
+
+
+def prompt_denoise(seg_logits: torch.Tensor, threshold: float,
+                   temperature: float = 10.0, fill: float = -100.0) -> torch.Tensor:
+    """Test-time prompt denoising (method §8).
+
+    A class whose spatial max of ``softmax(temperature * logits)`` is below
+    ``threshold`` is removed from the image (its logits set to ``fill``).
+
+    Args:
+        seg_logits (Tensor): ``[B, C, H, W]``.
+
+    Returns:
+        Tensor: ``[B, C, H, W]``.
+    """
+    probs = (temperature * seg_logits).softmax(dim=1)
+    keep = probs.flatten(2).amax(dim=2) >= threshold  # [B, C]
+    return torch.where(keep[:, :, None, None], seg_logits, seg_logits.new_tensor(fill))
+
+
+@MODELS.register_module()
+class MaskCLIP(EncoderDecoder):
+    """MaskCLIP baseline as an mmseg segmentor (``whole`` and ``slide`` test modes).
+
+    Args:
+        pd_threshold (float, optional): prompt-denoising threshold; ``None`` disables it.
+        pd_temperature (float): softmax temperature of prompt denoising (10).
+        Other arguments: see :class:`mmseg.models.EncoderDecoder`.
+
+    ``encode_decode`` returns head logits upsampled bilinearly to the input size
+    (``[B, C, H, W]``), so both test modes and padding work unchanged.
+    """
+
+    def __init__(self,
+                 *args,
+                 pd_threshold: Optional[float] = None,
+                 pd_temperature: float = 10.0,
+                 **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pd_threshold = pd_threshold
+        self.pd_temperature = pd_temperature
+
+    def loss(self, inputs, data_samples):
+        raise RuntimeError(f'{type(self).__name__} is training-free; use tools/test.py '
+                           '(no checkpoint needed), or train a ReCLIP config.')
+
+    def encode_decode(self, inputs: torch.Tensor, batch_img_metas: List[dict]) -> torch.Tensor:
+        x = self.extract_feat(inputs)
+        logits = self.decode_head.forward(x)
+        return logits_to_input_size(logits, inputs.shape[-2:],
+                                    getattr(self.backbone, 'patch_size', None), self.align_corners)
+
+    def inference(self, inputs: torch.Tensor, batch_img_metas: List[dict]) -> torch.Tensor:
+        seg_logits = super().inference(inputs, batch_img_metas)
+        if self.pd_threshold is not None:
+            seg_logits = prompt_denoise(seg_logits, self.pd_threshold, self.pd_temperature)
+        return seg_logits
+
+
+def logits_to_input_size(logits: torch.Tensor,
+                         size: tuple,
+                         patch_size: Optional[tuple] = None,
+                         align_corners: bool = False) -> torch.Tensor:
+    """Upsample grid logits ``[B, C, h, w]`` bilinearly to the input ``size``.
+
+    A ViT backbone pads its input on the bottom/right to a multiple of ``patch_size``,
+    so each logit cell covers one patch of the padded image: upsample to the padded size
+    and crop. Without ``patch_size`` the logits are resized to ``size`` directly.
+    """
+    if patch_size is None:
+        return F.interpolate(logits, size=tuple(size), mode='bilinear',
+                             align_corners=align_corners)
+    grid_h, grid_w = logits.shape[-2:]
+    logits = F.interpolate(logits, size=(grid_h * patch_size[0], grid_w * patch_size[1]),
+                           mode='bilinear', align_corners=align_corners)
+    return logits[..., :size[0], :size[1]]

@@ -1,0 +1,254 @@
+"""Frozen open_clip text tower: template-ensemble queries and context-prompt encoding."""
+from typing import List, Optional, Sequence, Tuple
+
+import open_clip
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+from mmengine.utils import ProgressBar
+from mmseg.registry import MODELS
+
+from ..backbones.clip_vit import vit_pos_embed_grid
+from ..utils import create_clip, freeze
+
+
+def block_qkv(block: nn.Module, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+    """Per-head ``q, k, v`` of an open_clip residual block for input ``x`` ``[B, L, W]``.
+
+    Returns:
+        tuple: three ``[B, H, L, W/H]`` tensors.
+    """
+    attn = block.attn
+    q, k, v = F.linear(block.ln_1(x), attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
+    split = lambda t: t.unflatten(-1, (attn.num_heads, -1)).transpose(1, 2)  # noqa: E731
+    return split(q), split(k), split(v)
+
+
+def block_finish(block: nn.Module, x: torch.Tensor, heads_out: torch.Tensor) -> torch.Tensor:
+    """Residual attention output + MLP of an open_clip block.
+
+    Args:
+        x (Tensor): block input ``[B, L, W]``.
+        heads_out (Tensor): attention output per head ``[B, H, L, W/H]``.
+    """
+    out = block.attn.out_proj(heads_out.transpose(1, 2).flatten(2))
+    x = x + block.ls_1(out)
+    return x + block.ls_2(block.mlp(block.ln_2(x)))
+
+
+def encode_shared_prefix(blocks: Sequence[nn.Module], prefix: torch.Tensor,
+                         suffix: torch.Tensor) -> torch.Tensor:
+    """Causal text transformer over ``[prefix ; suffix_c]`` for C suffixes, prefix once.
+
+    Under the causal mask the prefix tokens never see a suffix token, so their states
+    (and per-layer keys/values) are the same for every class: run them once and let each
+    class-specific suffix attend to the cached prefix keys/values.
+
+    Args:
+        blocks: the text transformer's residual blocks.
+        prefix (Tensor): ``[P, W]`` embedded prefix (position embeddings added).
+        suffix (Tensor): ``[C, S, W]`` embedded suffixes (position embeddings added).
+
+    Returns:
+        Tensor: ``[C, S, W]`` suffix states after the last block.
+    """
+    num_prefix, num_suffix = prefix.shape[0], suffix.shape[1]
+    x_p, x_s = prefix[None], suffix
+    # suffix query i sits at position P + i: it sees all of the prefix and suffix j <= i.
+    mask = torch.ones(num_suffix, num_prefix + num_suffix, dtype=torch.bool,
+                      device=suffix.device).tril(diagonal=num_prefix)
+    for block in blocks:
+        q_p, k_p, v_p = block_qkv(block, x_p)
+        q_s, k_s, v_s = block_qkv(block, x_s)
+        out_p = F.scaled_dot_product_attention(q_p, k_p, v_p, is_causal=True)
+        num_cls = x_s.shape[0]
+        keys = torch.cat([k_p.expand(num_cls, -1, -1, -1), k_s], dim=2)
+        values = torch.cat([v_p.expand(num_cls, -1, -1, -1), v_s], dim=2)
+        out_s = F.scaled_dot_product_attention(q_s, keys, values, attn_mask=mask)
+        x_p = block_finish(block, x_p, out_p)
+        x_s = block_finish(block, x_s, out_s)
+    return x_s
+
+
+@MODELS.register_module()
+class OpenCLIPTextEncoder(BaseModule):
+    """The frozen CLIP pieces the ReCLIP heads need, built once from open_clip.
+
+    Holds CLIP's text tower (token embedding, causal transformer, final LayerNorm,
+    projection) and the image tower's patch positional-embedding grid (the input of the
+    bias head). Nothing here trains; weights are rebuilt from ``pretrained`` and are not
+    saved in checkpoints unless ``save_weights=True``.
+
+    Args:
+        model_name (str): open_clip model name.
+        pretrained (str, optional): open_clip tag or local weights file.
+        ln_eps (float, optional): block LayerNorm eps override (released code: 1e-6).
+        save_weights (bool): keep the text tower in checkpoints. Default False.
+    """
+
+    def __init__(self,
+                 model_name: str = 'ViT-B-16',
+                 pretrained: Optional[str] = 'openai',
+                 ln_eps: Optional[float] = None,
+                 save_weights: bool = False,
+                 init_cfg: Optional[dict] = None):
+        super().__init__(init_cfg=init_cfg)
+        clip = create_clip(model_name, pretrained, ln_eps=ln_eps)
+        self.model_name = model_name
+        self.tokenizer = open_clip.get_tokenizer(model_name)
+        self.context_length = clip.context_length
+        tower = nn.Module()
+        tower.token_embedding = clip.token_embedding
+        tower.transformer = clip.transformer
+        tower.ln_final = clip.ln_final
+        tower.register_buffer('positional_embedding', clip.positional_embedding.detach().clone())
+        tower.register_buffer('text_projection', clip.text_projection.detach().clone())
+        tower.register_buffer('attn_mask', clip.attn_mask.clone(), persistent=False)
+        tower.register_buffer('image_pos_embed', vit_pos_embed_grid(clip.visual).detach().clone())
+        self.tower = freeze(tower, save_weights=save_weights)
+        self.width = clip.transformer.width
+        self.embed_dim = self.tower.text_projection.shape[1]
+        self.image_width = self.tower.image_pos_embed.shape[0]
+
+    def init_weights(self) -> None:
+        pass  # weights come from `pretrained`
+
+    @property
+    def image_pos_embed(self) -> torch.Tensor:
+        """CLIP image patch positional embedding, ``[image_width, gh, gw]``."""
+        return self.tower.image_pos_embed
+
+    @property
+    def device(self) -> torch.device:
+        return self.tower.positional_embedding.device
+
+    def tokenize(self, texts: List[str]) -> torch.Tensor:
+        """``[N, context_length]`` token ids (SOS ... EOT, zero padded)."""
+        return self.tokenizer(texts).to(self.device)
+
+    def token_embeddings(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.tower.token_embedding(tokens)
+
+    def encode_embeddings(self, x: torch.Tensor, eot_index: torch.Tensor) -> torch.Tensor:
+        """Run the text transformer on embedded tokens and project the EOT state.
+
+        Args:
+            x (Tensor): ``[N, L, W]`` token embeddings (no positions yet), ``L <= 77``.
+            eot_index (Tensor): ``[N]`` position whose state is the text feature.
+
+        Returns:
+            Tensor: ``[N, D]`` (not normalised).
+        """
+        length = x.shape[1]
+        x = x + self.tower.positional_embedding[:length].to(x.dtype)
+        x = self.tower.transformer(x, attn_mask=self.tower.attn_mask[:length, :length])
+        x = self.tower.ln_final(x[torch.arange(x.shape[0], device=x.device), eot_index])
+        return x @ self.tower.text_projection
+
+    def encode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """CLIP ``encode_text``: ``[N, 77]`` token ids → ``[N, D]`` (not normalised)."""
+        return self.encode_embeddings(self.token_embeddings(tokens), tokens.argmax(dim=-1))
+
+    @torch.no_grad()
+    def build_queries(self,
+                      names: List[str],
+                      templates: List[str],
+                      batch_size: int = 256,
+                      show_progress: bool = False) -> torch.Tensor:
+        """Template-ensemble text embeddings (method §2).
+
+        For each name: encode every template, L2-normalise, average, L2-normalise.
+
+        Returns:
+            Tensor: ``[len(names), D]`` unit vectors.
+        """
+        bar = ProgressBar(len(names)) if show_progress else None
+        out = []
+        for name in names:
+            texts = [t.format(name) for t in templates]
+            feats = torch.cat([
+                self.encode_tokens(self.tokenize(texts[i:i + batch_size]))
+                for i in range(0, len(texts), batch_size)
+            ])
+            out.append(F.normalize(F.normalize(feats, dim=-1).mean(0), dim=-1))
+            if bar is not None:
+                bar.update()
+        return torch.stack(out)
+
+    def encode_context_prompts(self, context: torch.Tensor, name_tokens: torch.Tensor,
+                               eot_index: torch.Tensor) -> torch.Tensor:
+        """Encode ``[SOS] + context + name tokens`` for every class, prefix computed once.
+
+        Args:
+            context (Tensor): ``[M, W]`` learnable context vectors.
+            name_tokens (Tensor): ``[C, S]`` token ids placed after the context
+                (class name, EOT, padding), positions ``1 + M ... M + S``.
+            eot_index (Tensor): ``[C]`` absolute position of each prompt's feature token.
+
+        Returns:
+            Tensor: ``[C, D]`` (not normalised).
+        """
+        sos = self.token_embeddings(name_tokens.new_full((1, ), self.sot_token_id))
+        prefix = torch.cat([sos, context.to(sos.dtype)], dim=0)
+        num_prefix = prefix.shape[0]
+        # States after the furthest feature token never influence it (causal mask).
+        num_suffix = int(eot_index.max()) - num_prefix + 1
+        suffix = self.token_embeddings(name_tokens[:, :num_suffix])
+        pos = self.tower.positional_embedding
+        prefix = prefix + pos[:num_prefix]
+        suffix = suffix + pos[num_prefix:num_prefix + num_suffix]
+        x = encode_shared_prefix(self.tower.transformer.resblocks, prefix, suffix)
+        x = x[torch.arange(x.shape[0], device=x.device), eot_index - num_prefix]
+        return self.tower.ln_final(x) @ self.tower.text_projection
+
+    def encode_context_prompts_naive(self, context: torch.Tensor, name_tokens: torch.Tensor,
+                                     eot_index: torch.Tensor) -> torch.Tensor:
+        """Reference implementation of :meth:`encode_context_prompts`: full C prompts."""
+        num_cls = name_tokens.shape[0]
+        sos = self.token_embeddings(name_tokens.new_full((num_cls, 1), self.sot_token_id))
+        ctx = context.to(sos.dtype).expand(num_cls, -1, -1)
+        x = torch.cat([sos, ctx, self.token_embeddings(name_tokens)], dim=1)
+        x = x[:, :self.context_length]
+        return self.encode_embeddings(x, eot_index)
+
+    @property
+    def sot_token_id(self) -> int:
+        return int(self.tokenizer.sot_token_id)
+
+    @property
+    def eot_token_id(self) -> int:
+        return int(self.tokenizer.eot_token_id)
+
+    def name_tokens(self, names: List[str], num_context: int,
+                    mode: str = 'eot') -> Tuple[torch.Tensor, torch.Tensor]:
+        """Token ids that follow ``[SOS] + M context vectors`` in a reference prompt.
+
+        Args:
+            names (list[str]): one name per class.
+            num_context (int): ``M``.
+            mode (str): ``'eot'`` keeps an EOT token in every prompt (names cut so that
+                it fits); ``'released'`` reproduces the released ReCLIP++ code: the first
+                ``77 - 1 - M`` BPE tokens after SOS, feature token at
+                ``1 + M + argmax(those tokens)``.
+
+        Returns:
+            tuple: ``name_tokens`` ``[C, 77 - 1 - M]`` and ``eot_index`` ``[C]``.
+        """
+        room = self.context_length - 1 - num_context
+        if room < 1:
+            raise ValueError(f'{num_context} context vectors leave no room for the class name '
+                             f'in a {self.context_length}-token prompt.')
+        tokens = self.tokenize(names)[:, 1:1 + room].clone()
+        if mode == 'released':
+            eot = 1 + num_context + tokens.argmax(dim=-1)
+        elif mode == 'eot':
+            lengths = (tokens != 0).sum(-1)
+            # Position of EOT within `tokens`: keep it, or overwrite the last slot with it.
+            has_eot = (tokens == self.eot_token_id).any(-1)
+            pos = torch.where(has_eot, lengths - 1, torch.full_like(lengths, room - 1))
+            tokens[torch.arange(len(names)), pos] = self.eot_token_id
+            eot = 1 + num_context + pos
+        else:
+            raise ValueError(f"name token mode must be 'eot' or 'released', got {mode!r}")
+        return tokens, eot

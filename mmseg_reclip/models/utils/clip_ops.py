@@ -1,0 +1,60 @@
+"""Small pure tensor functions shared by the CLIP backbone, heads and losses."""
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+
+def resize_pos_embed_grid(pos_embed: torch.Tensor, size: tuple) -> torch.Tensor:
+    """Resize a ViT patch positional-embedding grid bicubically.
+
+    Args:
+        pos_embed (Tensor): ``[C, gh, gw]`` grid (CLS position removed).
+        size (tuple): target ``(h, w)``.
+
+    Returns:
+        Tensor: ``[C, h, w]``.
+    """
+    if tuple(pos_embed.shape[-2:]) == tuple(size):
+        return pos_embed
+    return F.interpolate(pos_embed[None], size=size, mode='bicubic', align_corners=False)[0]
+
+
+def class_max_over_names(scores: torch.Tensor,
+                         name_to_class: Optional[torch.Tensor],
+                         num_classes: int,
+                         dim: int = 1) -> torch.Tensor:
+    """Reduce per-name scores to per-class scores by a max over each class's synonyms.
+
+    Args:
+        scores (Tensor): scores with ``N`` names along ``dim``.
+        name_to_class (Tensor | None): ``[N]`` long, the class of each name; ``None``
+            means one name per class (identity).
+        num_classes (int): ``C``.
+
+    Returns:
+        Tensor: same shape as ``scores`` with ``C`` along ``dim``.
+    """
+    if name_to_class is None or scores.shape[dim] == num_classes and bool(
+            (name_to_class == torch.arange(num_classes, device=name_to_class.device)).all()):
+        return scores
+    moved = scores.movedim(dim, -1)
+    out = moved.new_full(moved.shape[:-1] + (num_classes, ), float('-inf'))
+    index = name_to_class.to(moved.device).expand_as(moved)
+    out = out.scatter_reduce(-1, index, moved, reduce='amax', include_self=True)
+    return out.movedim(-1, dim)
+
+
+def dense_class_logits(feats: torch.Tensor, embeds: torch.Tensor,
+                       name_to_class: Optional[torch.Tensor], num_classes: int) -> torch.Tensor:
+    """Cosine logits of a dense feature map against text embeddings.
+
+    Args:
+        feats (Tensor): ``[B, D, h, w]`` L2-normalised features.
+        embeds (Tensor): ``[N, D]`` L2-normalised name embeddings.
+
+    Returns:
+        Tensor: ``[B, C, h, w]`` (max over synonyms).
+    """
+    logits = torch.einsum('bdhw,nd->bnhw', feats, embeds.to(feats.dtype))
+    return class_max_over_names(logits, name_to_class, num_classes, dim=1)

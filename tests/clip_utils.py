@@ -1,0 +1,33 @@
+"""Random-weight open_clip models saved to local files, for the `pretrained=<path>` route."""
+import os.path as osp
+
+import open_clip
+import torch
+
+import mmseg_reclip  # noqa: F401  (registers the tiny test model config)
+from mmseg_reclip.models.utils import register_model_configs
+
+TINY = 'ViT-Tiny-16-test'
+
+
+def save_random_clip(path: str, model_name: str = TINY, seed: int = 0) -> str:
+    """Create a randomly initialised open_clip model and save its state dict to ``path``.
+
+    Random init leaves some tensors (e.g. the visual projection) at default scales; a
+    seeded re-draw of every parameter makes the features non-degenerate.
+    """
+    register_model_configs()
+    if osp.exists(path):
+        return path
+    torch.manual_seed(seed)
+    model = open_clip.create_model(model_name, pretrained=None)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.ndim >= 2:
+                p.normal_(0, p.shape[-1]**-0.5)
+            elif 'weight' in name:
+                p.uniform_(0.5, 1.5)
+            else:
+                p.normal_(0, 0.02)
+    torch.save(model.state_dict(), path)
+    return path
