@@ -1,3 +1,4 @@
 from .maskclip_head import MaskCLIPHead
+from .reclip_head import ReCLIPHead, bias_logits, hypothesis_multi_hot, rectify
 
-__all__ = ['MaskCLIPHead']
+__all__ = ['MaskCLIPHead', 'ReCLIPHead', 'bias_logits', 'rectify', 'hypothesis_multi_hot']

@@ -1,0 +1,4 @@
+from .contrastive_loss import (ReCLIPContrastiveLoss, mask_pooled_features,
+                               reclip_contrastive_loss)
+
+__all__ = ['ReCLIPContrastiveLoss', 'reclip_contrastive_loss', 'mask_pooled_features']

@@ -1,3 +1,4 @@
 from .maskclip import MaskCLIP, logits_to_input_size, prompt_denoise
+from .reclip import ReCLIP
 
-__all__ = ['MaskCLIP', 'prompt_denoise', 'logits_to_input_size']
+__all__ = ['MaskCLIP', 'ReCLIP', 'prompt_denoise', 'logits_to_input_size']

@@ -1,8 +1,11 @@
 from .clip_loader import check_model_name, check_pretrained, create_clip, register_model_configs
-from .clip_ops import class_max_over_names, dense_class_logits, resize_pos_embed_grid
+from .clip_ops import (class_max_over_names, dense_class_logits, gumbel_softmax_hard,
+                       resize_pos_embed_grid)
+from .seeding import step_generator, step_seed
 from .frozen import freeze
 
 __all__ = [
     'check_model_name', 'check_pretrained', 'create_clip', 'register_model_configs',
-    'class_max_over_names', 'dense_class_logits', 'resize_pos_embed_grid', 'freeze'
+    'class_max_over_names', 'dense_class_logits', 'resize_pos_embed_grid', 'freeze',
+    'gumbel_softmax_hard', 'step_generator', 'step_seed'
 ]

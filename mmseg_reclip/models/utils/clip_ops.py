@@ -58,3 +58,29 @@ def dense_class_logits(feats: torch.Tensor, embeds: torch.Tensor,
     """
     logits = torch.einsum('bdhw,nd->bnhw', feats, embeds.to(feats.dtype))
     return class_max_over_names(logits, name_to_class, num_classes, dim=1)
+
+
+def gumbel_softmax_hard(logits: torch.Tensor,
+                        tau: float = 1.0,
+                        dim: int = 1,
+                        generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Straight-through hard Gumbel-softmax with an explicit generator.
+
+    Forward value is one-hot along ``dim``; the gradient is that of the soft sample.
+
+    Args:
+        logits (Tensor): e.g. ``[B, C, h, w]`` (already multiplied by the Gumbel scale).
+        tau (float): temperature.
+        generator (torch.Generator, optional): source of the uniform noise.
+
+    Returns:
+        Tensor: same shape as ``logits``.
+    """
+    uniform = torch.rand(logits.shape, generator=generator, device=logits.device,
+                         dtype=logits.dtype)
+    eps = torch.finfo(logits.dtype).tiny
+    neg_log_u = (-torch.log(uniform.clamp_min(eps))).clamp_min(eps)
+    gumbels = -torch.log(neg_log_u)
+    soft = ((logits + gumbels) / tau).softmax(dim)
+    hard = torch.zeros_like(soft).scatter_(dim, soft.argmax(dim, keepdim=True), 1.0)
+    return hard - soft.detach() + soft

@@ -1,0 +1,62 @@
+# ADE20K (SceneParsing), 150 classes (label 0 "other" ignored), ReCLIP++
+# settings. Unsupervised: the train pipeline reads images only (no
+# LoadAnnotations, and RandomCrop with cat_max_ratio=1.0).
+custom_imports = dict(imports=['mmseg_reclip'], allow_failed_imports=False)
+
+dataset_type = 'ADE20KDataset'
+data_root = 'data/ade/ADEChallengeData2016'
+num_classes = 150
+class_names = 'ade150'  # key of mmseg_reclip.datasets.CLASS_NAMES
+crop_size = (512, 512)
+train_scale = (2048, 512)  # RandomResize base scale (long, short)
+test_scale = (2048, 512)  # short side 512, long side <= 2048
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(
+        type='RandomResize',
+        scale=train_scale,
+        ratio_range=(0.5, 2.0),
+        keep_ratio=True),
+    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=1.0),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PhotoMetricDistortion'),
+    dict(type='PackSegInputs')
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=test_scale, keep_ratio=True),
+    # labels are loaded after Resize: metrics compare at original size;
+    # reduce_zero_label (True for ADE20KDataset) comes from the dataset
+    dict(type='LoadAnnotations'),
+    dict(type='PackSegInputs')
+]
+train_dataloader = dict(
+    batch_size=4,
+    num_workers=4,
+    persistent_workers=True,
+    sampler=dict(type='InfiniteSampler', shuffle=True),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        data_prefix=dict(
+            img_path='images/training', seg_map_path='annotations/training'),
+        reduce_zero_label=True,
+        pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=1,
+    num_workers=4,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        data_prefix=dict(
+            img_path='images/validation',
+            seg_map_path='annotations/validation'),
+        reduce_zero_label=True,
+        pipeline=test_pipeline))
+test_dataloader = val_dataloader
+
+val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
+test_evaluator = val_evaluator

@@ -1,0 +1,59 @@
+# Cityscapes, 19 trainId classes, ReCLIP++ settings.
+# Unsupervised: the train pipeline reads images only (no LoadAnnotations, and
+# RandomCrop with cat_max_ratio=1.0). Labels: *_gtFine_labelTrainIds.png made
+# by mmseg's tools/dataset_converters/cityscapes.py.
+custom_imports = dict(imports=['mmseg_reclip'], allow_failed_imports=False)
+
+dataset_type = 'CityscapesDataset'
+data_root = 'data/cityscapes'
+num_classes = 19
+class_names = 'cityscapes19'  # key of mmseg_reclip.datasets.CLASS_NAMES
+crop_size = (512, 512)
+train_scale = (2048, 1024)  # RandomResize base scale (long, short)
+test_scale = (2048, 448)  # short side 448 (1024x2048 -> 448x896)
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(
+        type='RandomResize',
+        scale=train_scale,
+        ratio_range=(0.5, 2.0),
+        keep_ratio=True),
+    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=1.0),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PhotoMetricDistortion'),
+    dict(type='PackSegInputs')
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=test_scale, keep_ratio=True),
+    # labels are loaded after Resize: metrics compare at original size
+    dict(type='LoadAnnotations'),
+    dict(type='PackSegInputs')
+]
+train_dataloader = dict(
+    batch_size=4,
+    num_workers=4,
+    persistent_workers=True,
+    sampler=dict(type='InfiniteSampler', shuffle=True),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        data_prefix=dict(
+            img_path='leftImg8bit/train', seg_map_path='gtFine/train'),
+        pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=1,
+    num_workers=4,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        data_prefix=dict(
+            img_path='leftImg8bit/val', seg_map_path='gtFine/val'),
+        pipeline=test_pipeline))
+test_dataloader = val_dataloader
+
+val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
+test_evaluator = val_evaluator

@@ -1,0 +1,24 @@
+# ReCLIP++ rectification (stage 1) on a frozen OpenAI CLIP ViT-B/16.
+# Every value of the method doc (§3-§6) is a field here; defaults follow the released code.
+_base_ = ['./maskclip_vit-b16.py']
+clip_model = 'ViT-B-16'
+clip_pretrained = 'openai'
+model = dict(
+    type='ReCLIP',
+    backbone=dict(type='CLIPViTBackbone', model_name=clip_model, pretrained=clip_pretrained),
+    decode_head=dict(
+        type='ReCLIPHead',
+        text_encoder=dict(
+            type='OpenCLIPTextEncoder', model_name=clip_model, pretrained=clip_pretrained),
+        num_context=73,  # M shared context vectors
+        ctx_init='token0',  # token embedding of id 0
+        ref_norm='global',  # R / ||R||_F
+        name_token_mode='eot',  # 'released' reproduces the released tokenisation
+        bias_mode='subtract',  # Lr = Lq - B
+        decoder_kernel=5,
+        gumbel_scale=100.0,  # conference ReCLIP: 1000
+        gumbel_tau=1.0,
+        norm_cfg=dict(type='SyncBN', requires_grad=True),
+        loss_decode=dict(type='ReCLIPContrastiveLoss', logit_scale=100.0, loss_weight=1.0)),
+    pd_threshold=None,
+    test_cfg=dict(mode='whole'))

@@ -1,0 +1,18 @@
+# ReCLIP++ stage 1 (rectification), released settings of method §8.
+#   python tools/train.py configs/reclip/reclip_vit-b16_cityscapes.py
+#   python tools/test.py configs/reclip/reclip_vit-b16_cityscapes.py work_dirs/reclip_vit-b16_cityscapes/iter_20000.pth
+_base_ = [
+    '../_base_/models/reclip_vit-b16.py', '../_base_/datasets/cityscapes.py',
+    '../_base_/schedules/schedule_20k.py', '../_base_/default_runtime.py'
+]
+model = dict(
+    decode_head=dict(
+        num_classes={{_base_.num_classes}}, class_names={{_base_.class_names}}),
+    # Released test-time prompt denoising threshold; None turns it off.
+    pd_threshold=0.5)
+custom_hooks = [
+    # Multi-label hypotheses by crop voting (method §5), computed once before training
+    # and cached in the work dir. Window: released crop_size / 6 = 85 pixels, stride half the window.
+    dict(type='CropVoteHypothesisHook', window=85, stride=None,
+         min_frequency=0.0),
+]

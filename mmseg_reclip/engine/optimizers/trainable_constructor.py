@@ -1,0 +1,30 @@
+"""Optimizer constructor that gives the optimizer only the trainable parameters."""
+import torch.nn as nn
+from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
+from mmseg.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS
+
+
+@OPTIM_WRAPPER_CONSTRUCTORS.register_module()
+class TrainableOptimWrapperConstructor(DefaultOptimWrapperConstructor):
+    """Like mmengine's default constructor, but frozen parameters never reach the optimizer.
+
+    mmengine's default constructor hands every parameter to the optimizer, frozen ones
+    included. ReCLIP freezes CLIP structurally; with this constructor the optimizer
+    (and its state, and weight decay) sees only what trains: for stage 1 the context
+    vectors, PE projection and mask decoder. ``paramwise_cfg`` works as usual.
+    """
+
+    def __call__(self, model: nn.Module) -> OptimWrapper:
+        if hasattr(model, 'module'):
+            model = model.module
+        optim_wrapper_cfg = self.optim_wrapper_cfg.copy()
+        optim_wrapper_cfg.setdefault('type', 'OptimWrapper')
+        optimizer_cfg = self.optimizer_cfg.copy()
+        groups = []
+        self.add_params(groups, model)
+        groups = [g for g in groups if g['params'][0].requires_grad]
+        if not groups:
+            raise ValueError('The model has no trainable parameter: nothing to optimise.')
+        optimizer_cfg['params'] = groups
+        optimizer = OPTIMIZERS.build(optimizer_cfg)
+        return OPTIM_WRAPPERS.build(optim_wrapper_cfg, default_args=dict(optimizer=optimizer))
