@@ -29,7 +29,8 @@ test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=test_scale, keep_ratio=True),
     # labels are loaded after Resize: metrics compare at original size;
-    # reduce_zero_label (True for PascalContextDataset59) comes from the dataset
+    # reduce_zero_label (True for PascalContextDataset59) comes from the
+    # dataset
     dict(type='LoadAnnotations'),
     dict(type='PackSegInputs')
 ]

@@ -1,0 +1,141 @@
+"""Class-name lists used to build the text queries (method doc §2, §9).
+
+Each list is in the label order of the corresponding dataset (the order of the
+mmseg dataset class, after ``reduce_zero_label`` where it applies). An entry is
+either a str or a list of synonyms; the first name is always the dataset's own
+(readable) class name, and the class score is the max over its names (§2).
+Synonyms are used sparingly, only where the dataset's name is an unusual word.
+"""
+from typing import Dict, List, Sequence, Union
+
+__all__ = ['CLASS_NAMES', 'get_class_names']
+
+ClassEntry = Union[str, List[str]]
+
+#: PASCAL VOC 2012 without background, names of method doc §9 (VOC order).
+VOC20: List[ClassEntry] = [
+    'airplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat',
+    'chair', 'cow', 'dining table', 'dog', 'horse', 'motorbike', 'person',
+    'potted plant', 'sheep', 'sofa', 'train', 'tv monitor'
+]
+
+#: PASCAL Context 59, in mmseg's ``PascalContextDataset59`` order.
+CONTEXT59: List[ClassEntry] = [
+    'aeroplane', 'bag', 'bed', 'bedclothes', 'bench', 'bicycle', 'bird',
+    'boat', 'book', 'bottle', 'building', 'bus', 'cabinet', 'car', 'cat',
+    'ceiling', 'chair', 'cloth', 'computer', 'cow', 'cup', 'curtain', 'dog',
+    'door', 'fence', 'floor', 'flower', 'food', 'grass', 'ground', 'horse',
+    'keyboard', 'light', 'motorbike', 'mountain', 'mouse', 'person', 'plate',
+    'platform', 'potted plant', 'road', 'rock', 'sheep', 'shelves',
+    'sidewalk', 'sign', 'sky', 'snow', 'sofa', 'table', 'track', 'train',
+    'tree', 'truck', 'tv monitor', 'wall', 'water', 'window', 'wood'
+]
+
+#: ADE20K 150, in mmseg's ``ADE20KDataset`` order.
+ADE150: List[ClassEntry] = [
+    'wall', 'building', 'sky', 'floor', 'tree', 'ceiling', 'road', 'bed',
+    ['windowpane', 'window'], 'grass', 'cabinet', 'sidewalk', 'person',
+    ['earth', 'ground'], 'door', 'table', 'mountain', 'plant', 'curtain',
+    'chair', 'car', 'water', 'painting', 'sofa', 'shelf', 'house', 'sea',
+    'mirror', 'rug', 'field', 'armchair', 'seat', 'fence', 'desk', 'rock',
+    'wardrobe', 'lamp', 'bathtub', 'railing', 'cushion', 'base', 'box',
+    'column', 'signboard', 'chest of drawers', 'counter', 'sand', 'sink',
+    'skyscraper', 'fireplace', 'refrigerator', 'grandstand', 'path', 'stairs',
+    'runway', 'case', 'pool table', 'pillow', 'screen door', 'stairway',
+    'river', 'bridge', 'bookcase', 'blind', 'coffee table', 'toilet',
+    'flower', 'book', 'hill', 'bench', 'countertop', 'stove', 'palm',
+    'kitchen island', 'computer', 'swivel chair', 'boat', 'bar',
+    'arcade machine', ['hovel', 'hut'], 'bus', 'towel', 'light', 'truck',
+    'tower', 'chandelier', 'awning', 'streetlight', 'booth',
+    ['television receiver', 'television'], 'airplane', 'dirt track',
+    'apparel', 'pole', 'land', 'bannister', 'escalator', 'ottoman', 'bottle',
+    'buffet', 'poster', 'stage', 'van', 'ship', 'fountain', 'conveyer belt',
+    'canopy', 'washer', ['plaything', 'toy'], 'swimming pool', 'stool',
+    'barrel', 'basket', 'waterfall', 'tent', 'bag', 'minibike', 'cradle',
+    'oven', 'ball', 'food', 'step', 'tank', ['trade name', 'logo'],
+    'microwave', 'pot', 'animal', 'bicycle', 'lake', 'dishwasher', 'screen',
+    'blanket', 'sculpture', 'hood', 'sconce', 'vase', 'traffic light', 'tray',
+    ['ashcan', 'trash can'], 'fan', 'pier', 'crt screen', 'plate', 'monitor',
+    'bulletin board', 'shower', 'radiator', 'glass', 'clock', 'flag'
+]
+
+#: Cityscapes 19 trainId classes, in mmseg's ``CityscapesDataset`` order.
+CITYSCAPES19: List[ClassEntry] = [
+    'road', 'sidewalk', 'building', 'wall', 'fence', 'pole', 'traffic light',
+    'traffic sign', 'vegetation', 'terrain', 'sky', 'person', 'rider', 'car',
+    'truck', 'bus', 'train', 'motorcycle', 'bicycle'
+]
+
+#: COCO-Stuff 27 mid-level classes (STEGO / PiCIE order, method doc §9):
+#: 12 thing supercategories then 15 stuff supercategories.
+COCOSTUFF27: List[ClassEntry] = [
+    'electronic', 'appliance', 'food things', 'furniture things', 'indoor',
+    'kitchen', 'accessory', 'animal', 'outdoor', 'person', 'sports',
+    'vehicle', 'ceiling', 'floor', 'food stuff', 'furniture stuff',
+    'raw material', 'textile', 'wall', 'window', 'building', 'ground',
+    'plant', 'sky', 'solid', 'structural', 'water'
+]
+
+#: Registry of the built-in lists, keyed by the ``class_names`` config value.
+CLASS_NAMES: Dict[str, List[ClassEntry]] = {
+    'voc20': VOC20,
+    'context59': CONTEXT59,
+    'ade150': ADE150,
+    'cityscapes19': CITYSCAPES19,
+    'cocostuff27': COCOSTUFF27,
+}
+
+
+def get_class_names(
+    key_or_list: Union[str, Sequence[Union[str, Sequence[str]]]]
+) -> List[List[str]]:
+    """Normalise class names to a list of synonym lists.
+
+    Args:
+        key_or_list (str | Sequence[str | Sequence[str]]): a key of
+            :data:`CLASS_NAMES` (``'voc20'``, ``'context59'``, ``'ade150'``,
+            ``'cityscapes19'``, ``'cocostuff27'``), or an explicit list whose
+            entries are class names (str) or lists of synonyms.
+
+    Returns:
+        List[List[str]]: one non-empty list of names per class (new lists, safe
+        to mutate); names are stripped of surrounding whitespace.
+
+    Raises:
+        ValueError: unknown key, empty class list, a class without names, or
+            an empty / blank name.
+        TypeError: an entry that is neither a str nor a sequence of str.
+    """
+    if isinstance(key_or_list, str):
+        if key_or_list not in CLASS_NAMES:
+            raise ValueError(f'Unknown class-name key {key_or_list!r}; known '
+                             f'keys: {sorted(CLASS_NAMES)}')
+        entries = CLASS_NAMES[key_or_list]
+    else:
+        try:
+            entries = list(key_or_list)
+        except TypeError:
+            raise TypeError('class names must be a str key or a list, got '
+                            f'{type(key_or_list).__name__}') from None
+    if len(entries) == 0:
+        raise ValueError('class-name list is empty')
+    out: List[List[str]] = []
+    for i, entry in enumerate(entries):
+        names = [entry] if isinstance(entry, str) else entry
+        try:
+            names = list(names)
+        except TypeError:
+            raise TypeError(f'class {i}: entry must be a str or a list of '
+                            f'str, got {type(entry).__name__}') from None
+        if not names:
+            raise ValueError(f'class {i} has no names')
+        clean = []
+        for name in names:
+            if not isinstance(name, str):
+                raise TypeError(f'class {i}: name must be str, got '
+                                f'{type(name).__name__}')
+            if not name.strip():
+                raise ValueError(f'class {i}: empty class name')
+            clean.append(name.strip())
+        out.append(clean)
+    return out
