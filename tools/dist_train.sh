@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Distributed training on one or more nodes (mmseg 1.x interface):
+#   tools/dist_train.sh CONFIG GPUS [train.py options...]
+# Environment: NNODES (1), NODE_RANK (0), PORT (29500), MASTER_ADDR (127.0.0.1),
+#              PYTHON (python): the interpreter that runs torchrun.
+
+CONFIG=$1
+GPUS=$2
+NNODES=${NNODES:-1}
+NODE_RANK=${NODE_RANK:-0}
+PORT=${PORT:-29500}
+MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
+PYTHON=${PYTHON:-python}
+TOOLS_DIR="$(cd "$(dirname "$0")" && pwd)"
+
+# `python -m torch.distributed.run` is torchrun (the successor of
+# torch.distributed.launch); it passes the local rank as LOCAL_RANK.
+PYTHONPATH="${TOOLS_DIR}/..${PYTHONPATH:+:${PYTHONPATH}}" \
+"${PYTHON}" -m torch.distributed.run \
+    --nnodes="${NNODES}" \
+    --node_rank="${NODE_RANK}" \
+    --master_addr="${MASTER_ADDR}" \
+    --nproc_per_node="${GPUS}" \
+    --master_port="${PORT}" \
+    "${TOOLS_DIR}/train.py" \
+    "${CONFIG}" \
+    --launcher pytorch "${@:3}"
