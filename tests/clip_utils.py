@@ -31,3 +31,27 @@ def save_random_clip(path: str, model_name: str = TINY, seed: int = 0) -> str:
                 p.normal_(0, 0.02)
     torch.save(model.state_dict(), path)
     return path
+
+
+def tiny_clip_options(clip_path: str, head: str = 'decode_head') -> list:
+    """``--cfg-options`` that put the tiny random CLIP (saved at ``clip_path``) in a config."""
+    return [
+        'model.backbone.model_name=' + TINY,
+        'model.backbone.pretrained=' + clip_path,
+        f'model.{head}.text_encoder.model_name=' + TINY,
+        f'model.{head}.text_encoder.pretrained=' + clip_path,
+        f'model.{head}.in_channels=64',
+        f'model.{head}.templates=single',
+    ]
+
+
+def small_data_options(data_root: str, splits=('train', 'val', 'test')) -> list:
+    """``--cfg-options`` pointing dataloaders at ``data_root`` with no worker processes."""
+    opts = []
+    for split in splits:
+        opts += [
+            f'{split}_dataloader.dataset.data_root=' + data_root,
+            f'{split}_dataloader.num_workers=0',
+            f'{split}_dataloader.persistent_workers=False',
+        ]
+    return opts

@@ -22,3 +22,11 @@ def repo_root() -> Path:
 def tool_runner():
     """The :func:`tool_utils.run_tool` helper, as a fixture."""
     return run_tool
+
+
+@pytest.fixture(autouse=True, scope='session')
+def mmseg_default_scope():
+    """Configs built in-process resolve types in mmseg's scope, as the tools do."""
+    import mmseg_reclip  # noqa: F401  (compat glue + registries)
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmseg')

@@ -9,5 +9,7 @@ model = dict(
     # Prompt denoising (method §8) is off for the baseline; e.g. --cfg-options
     # model.pd_threshold=0.5 turns it on.
     pd_threshold=None)
+# Training-free: nothing to train, so no train loop.
+train_dataloader = None
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')

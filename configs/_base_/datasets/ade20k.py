@@ -1,7 +1,6 @@
 # ADE20K (SceneParsing), 150 classes (label 0 "other" ignored), ReCLIP++
 # settings. Unsupervised: the train pipeline reads images only (no
 # LoadAnnotations, and RandomCrop with cat_max_ratio=1.0).
-custom_imports = dict(imports=['mmseg_reclip'], allow_failed_imports=False)
 
 dataset_type = 'ADE20KDataset'
 data_root = 'data/ade/ADEChallengeData2016'

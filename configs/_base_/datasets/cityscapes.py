@@ -2,7 +2,6 @@
 # Unsupervised: the train pipeline reads images only (no LoadAnnotations, and
 # RandomCrop with cat_max_ratio=1.0). Labels: *_gtFine_labelTrainIds.png made
 # by mmseg's tools/dataset_converters/cityscapes.py.
-custom_imports = dict(imports=['mmseg_reclip'], allow_failed_imports=False)
 
 dataset_type = 'CityscapesDataset'
 data_root = 'data/cityscapes'

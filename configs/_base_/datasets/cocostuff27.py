@@ -7,7 +7,6 @@
 # 255 ignore). To evaluate on a subset (e.g. a curated image list), set
 #   val_dataloader = dict(dataset=dict(ann_file='path/to/list.txt'))
 # with one image basename (no extension) per line.
-custom_imports = dict(imports=['mmseg_reclip'], allow_failed_imports=False)
 
 dataset_type = 'COCOStuff27Dataset'
 data_root = 'data/coco_stuff164k'

@@ -3,7 +3,6 @@
 # RandomCrop with cat_max_ratio=1.0 so no label is ever looked at).
 # Layout: mmseg's PASCAL Context (VOC2010 + SegmentationClassContext made by
 # mmseg's tools/dataset_converters/pascal_context.py).
-custom_imports = dict(imports=['mmseg_reclip'], allow_failed_imports=False)
 
 dataset_type = 'PascalContextDataset59'
 data_root = 'data/VOCdevkit/VOC2010'

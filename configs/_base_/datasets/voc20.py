@@ -6,7 +6,6 @@
 #   train_dataloader = dict(dataset=dict(
 #       ann_file='ImageSets/Segmentation/trainaug.txt'))
 # (any list of basenames works: labels are not read during training).
-custom_imports = dict(imports=['mmseg_reclip'], allow_failed_imports=False)
 
 dataset_type = 'PascalVOC20Dataset'
 data_root = 'data/VOCdevkit/VOC2012'

@@ -49,6 +49,8 @@ class MaskCLIPHead(BaseDecodeHead):
                  init_cfg: Optional[dict] = None,
                  **kwargs):
         kwargs.setdefault('channels', in_channels)
+        # BaseDecodeHead builds a loss even for a training-free head; avoid its CE default.
+        kwargs.setdefault('loss_decode', dict(type='ReCLIPContrastiveLoss'))
         super().__init__(
             in_channels=in_channels, num_classes=num_classes, init_cfg=init_cfg, **kwargs)
         del self.conv_seg  # the classifier is the frozen query embedding
