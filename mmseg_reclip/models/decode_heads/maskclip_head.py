@@ -1,4 +1,8 @@
 """Query head: cosine logits of dense CLIP features against template-ensemble queries."""
+import hashlib
+import json
+import logging
+import os.path as osp
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -6,7 +10,7 @@ from mmengine.logging import print_log
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.registry import MODELS
 
-from ..utils import dense_class_logits
+from ..utils import atomic_torch_save, dense_class_logits
 
 
 def normalize_class_names(class_names: Union[str, Sequence]) -> List[List[str]]:
@@ -33,6 +37,8 @@ class MaskCLIPHead(BaseDecodeHead):
         num_classes (int): ``C``; must equal ``len(class_names)``.
         in_channels (int): feature dim ``D`` (512 for ViT-B-16).
         show_progress (bool): progress bar while building ``Q``.
+        query_cache_dir (str, optional): disk cache of ``Q`` for real CLIP weights
+            (``None`` disables it).
 
     Shapes:
         ``forward(inputs)``: ``inputs[0]`` ``[B, D, h, w]`` L2-normalised → query logits
@@ -46,6 +52,7 @@ class MaskCLIPHead(BaseDecodeHead):
                  in_channels: int = 512,
                  templates: Union[str, Sequence[str]] = 'reclip85',
                  show_progress: bool = True,
+                 query_cache_dir: Optional[str] = '~/.cache/mmseg_reclip',
                  init_cfg: Optional[dict] = None,
                  **kwargs):
         kwargs.setdefault('channels', in_channels)
@@ -67,6 +74,7 @@ class MaskCLIPHead(BaseDecodeHead):
             raise ValueError(f'in_channels={in_channels} but the CLIP text embedding has '
                              f'{self.text_encoder.embed_dim} dims; set in_channels to match.')
         self.show_progress = show_progress
+        self.query_cache_dir = query_cache_dir
         flat = [name for names in self.class_names for name in names]
         name_to_class = [c for c, names in enumerate(self.class_names) for _ in names]
         self.flat_names = flat
@@ -80,15 +88,43 @@ class MaskCLIPHead(BaseDecodeHead):
 
     @torch.no_grad()
     def queries(self) -> torch.Tensor:
-        """``Q`` ``[N, D]`` (``N`` names, ``>= C`` with synonyms), built on first use."""
+        """``Q`` ``[N, D]`` (``N`` names, ``>= C`` with synonyms), built on first use.
+
+        Built once and kept as a buffer (saved in checkpoints). With ``query_cache_dir``
+        and real (non-random) CLIP weights, it is also cached on disk under a key of
+        (weights, names, templates), so a new run does not re-encode the templates.
+        """
         if not bool(self.query_ready):
-            print_log(f'Building query embeddings: {len(self.flat_names)} names x '
-                      f'{len(self.templates)} templates', logger='current')
-            self.query_embeds.copy_(
-                self.text_encoder.build_queries(
-                    self.flat_names, self.templates, show_progress=self.show_progress))
+            self.query_embeds.copy_(self._load_or_build_queries())
             self.query_ready.fill_(True)
         return self.query_embeds
+
+    def _query_cache_path(self) -> Optional[str]:
+        weights = self.text_encoder.weights_id
+        if not self.query_cache_dir or weights is None:
+            return None
+        key = hashlib.sha256(
+            json.dumps([weights, self.flat_names, self.templates]).encode()).hexdigest()[:24]
+        return osp.join(osp.expanduser(self.query_cache_dir), f'queries_{key}.pth')
+
+    def _load_or_build_queries(self) -> torch.Tensor:
+        path = self._query_cache_path()
+        if path is not None and osp.isfile(path):
+            try:
+                cached = torch.load(path, map_location='cpu', weights_only=True)
+                if tuple(cached.shape) == tuple(self.query_embeds.shape):
+                    print_log(f'Query embeddings loaded from cache {path}', logger='current')
+                    return cached
+            except Exception as err:  # a corrupt cache is rebuilt, never fatal
+                print_log(f'Ignoring unreadable query cache {path}: {err}', logger='current',
+                          level=logging.WARNING)
+        print_log(f'Building query embeddings: {len(self.flat_names)} names x '
+                  f'{len(self.templates)} templates', logger='current')
+        queries = self.text_encoder.build_queries(
+            self.flat_names, self.templates, show_progress=self.show_progress)
+        if path is not None:
+            atomic_torch_save(queries.cpu(), path)
+        return queries
 
     def query_logits(self, feats: torch.Tensor) -> torch.Tensor:
         """``Lq = F·Qᵀ`` ``[B, C, h, w]`` (max over synonyms)."""

@@ -1,4 +1,5 @@
 """Frozen open_clip text tower: template-ensemble queries and context-prompt encoding."""
+import os
 from typing import List, Optional, Sequence, Tuple
 
 import open_clip
@@ -71,6 +72,19 @@ def encode_shared_prefix(blocks: Sequence[nn.Module], prefix: torch.Tensor,
     return x_s
 
 
+def weights_identity(model_name: str, pretrained: Optional[str],
+                     ln_eps: Optional[float]) -> Optional[str]:
+    """A string naming the exact weights (tag, or file path + size + mtime); None if random."""
+    if not pretrained:
+        return None
+    if os.path.isfile(pretrained):
+        stat = os.stat(pretrained)
+        source = f'{os.path.abspath(pretrained)}:{stat.st_size}:{stat.st_mtime_ns}'
+    else:
+        source = f'tag:{pretrained}'
+    return f'{model_name}|{source}|ln_eps={ln_eps}'
+
+
 @MODELS.register_module()
 class OpenCLIPTextEncoder(BaseModule):
     """The frozen CLIP pieces the ReCLIP heads need, built once from open_clip.
@@ -96,6 +110,7 @@ class OpenCLIPTextEncoder(BaseModule):
         super().__init__(init_cfg=init_cfg)
         clip = create_clip(model_name, pretrained, ln_eps=ln_eps)
         self.model_name = model_name
+        self.weights_id = weights_identity(model_name, pretrained, ln_eps)
         self.tokenizer = open_clip.get_tokenizer(model_name)
         self.context_length = clip.context_length
         tower = nn.Module()
@@ -147,8 +162,14 @@ class OpenCLIPTextEncoder(BaseModule):
         return x @ self.tower.text_projection
 
     def encode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
-        """CLIP ``encode_text``: ``[N, 77]`` token ids → ``[N, D]`` (not normalised)."""
-        return self.encode_embeddings(self.token_embeddings(tokens), tokens.argmax(dim=-1))
+        """CLIP ``encode_text``: ``[N, 77]`` token ids → ``[N, D]`` (not normalised).
+
+        Positions after the last EOT of the batch cannot influence any EOT state under
+        the causal mask, so they are not computed (prompts are ~15 of 77 tokens).
+        """
+        eot = tokens.argmax(dim=-1)
+        tokens = tokens[:, :int(eot.max()) + 1]
+        return self.encode_embeddings(self.token_embeddings(tokens), eot)
 
     @torch.no_grad()
     def build_queries(self,
