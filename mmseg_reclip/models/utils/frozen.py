@@ -43,4 +43,7 @@ def _fill_missing_from_self(module, state_dict, prefix, local_metadata, strict, 
 
 def _own_tensors(module: nn.Module) -> Iterable:
     yield from module.named_parameters()
-    yield from module.named_buffers()
+    for name, buf in module.named_buffers():
+        owner, _, leaf = name.rpartition('.')
+        if leaf not in module.get_submodule(owner)._non_persistent_buffers_set:
+            yield name, buf  # non-persistent buffers are never in a state dict
