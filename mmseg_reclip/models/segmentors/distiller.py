@@ -1,0 +1,291 @@
+"""ReCLIP++ stage 2: distil the frozen rectified CLIP (teacher) into any mmseg student."""
+import os.path as osp
+from typing import List, Optional, Sequence
+
+import torch
+import torch.nn as nn
+from mmengine.logging import print_log
+from mmengine.registry import DefaultScope
+from mmengine.model.utils import revert_sync_batchnorm
+from mmengine.runner.checkpoint import _load_checkpoint, load_state_dict
+from mmseg.models.segmentors import EncoderDecoder
+from mmseg.registry import MODELS
+from mmseg.utils import SampleList, add_prefix
+
+from ..utils import freeze
+from .maskclip import logits_to_input_size, prompt_denoise
+
+
+def valid_region(data_samples: SampleList, size: Sequence[int],
+                 device: torch.device) -> torch.Tensor:
+    """``[B, H, W]`` bool: True on each sample's image, False on batch padding.
+
+    The data preprocessor pads bottom/right; each sample's ``img_shape`` is its
+    unpadded size.
+    """
+    mask = torch.zeros((len(data_samples), ) + tuple(size), dtype=torch.bool, device=device)
+    for i, sample in enumerate(data_samples):
+        h, w = sample.metainfo.get('img_shape', size)[:2]
+        mask[i, :h, :w] = True
+    return mask
+
+
+@MODELS.register_module()
+class ReCLIPDistiller(EncoderDecoder):
+    """ReCLIP++ distillation (method §7): an mmseg student learns from the frozen
+    stage-1 ReCLIP model.
+
+    The student is an ordinary encoder-decoder: ``backbone`` (+ ``neck``) + a
+    :class:`ReCLIPStudentHead`. Its checkpoint holds the student and the frozen parts
+    it inherits from the teacher (``Q``, ``R``, PE grid + projection, mask decoder), so
+    ``tools/test.py`` runs it with no CLIP weights at all.
+
+    The teacher is built from ``teacher`` (the stage-1 model config) and loaded from
+    ``teacher_checkpoint`` only when training needs it: in :meth:`init_weights` (which
+    mmengine's Runner calls only when training), or at first use (:meth:`loss`,
+    :meth:`global_class_scores`). It is frozen (no gradient, eval mode), is not a
+    registered submodule (not in ``state_dict``, not in the optimizer, not wrapped by
+    DDP) and follows the student's device. Building it also copies its inherited parts
+    into the student head.
+
+    Input normalisation: the data preprocessor normalises with CLIP's mean/std (the
+    teacher and the crop-vote hook need CLIP inputs). ``student_input_norm`` (e.g.
+    ImageNet's mean/std for an ImageNet-pretrained backbone) re-normalises the same
+    batch for the student: ``x_s = (x·std_clip + mean_clip − mean_s) / std_s``; ``None``
+    feeds the student the CLIP-normalised batch. Both see the same augmented pixels.
+
+    Args:
+        backbone, neck, decode_head, train_cfg, test_cfg, data_preprocessor, init_cfg:
+            the student, as in :class:`mmseg.models.EncoderDecoder`.
+        teacher (dict): stage-1 model config (``type='ReCLIP'``).
+        teacher_checkpoint (str): stage-1 checkpoint (e.g.
+            ``work_dirs/reclip_vit-b16_voc/iter_20000.pth``).
+        student_input_norm (dict, optional): ``mean``/``std`` (RGB, 0-255) of the student.
+        target (str): ``'online'`` — the CE target is the teacher's argmax on the batch;
+            ``'pseudo_label'`` — offline mode: the CE target is the pseudo-label PNG
+            loaded by :class:`LoadPseudoLabel` (written once by
+            ``tools/generate_pseudo_labels.py``); the teacher still runs when a loss
+            needs its features (feature-guided L1).
+        pd_threshold (float, optional): test-time prompt denoising (off for
+            distillation, method §8).
+    """
+
+    def __init__(self,
+                 backbone: dict,
+                 decode_head: dict,
+                 teacher: dict,
+                 teacher_checkpoint: Optional[str] = None,
+                 neck: Optional[dict] = None,
+                 auxiliary_head: Optional[dict] = None,
+                 student_input_norm: Optional[dict] = None,
+                 target: str = 'online',
+                 pd_threshold: Optional[float] = None,
+                 pd_temperature: float = 10.0,
+                 train_cfg: Optional[dict] = None,
+                 test_cfg: Optional[dict] = None,
+                 data_preprocessor: Optional[dict] = None,
+                 pretrained: Optional[str] = None,
+                 init_cfg: Optional[dict] = None):
+        if auxiliary_head is not None:
+            raise ValueError('ReCLIPDistiller takes no auxiliary_head: auxiliary heads '
+                             'train on ground truth, and distillation uses none.')
+        if target not in ('online', 'pseudo_label'):
+            raise ValueError(f"target must be 'online' or 'pseudo_label', got {target!r}")
+        super().__init__(
+            backbone=backbone,
+            decode_head=decode_head,
+            neck=neck,
+            train_cfg=train_cfg,
+            test_cfg=test_cfg,
+            data_preprocessor=data_preprocessor,
+            pretrained=pretrained,
+            init_cfg=init_cfg)
+        self.teacher_cfg = teacher
+        self.teacher_checkpoint = teacher_checkpoint
+        self.target = target
+        self.pd_threshold = pd_threshold
+        self.pd_temperature = pd_temperature
+        if student_input_norm is not None:
+            mean = torch.tensor(student_input_norm['mean'], dtype=torch.float32)
+            std = torch.tensor(student_input_norm['std'], dtype=torch.float32)
+            self.register_buffer('student_mean', mean.view(-1, 1, 1), persistent=False)
+            self.register_buffer('student_std', std.view(-1, 1, 1), persistent=False)
+        self.student_input_norm = student_input_norm
+        # Not a registered submodule (see the class docstring).
+        self.__dict__['_teacher'] = None
+
+    # -- teacher --------------------------------------------------------------------------
+    @property
+    def teacher_built(self) -> bool:
+        return self.__dict__['_teacher'] is not None
+
+    @property
+    def teacher(self) -> nn.Module:
+        """The frozen stage-1 model (built and loaded on first access)."""
+        if self.__dict__['_teacher'] is None:
+            self.__dict__['_teacher'] = self.build_teacher()
+        teacher = self.__dict__['_teacher']
+        device = self.decode_head.reference.device
+        if next(iter(teacher.buffers())).device != device:
+            teacher.to(device)
+        return teacher
+
+    def build_teacher(self) -> nn.Module:
+        """Build the stage-1 model, load ``teacher_checkpoint``, freeze it and copy its
+        inherited parts into the student head."""
+        path = self.teacher_checkpoint
+        stage1 = ('python tools/train.py configs/reclip/reclip_vit-b16_<dataset>.py '
+                  '(it writes work_dirs/reclip_vit-b16_<dataset>/iter_20000.pth)')
+        if not path:
+            raise ValueError('ReCLIPDistiller needs model.teacher_checkpoint: the stage-1 '
+                             f'checkpoint. Produce it with `{stage1}` and pass '
+                             '--cfg-options model.teacher_checkpoint=PATH.')
+        if '://' not in path and not osp.isfile(path):
+            raise FileNotFoundError(
+                f'Teacher checkpoint not found: {osp.abspath(path)!r} '
+                f'(model.teacher_checkpoint={path!r}). Train the stage-1 ReCLIP model first '
+                f'with `{stage1}`, or point model.teacher_checkpoint at it '
+                '(--cfg-options model.teacher_checkpoint=PATH).')
+        checkpoint = _load_checkpoint(path, map_location='cpu')
+        state = checkpoint.get('state_dict', checkpoint)
+        state = {k[len('module.'):] if k.startswith('module.') else k: v
+                 for k, v in state.items()}
+        self._check_teacher_checkpoint(path, state, checkpoint.get('meta') or {})
+        print_log(f'Building the distillation teacher from {path}', logger='current')
+        with DefaultScope.overwrite_default_scope('mmseg'):
+            teacher = MODELS.build(self.teacher_cfg)
+        teacher = revert_sync_batchnorm(teacher)  # frozen: BN only uses running stats
+        missing = sorted(set(teacher.state_dict()) - set(state))  # frozen CLIP: not saved
+        if missing:
+            raise ValueError(f'Teacher checkpoint {path!r} lacks {missing[:6]} (of '
+                             f'{len(missing)}): it does not fit model.teacher (a stage-1 '
+                             'ReCLIP config with the same settings is needed).')
+        load_state_dict(teacher, state, strict=False, logger='current')
+        teacher = freeze(teacher)
+        teacher.to(self.decode_head.reference.device)
+        self.decode_head.load_from_teacher(teacher.decode_head)
+        return teacher
+
+    def _check_teacher_checkpoint(self, path: str, state: dict, meta: dict) -> None:
+        head = self.decode_head
+        errors = []
+        conv = state.get('decode_head.decoder_conv.weight')
+        if conv is None:
+            raise ValueError(f'{path!r} is not a stage-1 ReCLIP checkpoint (no '
+                             'decode_head.decoder_conv.weight).')
+        if conv.shape[0] != head.num_classes:
+            errors.append(f'the teacher predicts {conv.shape[0]} classes, the student '
+                          f'num_classes={head.num_classes}')
+        queries = state.get('decode_head.query_embeds')
+        if queries is not None and tuple(queries.shape) != tuple(head.query_embeds.shape):
+            errors.append(f'teacher query embeddings {tuple(queries.shape)} vs student '
+                          f'{tuple(head.query_embeds.shape)} (class names / synonyms / '
+                          'embed_dim differ)')
+        name_to_class = state.get('decode_head.name_to_class')
+        if (name_to_class is not None and queries is not None and not errors
+                and not torch.equal(name_to_class.cpu(), head.name_to_class.cpu())):
+            errors.append('the teacher groups its class names differently (synonyms)')
+        classes = (meta.get('dataset_meta') or {}).get('classes')
+        if classes is not None and len(classes) != head.num_classes:
+            errors.append(f'the teacher was trained on a dataset with {len(classes)} classes '
+                          f'({list(classes)[:5]}...), the student has {head.num_classes}')
+        dataset_meta = getattr(self, 'dataset_meta', None) or {}
+        if (classes is not None and dataset_meta.get('classes') is not None
+                and tuple(classes) != tuple(dataset_meta['classes'])):
+            errors.append(f'teacher classes {tuple(classes)} differ from the dataset\'s '
+                          f'{tuple(dataset_meta["classes"])}')
+        teacher_head = self.teacher_cfg.get('decode_head', {})
+        if teacher_head.get('num_classes', head.num_classes) != head.num_classes:
+            errors.append(f'model.teacher.decode_head.num_classes='
+                          f'{teacher_head.get("num_classes")} but the student has '
+                          f'{head.num_classes}')
+        if errors:
+            raise ValueError(f'Teacher checkpoint {path!r} does not match this distillation '
+                             'config: ' + '; '.join(errors) + '. Use the stage-1 checkpoint '
+                             'of the same dataset and class names.')
+
+    def init_weights(self) -> None:
+        """Student init (e.g. ImageNet-pretrained backbone), then build the teacher.
+
+        mmengine's Runner calls this only when training, so testing never needs CLIP.
+        """
+        super().init_weights()
+        self.teacher  # noqa: B018  (build + load + inherit)
+
+    # -- teacher outputs ------------------------------------------------------------------
+    @torch.no_grad()
+    def global_class_scores(self, crops: torch.Tensor) -> torch.Tensor:
+        """Crop-vote scores from the teacher (see :meth:`ReCLIP.global_class_scores`)."""
+        return self.teacher.global_class_scores(crops)
+
+    @torch.no_grad()
+    def teacher_outputs(self, inputs: torch.Tensor, data_samples: SampleList,
+                        need_feats: bool = True, need_target: bool = True) -> dict:
+        """The frozen teacher on the (CLIP-normalised) batch, at image size.
+
+        Returns:
+            dict: ``target`` ``[B, H, W]`` long (argmax of the teacher's logits upsampled
+            bilinearly to the input size; ``ignore_index`` on batch padding), ``feats``
+            ``[B, D, H, W]`` (teacher ``F`` upsampled bilinearly), ``valid`` ``[B, H, W]``.
+        """
+        size = inputs.shape[-2:]
+        valid = valid_region(data_samples, size, inputs.device)
+        out = dict(valid=valid, target=None, feats=None)
+        if not (need_feats or need_target):
+            return out
+        teacher = self.teacher
+        x = teacher.extract_feat(inputs)
+        patch = getattr(teacher.backbone, 'patch_size', None)
+        align = teacher.align_corners
+        if need_target:
+            logits = teacher.decode_head.forward(x)
+            target = logits_to_input_size(logits, size, patch, align).argmax(dim=1)
+            out['target'] = target.masked_fill(~valid, self.decode_head.ignore_index)
+        if need_feats:
+            out['feats'] = logits_to_input_size(x[0], size, patch, align)
+        return out
+
+    def pseudo_label_target(self, data_samples: SampleList) -> torch.Tensor:
+        """Offline CE target: the pseudo labels packed by :class:`LoadPseudoLabel`."""
+        targets = []
+        for sample in data_samples:
+            if 'pseudo_label_path' not in sample.metainfo or 'gt_sem_seg' not in sample:
+                raise KeyError(
+                    "model.target='pseudo_label' needs LoadPseudoLabel in the train pipeline "
+                    "and 'pseudo_label_path' in PackSegInputs' meta_keys (see "
+                    'configs/reclip/reclip-distill_deeplabv2-r101_voc_offline.py).')
+            targets.append(sample.gt_sem_seg.data[0])
+        return torch.stack(targets).long()
+
+    # -- student --------------------------------------------------------------------------
+    def student_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
+        if self.student_input_norm is None:
+            return inputs
+        dp = self.data_preprocessor
+        raw = inputs * dp.std.to(inputs) + dp.mean.to(inputs)
+        return (raw - self.student_mean.to(inputs)) / self.student_std.to(inputs)
+
+    def extract_feat(self, inputs: torch.Tensor) -> List[torch.Tensor]:
+        return super().extract_feat(self.student_inputs(inputs))
+
+    def loss(self, inputs: torch.Tensor, data_samples: SampleList) -> dict:
+        """Distillation losses: teacher online (no grad) on the same batch, then the
+        student head's losses. No ground truth is read."""
+        self.teacher  # noqa: B018  (built and inherited before the student runs)
+        need_feats = any(
+            getattr(loss, 'needs_teacher_feats', False) for loss in self.decode_head._losses())
+        need_target = self.target == 'online'
+        teacher_out = self.teacher_outputs(inputs, data_samples, need_feats, need_target)
+        if self.target == 'pseudo_label':
+            target = self.pseudo_label_target(data_samples).to(inputs.device)
+            teacher_out['target'] = target.masked_fill(~teacher_out['valid'],
+                                                       self.decode_head.ignore_index)
+        x = self.extract_feat(inputs)
+        head_losses = self.decode_head.loss(x, data_samples, self.train_cfg, teacher_out)
+        return add_prefix(head_losses, 'decode')
+
+    def inference(self, inputs: torch.Tensor, batch_img_metas: List[dict]) -> torch.Tensor:
+        seg_logits = super().inference(inputs, batch_img_metas)
+        if self.pd_threshold is not None:
+            seg_logits = prompt_denoise(seg_logits, self.pd_threshold, self.pd_temperature)
+        return seg_logits
