@@ -1,0 +1,4 @@
+from .crop_vote_hook import (CropVoteHypothesisHook, global_hypothesis, votes_to_hypothesis,
+                             window_boxes)
+
+__all__ = ['CropVoteHypothesisHook', 'window_boxes', 'votes_to_hypothesis', 'global_hypothesis']
