@@ -1,0 +1,35 @@
+# ReCLIP++ stage 2 (distillation into DeepLab V2 ResNet-101) on ADE20K, method §7/§8.
+# Two stages:
+#   python tools/train.py configs/reclip/reclip_vit-b16_ade.py                 # stage 1 (teacher)
+#   python tools/train.py configs/reclip/reclip-distill_deeplabv2-r101_ade.py  # stage 2
+#   python tools/test.py configs/reclip/reclip-distill_deeplabv2-r101_ade.py \
+#       work_dirs/reclip-distill_deeplabv2-r101_ade/iter_20000.pth             # no CLIP needed
+# Another teacher: --cfg-options model.teacher_checkpoint=PATH.
+_base_ = [
+    '../_base_/models/reclip-distill_deeplabv2-r101.py', '../_base_/datasets/ade20k.py',
+    '../_base_/schedules/schedule_20k.py', '../_base_/default_runtime.py'
+]
+
+model = dict(
+    teacher=dict(
+        decode_head=dict(
+            num_classes={{_base_.num_classes}}, class_names={{_base_.class_names}})),
+    teacher_checkpoint='work_dirs/reclip_vit-b16_ade/iter_20000.pth',
+    decode_head=dict(
+        num_classes={{_base_.num_classes}}, class_names={{_base_.class_names}}),
+    pd_threshold=None)  # no prompt denoising in distillation eval
+# SGD 0.01 (momentum 0.9, wd 5e-4 from the schedule), poly 0.9 down to 1e-4.
+param_scheduler = [
+    dict(
+        type='PolyLR',
+        eta_min=1e-4,
+        power=0.9,
+        begin=0,
+        end={{_base_.max_iters}},
+        by_epoch=False)
+]
+custom_hooks = [
+    # Crop-vote hypotheses for the text-guided loss, by the teacher's CLIP; same
+    # settings as stage 1 (they depend only on the image and the frozen CLIP).
+    dict(type='CropVoteHypothesisHook', window=85, stride=None, min_frequency=0.0),
+]

@@ -1,0 +1,52 @@
+# ReCLIP++ stage 2 (distillation into DeepLab V2 ResNet-101) on VOC, method §7/§8.
+# Two stages:
+#   python tools/train.py configs/reclip/reclip_vit-b16_voc.py                 # stage 1 (teacher)
+#   python tools/train.py configs/reclip/reclip-distill_deeplabv2-r101_voc.py  # stage 2
+#   python tools/test.py configs/reclip/reclip-distill_deeplabv2-r101_voc.py \
+#       work_dirs/reclip-distill_deeplabv2-r101_voc/iter_20000.pth             # no CLIP needed
+# Another teacher: --cfg-options model.teacher_checkpoint=PATH.
+_base_ = [
+    '../_base_/models/reclip-distill_deeplabv2-r101.py', '../_base_/datasets/voc20.py',
+    '../_base_/schedules/schedule_20k.py', '../_base_/default_runtime.py'
+]
+
+# VOC distillation crop is 512 (stage 1: 336), method §8. The pipeline is redefined
+# because the dataset base built its pipeline with crop 336. Images only: no labels.
+crop_size = (512, 512)
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(
+        type='RandomResize',
+        scale={{_base_.train_scale}},
+        ratio_range=(0.5, 2.0),
+        keep_ratio=True),
+    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=1.0),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PhotoMetricDistortion'),
+    dict(type='PackSegInputs')
+]
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+
+model = dict(
+    teacher=dict(
+        decode_head=dict(
+            num_classes={{_base_.num_classes}}, class_names={{_base_.class_names}})),
+    teacher_checkpoint='work_dirs/reclip_vit-b16_voc/iter_20000.pth',
+    decode_head=dict(
+        num_classes={{_base_.num_classes}}, class_names={{_base_.class_names}}),
+    pd_threshold=None)  # no prompt denoising in distillation eval
+# SGD 0.01 (momentum 0.9, wd 5e-4 from the schedule), poly 0.9 down to 1e-4.
+param_scheduler = [
+    dict(
+        type='PolyLR',
+        eta_min=1e-4,
+        power=0.9,
+        begin=0,
+        end={{_base_.max_iters}},
+        by_epoch=False)
+]
+custom_hooks = [
+    # Crop-vote hypotheses for the text-guided loss, by the teacher's CLIP; same
+    # settings as stage 1 (they depend only on the image and the frozen CLIP).
+    dict(type='CropVoteHypothesisHook', window=56, stride=None, min_frequency=0.0),
+]
