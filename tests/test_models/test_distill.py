@@ -1,0 +1,326 @@
+"""ReCLIP++ distillation: ASPP-V2, the student head's inheritance, the losses' gradients,
+the lazily loaded teacher and its checkpoint checks (tiny CLIP, ResNet-18 student)."""
+import copy
+import os.path as osp
+
+import pytest
+import torch
+import torch.nn.functional as F
+from mmengine.registry import init_default_scope
+from mmseg.structures import SegDataSample
+
+import mmseg_reclip  # noqa: F401
+from mmseg_reclip.models.decode_heads.aspp_v2_head import ASPPV2
+from mmseg_reclip.models.losses.distill_losses import (feature_guided_l1_loss,
+                                                       mask_guided_ce_loss)
+from mmseg_reclip.models.segmentors.distiller import valid_region
+from tests.clip_utils import TINY, save_random_clip
+
+MEAN = [122.771, 116.746, 104.094]
+STD = [68.501, 66.632, 70.323]
+
+
+def teacher_cfg(clip):
+    return dict(
+        type='ReCLIP',
+        data_preprocessor=dict(type='SegDataPreProcessor', mean=MEAN, std=STD,
+                               bgr_to_rgb=True, size_divisor=16),
+        backbone=dict(type='CLIPViTBackbone', model_name=TINY, pretrained=clip),
+        decode_head=dict(
+            type='ReCLIPHead', in_channels=64, num_classes=20, class_names='voc20',
+            templates='single', num_context=4, norm_cfg=dict(type='BN'),
+            query_cache_dir=None,
+            text_encoder=dict(type='OpenCLIPTextEncoder', model_name=TINY, pretrained=clip)))
+
+
+def student_cfg(clip, ckpt, **head):
+    head_cfg = dict(type='ReCLIPStudentHead', in_channels=128, in_index=3, channels=32,
+                    num_classes=20, class_names='voc20', embed_dim=64, pe_channels=64,
+                    pe_grid=(14, 14))
+    head_cfg.update(head)
+    return dict(
+        type='ReCLIPDistiller',
+        teacher=teacher_cfg(clip),
+        teacher_checkpoint=ckpt,
+        data_preprocessor=teacher_cfg(clip)['data_preprocessor'],
+        student_input_norm=dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375]),
+        backbone=dict(type='ResNetV1c', depth=18, base_channels=16, stem_channels=16,
+                      out_indices=(0, 1, 2, 3), dilations=(1, 1, 2, 4), strides=(1, 2, 1, 1),
+                      norm_cfg=dict(type='BN'), contract_dilation=True),
+        decode_head=head_cfg,
+        train_cfg=dict(),
+        test_cfg=dict(mode='whole'))
+
+
+def build(cfg):
+    from mmengine.config import ConfigDict
+    from mmseg.registry import MODELS
+    init_default_scope('mmseg')
+    return MODELS.build(ConfigDict(copy.deepcopy(cfg)))
+
+
+@pytest.fixture(scope='module')
+def files(tmp_path_factory):
+    """A tiny CLIP file and a stage-1 teacher checkpoint (mmengine format) whose
+    trainable parts and BN statistics are not at their initial values."""
+    root = tmp_path_factory.mktemp('distill')
+    clip = save_random_clip(str(root / 'tiny_clip.pt'))
+    torch.manual_seed(0)
+    teacher = build(teacher_cfg(clip))
+    teacher.init_weights()
+    head = teacher.decode_head
+    with torch.no_grad():
+        head.context.normal_(0, 0.02)
+        head.pe_proj.weight.normal_(0, 0.05)
+        head.pe_proj.bias.normal_(0, 0.05)
+        head.decoder_conv.bias.normal_(0, 0.1)
+        head.decoder_norm.weight.uniform_(0.5, 1.5)
+        head.decoder_norm.bias.normal_(0, 0.1)
+        head.decoder_norm.running_mean.normal_(0, 0.1)
+        head.decoder_norm.running_var.uniform_(0.5, 2.0)
+    ckpt = str(root / 'teacher.pth')
+    classes = tuple(n[0] for n in head.class_names)
+    torch.save(dict(meta=dict(dataset_meta=dict(classes=classes)),
+                    state_dict=teacher.state_dict()), ckpt)
+    return clip, ckpt
+
+
+def samples(n=2, size=(64, 64), hypothesis=((1, 3), (0, 5, 7))):
+    out = []
+    for i in range(n):
+        s = SegDataSample()
+        s.set_metainfo(dict(img_shape=size, hypothesis=list(hypothesis[i % len(hypothesis)])))
+        out.append(s)
+    return out
+
+
+# ------------------------------------------------------------------------------ ASPP-V2
+def test_aspp_v2_shape_dilations_and_sum():
+    torch.manual_seed(0)
+    aspp = ASPPV2(in_channels=8, channels=6, dilations=(6, 12, 18, 24))
+    assert [c.dilation for c in aspp.branches] == [(d, d) for d in (6, 12, 18, 24)]
+    assert [c.padding for c in aspp.branches] == [(d, d) for d in (6, 12, 18, 24)]
+    assert all(c.kernel_size == (3, 3) for c in aspp.branches)
+    x = torch.randn(2, 8, 33, 40)
+    out = aspp(x)
+    assert out.shape == (2, 6, 33, 40)
+    ref = sum(F.conv2d(x, c.weight, c.bias, padding=c.dilation, dilation=c.dilation)
+              for c in aspp.branches)
+    torch.testing.assert_close(out, ref)
+    # An impulse reaches exactly the 3x3 taps of every dilation (biases are 0).
+    impulse = torch.zeros(1, 8, 61, 61)
+    impulse[0, :, 30, 30] = 1
+    hit = aspp(impulse)[0].abs().sum(0) > 0
+    expected = torch.zeros(61, 61, dtype=torch.bool)
+    for d in (6, 12, 18, 24):
+        for dy in (-d, 0, d):
+            for dx in (-d, 0, d):
+                expected[30 + dy, 30 + dx] = True
+    assert torch.equal(hit, expected)
+
+
+def test_aspp_v2_default_channels_in_student_head(files):
+    clip, ckpt = files
+    model = build(student_cfg(clip, ckpt))
+    aspp = model.decode_head.feature_module
+    assert isinstance(aspp, ASPPV2)
+    assert aspp.dilations == (6, 12, 18, 24)
+    assert aspp.branches[0].in_channels == 128 and aspp.channels == 32
+    assert model.decode_head.proj.out_channels == 64  # projected to the CLIP space
+
+
+# ---------------------------------------------------------------------------- inheritance
+def test_student_head_inherits_teacher_exactly(files):
+    clip, ckpt = files
+    model = build(student_cfg(clip, ckpt))
+    assert not model.teacher_built
+    with pytest.raises(RuntimeError, match='inherited'):
+        model.decode_head.decode(torch.zeros(1, 64, 4, 4))
+    model.init_weights()  # builds + loads the teacher, copies its parts
+    assert model.teacher_built and bool(model.decode_head.inherited)
+    teacher_head = model.teacher.decode_head
+    student_head = model.decode_head.eval()
+    assert not teacher_head.training
+    torch.manual_seed(1)
+    for size in [(8, 8), (9, 13), (14, 14)]:
+        feats = F.normalize(torch.randn(2, 64, *size), dim=1)
+        with torch.no_grad():
+            ours = student_head.decode(feats)
+            ref = teacher_head.forward((feats, ))
+            bias_ref = teacher_head.bias(size)
+        assert torch.equal(student_head.bias(size), bias_ref)
+        assert torch.equal(ours, ref), (ours - ref).abs().max()
+    # A frozen snapshot: later changes to the teacher do not reach the student.
+    before = student_head.decoder_weight.clone()
+    with torch.no_grad():
+        teacher_head.decoder_conv.weight.add_(1)
+    assert torch.equal(student_head.decoder_weight, before)
+
+
+def test_inherited_parts_survive_checkpoint_without_teacher(files, tmp_path):
+    """A fresh distiller + the student's state dict predicts without building a teacher
+    (no CLIP), and the state dict holds no teacher / CLIP tensor."""
+    clip, ckpt = files
+    model = build(student_cfg(clip, ckpt))
+    model.init_weights()
+    state = model.state_dict()
+    assert not any(k.startswith('teacher') or 'text_encoder' in k or 'visual' in k
+                   for k in state)
+    assert state['decode_head.inherited']
+    fresh = build(student_cfg(clip, str(tmp_path / 'does_not_exist.pth')))
+    fresh.load_state_dict(state, strict=True)
+    fresh.eval()
+    model.eval()
+    x = torch.randn(1, 3, 48, 64)
+    metas = [dict(img_shape=(48, 64), ori_shape=(48, 64), pad_shape=(48, 64))]
+    with torch.no_grad():
+        a = fresh.inference(x, metas)
+        b = model.inference(x, metas)
+    assert not fresh.teacher_built
+    assert a.shape == (1, 20, 48, 64)
+    assert torch.equal(a, b)
+
+
+# --------------------------------------------------------------------------------- losses
+def test_functional_losses():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 5, 4, 6)
+    target = torch.randint(0, 5, (2, 16, 24))
+    target[0, :3] = 255
+    up = F.interpolate(logits, size=(16, 24), mode='bilinear', align_corners=False)
+    torch.testing.assert_close(mask_guided_ce_loss(logits, target),
+                               F.cross_entropy(up, target, ignore_index=255))
+    zero = mask_guided_ce_loss(logits.requires_grad_(), torch.full((2, 16, 24), 255))
+    assert zero.item() == 0 and torch.isfinite(zero)
+    zero.backward()
+
+    sf = torch.randn(2, 3, 4, 6)
+    tf = torch.randn(2, 3, 16, 24)
+    sup = F.interpolate(sf, size=(16, 24), mode='bilinear', align_corners=False)
+    torch.testing.assert_close(feature_guided_l1_loss(sf, tf), (sup - tf).abs().mean())
+    valid = torch.zeros(2, 16, 24, dtype=torch.bool)
+    valid[:, :8, :12] = True
+    torch.testing.assert_close(feature_guided_l1_loss(sf, tf, valid),
+                               (sup - tf)[:, :, :8, :12].abs().mean())
+
+
+def test_valid_region_from_img_shape():
+    s = samples(2)
+    s[1].set_metainfo(dict(img_shape=(40, 30)))
+    mask = valid_region(s, (64, 64), torch.device('cpu'))
+    assert mask[0].all() and mask[1, :40, :30].all() and mask[1].sum() == 40 * 30
+
+
+def _student_grads(model, losses, keep):
+    model.zero_grad(set_to_none=True)
+    total = sum(v for k, v in losses.items() if any(t in k for t in keep))
+    total.backward(retain_graph=True)
+    return {n: p.grad.clone() if p.grad is not None else None
+            for n, p in model.named_parameters()}
+
+
+def test_each_loss_trains_the_student_and_nothing_else(files):
+    from mmseg_reclip.engine.optimizers import TrainableOptimWrapperConstructor
+    clip, ckpt = files
+    torch.manual_seed(0)
+    model = build(student_cfg(clip, ckpt))
+    model.init_weights()
+    model.train()
+    teacher = model.teacher
+    assert not teacher.training and model.decode_head.training
+    x = torch.randn(2, 3, 64, 64)
+    ds = samples(2)
+    ds[1].set_metainfo(dict(img_shape=(64, 48)))  # padding on the right
+    losses = model.loss(x, ds)
+    assert set(losses) == {'decode.loss_mask_ce', 'decode.loss_feat_l1', 'decode.loss_text'}
+    assert all(torch.isfinite(v) and v.requires_grad for v in losses.values())
+
+    terms = ['loss_mask_ce', 'loss_feat_l1', 'loss_text']
+    full = _student_grads(model, losses, terms)
+    student = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert student and all(full[n] is not None for n in student)
+    for term in terms:
+        alone = _student_grads(model, losses, [term])
+        without = _student_grads(model, losses, [t for t in terms if t != term])
+        # Every term reaches the backbone and the ASPP/projection (features not detached).
+        for prefix in ('backbone.', 'decode_head.feature_module.', 'decode_head.proj.'):
+            names = [n for n in student if n.startswith(prefix)]
+            assert any(alone[n] is not None and alone[n].abs().sum() > 0 for n in names), \
+                (term, prefix)
+        # Removing the term changes the student's gradients.
+        assert any(not torch.equal(full[n], without[n]) for n in student), term
+
+    # The teacher and the inherited parts never get a gradient.
+    assert all(p.grad is None and not p.requires_grad for p in teacher.parameters())
+    param_names = {n for n, _ in model.named_parameters()}
+    for name in ('query_embeds', 'reference', 'pos_embed', 'pe_proj_weight', 'pe_proj_bias',
+                 'decoder_weight', 'decoder_bias', 'decoder_bn_weight', 'decoder_bn_bias',
+                 'decoder_bn_mean', 'decoder_bn_var'):
+        buf = getattr(model.decode_head, name)
+        assert f'decode_head.{name}' not in param_names
+        assert not buf.requires_grad and buf.grad is None
+
+    # The optimizer sees exactly the student's trainable parameters.
+    wrapper = TrainableOptimWrapperConstructor(
+        dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.01)))(model)
+    in_optim = {id(p) for g in wrapper.optimizer.param_groups for p in g['params']}
+    assert in_optim == {id(p) for n, p in model.named_parameters() if p.requires_grad}
+    assert not in_optim & {id(p) for p in teacher.parameters()}
+    assert not in_optim & {id(b) for b in model.decode_head.buffers()}
+
+
+def test_loss_weights_are_the_lambdas(files):
+    clip, ckpt = files
+    cfg = student_cfg(clip, ckpt, loss_decode=[
+        dict(type='MaskGuidedCELoss', loss_weight=1.0),
+        dict(type='FeatureGuidedL1Loss', loss_weight=1.0),
+        dict(type='TextGuidedContrastiveLoss', loss_weight=1.0)])
+    models = []
+    for c in (cfg, student_cfg(clip, ckpt)):
+        torch.manual_seed(0)
+        m = build(c)
+        m.init_weights()
+        models.append(m.train())
+    unit, half = models
+    x = torch.randn(2, 3, 64, 64)
+    a, b = unit.loss(x, samples(2)), half.loss(x, samples(2))
+    torch.testing.assert_close(b['decode.loss_mask_ce'], a['decode.loss_mask_ce'])
+    torch.testing.assert_close(b['decode.loss_feat_l1'], 0.5 * a['decode.loss_feat_l1'])
+    torch.testing.assert_close(b['decode.loss_text'], 0.5 * a['decode.loss_text'])
+
+
+def test_global_class_scores_delegate_to_teacher(files):
+    clip, ckpt = files
+    model = build(student_cfg(clip, ckpt))
+    crops = torch.randn(3, 3, 224, 224)
+    scores = model.global_class_scores(crops)  # builds the teacher lazily
+    assert model.teacher_built
+    assert torch.equal(scores, model.teacher.global_class_scores(crops))
+    assert scores.shape == (3, 20)
+
+
+# ------------------------------------------------------------------------------- errors
+def test_missing_teacher_checkpoint_is_a_clear_error(files, tmp_path):
+    clip, _ = files
+    path = str(tmp_path / 'nowhere' / 'iter_20000.pth')
+    model = build(student_cfg(clip, path))
+    with pytest.raises(FileNotFoundError) as err:
+        model.init_weights()
+    msg = str(err.value)
+    assert osp.abspath(path) in msg and 'tools/train.py configs/reclip/reclip_vit-b16' in msg
+
+
+def test_teacher_class_mismatch_is_a_clear_error(files):
+    clip, ckpt = files
+    cfg = student_cfg(clip, ckpt, num_classes=19, class_names='cityscapes19')
+    cfg['teacher']['decode_head'].update(num_classes=19, class_names='cityscapes19')
+    model = build(cfg)
+    with pytest.raises(ValueError, match='20 classes'):
+        model.init_weights()
+
+
+def test_student_shape_mismatch_names_the_field(files):
+    clip, ckpt = files
+    model = build(student_cfg(clip, ckpt, pe_channels=768))
+    with pytest.raises(ValueError, match='pe_channels'):
+        model.init_weights()
