@@ -1,0 +1,165 @@
+"""Both ReCLIP++ stages through the real tools/train.py and tools/test.py on CPU.
+
+Stage 1 trains the tiny-CLIP teacher for 2 iterations; stage 2 distils it into a small
+ResNet-18 DeepLab V2 student for 2 iterations; tools/test.py then evaluates the
+distilled checkpoint after the CLIP weights file has been deleted. A second stage-2 run
+on a copy of the dataset whose label PNGs are random gives bit-identical student weights
+(training never reads ground truth).
+"""
+import os
+import os.path as osp
+import re
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tests.clip_utils import TINY, save_random_clip
+from tests.data_utils import make_voc_layout
+from tool_utils import run_tool
+
+STAGE1 = 'configs/reclip/reclip_vit-b16_voc.py'
+STAGE2 = 'configs/reclip/reclip-distill_deeplabv2-r101_voc.py'
+
+
+def data_options(data_root):
+    opts = []
+    for split in ('train', 'val', 'test'):
+        opts += [f'{split}_dataloader.dataset.data_root={data_root}',
+                 f'{split}_dataloader.num_workers=0',
+                 f'{split}_dataloader.persistent_workers=False']
+    return opts + [
+        'train_dataloader.batch_size=2',
+        'train_dataloader.dataset.pipeline.1.scale=(128,64)',  # RandomResize
+        'train_dataloader.dataset.pipeline.2.crop_size=(64,64)',  # RandomCrop
+        'train_cfg.max_iters=2',
+        'default_hooks.checkpoint.interval=2',
+        'default_hooks.logger.interval=1',
+    ]
+
+
+def clip_options(clip, prefix='model.'):
+    return [
+        f'{prefix}backbone.model_name={TINY}',
+        f'{prefix}backbone.pretrained={clip}',
+        f'{prefix}decode_head.text_encoder.model_name={TINY}',
+        f'{prefix}decode_head.text_encoder.pretrained={clip}',
+        f'{prefix}decode_head.in_channels=64',
+        f'{prefix}decode_head.templates=single',
+        f'{prefix}decode_head.norm_cfg.type=BN',
+        f'{prefix}decode_head.query_cache_dir=None',
+    ]
+
+
+def student_options(teacher_ckpt):
+    return [
+        f'model.teacher_checkpoint={teacher_ckpt}',
+        'model.backbone.depth=18',
+        'model.backbone.base_channels=16',
+        'model.backbone.stem_channels=16',
+        'model.backbone.init_cfg=None',
+        'model.backbone.norm_cfg.type=BN',
+        'model.decode_head.in_channels=128',
+        'model.decode_head.channels=32',
+        'model.decode_head.embed_dim=64',
+        'model.decode_head.pe_channels=64',
+    ]
+
+
+def train_stage2(data, clip, teacher_ckpt, work_dir, check=True):
+    return run_tool(['tools/train.py', STAGE2, '--work-dir', str(work_dir), '--cfg-options'] +
+                    clip_options(clip, 'model.teacher.') + student_options(teacher_ckpt) +
+                    data_options(data), check=check)
+
+
+def randomise_labels(data_root, seed=1):
+    rng = np.random.default_rng(seed)
+    seg_dir = osp.join(data_root, 'SegmentationClass')
+    for name in os.listdir(seg_dir):
+        path = osp.join(seg_dir, name)
+        with Image.open(path) as img:
+            shape = np.array(img).shape
+        label = rng.integers(0, 22, size=shape).astype(np.uint8)
+        label[label == 21] = 255
+        Image.fromarray(label, mode='L').save(path)
+
+
+@pytest.fixture(scope='module')
+def stages(tmp_path_factory):
+    root = tmp_path_factory.mktemp('distill_e2e')
+    clip = save_random_clip(str(root / 'tiny_clip.pt'))
+    data = make_voc_layout(str(root / 'voc'), n_generated=2)
+    s1 = root / 's1'
+    run_tool(['tools/train.py', STAGE1, '--work-dir', str(s1), '--cfg-options'] +
+             clip_options(clip) + data_options(data))
+    teacher_ckpt = str(s1 / 'iter_2.pth')
+    assert osp.isfile(teacher_ckpt)
+    s2 = root / 's2'
+    proc = train_stage2(data, clip, teacher_ckpt, s2)
+    return dict(root=root, clip=clip, data=data, teacher=teacher_ckpt, s2=s2,
+                log=proc.stdout + proc.stderr)
+
+
+def test_stage2_trains_all_three_losses(stages):
+    log = stages['log']
+    for key in ('decode.loss_mask_ce', 'decode.loss_feat_l1', 'decode.loss_text'):
+        assert re.search(key + r': \d+\.\d+', log), key
+    assert 'Building the distillation teacher from' in log
+
+
+def test_distilled_checkpoint_has_no_teacher_and_tests_without_clip(stages, tmp_path):
+    ckpt = stages['s2'] / 'iter_2.pth'
+    state = torch.load(ckpt, map_location='cpu', weights_only=False)['state_dict']
+    forbidden = ('teacher', 'text_encoder', 'visual', 'context', 'pe_proj.', 'decoder_conv',
+                 'decoder_norm')
+    assert not [k for k in state if any(f in k for f in forbidden)]
+    assert all(k.startswith(('backbone.', 'decode_head.')) for k in state)
+    assert bool(state['decode_head.inherited'])
+    # The run's own config still names the CLIP file; delete a copy it points at.
+    clip_copy = str(tmp_path / 'clip_to_delete.pt')
+    shutil.copy(stages['clip'], clip_copy)
+    cfg = str(stages['s2'] / osp.basename(STAGE2))
+    text = open(cfg).read().replace(stages['clip'], clip_copy)
+    cfg_copy = tmp_path / osp.basename(STAGE2)
+    cfg_copy.write_text(text)
+    os.remove(clip_copy)
+    assert clip_copy in text and not osp.exists(clip_copy)
+    proc = run_tool(['tools/test.py', str(cfg_copy), str(ckpt), '--work-dir',
+                     str(tmp_path / 'test')])
+    log = proc.stdout + proc.stderr
+    assert re.search(r'mIoU: \d+\.\d+', log), log[-2000:]
+    assert 'Building the distillation teacher' not in log
+
+
+def test_ground_truth_is_never_read(stages, tmp_path):
+    """Same training with random label PNGs → bit-identical student weights."""
+    shuffled = str(tmp_path / 'voc_random_labels')
+    shutil.copytree(stages['data'], shuffled)
+    randomise_labels(shuffled)
+    seg = 'SegmentationClass/real_000000.png'
+    assert not np.array_equal(np.array(Image.open(osp.join(stages['data'], seg))),
+                              np.array(Image.open(osp.join(shuffled, seg))))
+    train_stage2(shuffled, stages['clip'], stages['teacher'], tmp_path / 's2_random')
+    a = torch.load(stages['s2'] / 'iter_2.pth', map_location='cpu',
+                   weights_only=False)['state_dict']
+    b = torch.load(tmp_path / 's2_random' / 'iter_2.pth', map_location='cpu',
+                   weights_only=False)['state_dict']
+    assert a.keys() == b.keys()
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, different
+    # ... and the student did train: SGD momentum buffers hold non-zero gradients.
+    optim = torch.load(stages['s2'] / 'iter_2.pth', map_location='cpu',
+                       weights_only=False)['optimizer']['state']
+    assert optim and all(s['momentum_buffer'].abs().sum() > 0 for s in optim.values())
+
+
+def test_missing_teacher_checkpoint_fails_clearly(stages, tmp_path):
+    missing = str(tmp_path / 'no_stage1' / 'iter_20000.pth')
+    proc = train_stage2(stages['data'], stages['clip'], missing, tmp_path / 's2_missing',
+                        check=False)
+    assert proc.returncode != 0
+    err = proc.stdout + proc.stderr
+    assert 'Teacher checkpoint not found' in err and missing in err
+    assert 'tools/train.py configs/reclip/reclip_vit-b16_' in err
