@@ -163,3 +163,31 @@ def test_missing_teacher_checkpoint_fails_clearly(stages, tmp_path):
     err = proc.stdout + proc.stderr
     assert 'Teacher checkpoint not found' in err and missing in err
     assert 'tools/train.py configs/reclip/reclip_vit-b16_' in err
+
+
+def test_offline_pseudo_labels_then_distillation(stages, tmp_path):
+    """tools/generate_pseudo_labels.py writes one teacher argmax PNG per training image;
+    the offline config trains from them."""
+    offline = 'configs/reclip/reclip-distill_deeplabv2-r101_voc_offline.py'
+    pl_dir = str(tmp_path / 'pseudo_labels')
+    opts = (clip_options(stages['clip'], 'model.teacher.') +
+            student_options(stages['teacher']) + data_options(stages['data']))
+    # LoadPseudoLabel sits at index 1: RandomResize and RandomCrop move by one.
+    opts = [o.replace('pipeline.1.scale', 'pipeline.2.scale').replace(
+        'pipeline.2.crop_size', 'pipeline.3.crop_size') for o in opts]
+    opts += [f'pseudo_label_dir={pl_dir}',
+             f'train_dataloader.dataset.pipeline.1.pseudo_label_dir={pl_dir}']
+    proc = run_tool(['tools/generate_pseudo_labels.py', offline, '--cfg-options'] + opts)
+    assert '3 written' in proc.stdout + proc.stderr
+    names = open(osp.join(stages['data'], 'ImageSets/Segmentation/train.txt')).read().split()
+    for name in names:
+        with Image.open(osp.join(pl_dir, name + '.png')) as pl, \
+                Image.open(osp.join(stages['data'], 'JPEGImages', name + '.jpg')) as img:
+            assert pl.size == img.size and pl.mode == 'L'
+            assert np.array(pl).max() < 20
+    proc = run_tool(['tools/generate_pseudo_labels.py', offline, '--cfg-options'] + opts)
+    assert '0 written, 3 up to date' in proc.stdout + proc.stderr
+    proc = run_tool(['tools/train.py', offline, '--work-dir', str(tmp_path / 's2_offline'),
+                     '--cfg-options'] + opts)
+    assert re.search(r'decode.loss_mask_ce: \d+\.\d+', proc.stdout + proc.stderr)
+    assert osp.isfile(tmp_path / 's2_offline' / 'iter_2.pth')

@@ -1,0 +1,73 @@
+"""Offline distillation targets: LoadPseudoLabel is separate from ground truth."""
+import numpy as np
+import pytest
+import torch
+from mmcv.transforms import Compose
+from mmengine.registry import init_default_scope
+from PIL import Image
+
+import mmseg_reclip  # noqa: F401
+from mmseg_reclip.datasets.transforms.pseudo_label import (PSEUDO_META_KEYS, LoadPseudoLabel,
+                                                           pseudo_label_name)
+
+
+@pytest.fixture
+def files(tmp_path):
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (20, 30, 3), dtype=np.uint8)
+    img_path = tmp_path / 'images' / 'a_1.jpg'
+    img_path.parent.mkdir()
+    Image.fromarray(img).save(img_path, quality=100)
+    label = np.tile(np.arange(30, dtype=np.uint8) % 20, (20, 1))  # column index
+    pl_dir = tmp_path / 'pl'
+    pl_dir.mkdir()
+    Image.fromarray(label, mode='L').save(pl_dir / 'a_1.png')
+    return str(img_path), str(pl_dir), label
+
+
+def test_pseudo_label_moves_with_the_image_and_is_marked(files):
+    img_path, pl_dir, label = files
+    init_default_scope('mmseg')
+    pipeline = Compose([
+        dict(type='LoadImageFromFile'),
+        dict(type='LoadPseudoLabel', pseudo_label_dir=pl_dir),
+        dict(type='RandomFlip', prob=1.0, direction='horizontal'),
+        dict(type='RandomCrop', crop_size=(10, 12), cat_max_ratio=1.0),
+        dict(type='PackSegInputs', meta_keys=PSEUDO_META_KEYS),
+    ])
+    out = pipeline(dict(img_path=img_path, seg_map_path='/gt/a_1.png', seg_fields=[],
+                        reduce_zero_label=False))
+    sample = out['data_samples']
+    assert sample.metainfo['pseudo_label_path'].endswith('a_1.png')
+    seg = sample.gt_sem_seg.data[0].numpy()
+    assert seg.shape == (10, 12)
+    # After a horizontal flip the column index decreases by one per column.
+    assert (np.diff(seg.astype(int), axis=1) % 20 == 19).all()
+
+
+def test_refuses_ground_truth_and_explains_missing_files(files, tmp_path):
+    img_path, pl_dir, _ = files
+    t = LoadPseudoLabel(pseudo_label_dir=pl_dir)
+    img = np.zeros((20, 30, 3), np.uint8)
+    with pytest.raises(RuntimeError, match='LoadAnnotations'):
+        t(dict(img_path=img_path, img=img, gt_seg_map=np.zeros((20, 30), np.uint8)))
+    with pytest.raises(ValueError, match='ground truth'):
+        t(dict(img_path=img_path, img=img, seg_map_path=str(tmp_path / 'pl' / 'a_1.png')))
+    with pytest.raises(FileNotFoundError, match='generate_pseudo_labels'):
+        t(dict(img_path=str(tmp_path / 'b.jpg'), img=img))
+    with pytest.raises(ValueError, match='regenerate'):
+        t(dict(img_path=img_path, img=np.zeros((21, 30, 3), np.uint8)))
+    assert pseudo_label_name('/x/y/z.jpg') == 'z.png'
+
+
+def test_distiller_accepts_only_marked_pseudo_labels():
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+
+    from mmseg_reclip.models.segmentors.distiller import ReCLIPDistiller
+    s = SegDataSample()
+    s.gt_sem_seg = PixelData(data=torch.zeros(1, 4, 4, dtype=torch.uint8))
+    with pytest.raises(KeyError, match='LoadPseudoLabel'):
+        ReCLIPDistiller.pseudo_label_target(None, [s])
+    s.set_metainfo(dict(pseudo_label_path='/pl/a.png'))
+    assert ReCLIPDistiller.pseudo_label_target(None, [s]).shape == (1, 4, 4)

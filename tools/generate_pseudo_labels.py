@@ -1,0 +1,166 @@
+#!/usr/bin/env python
+"""Write the stage-1 teacher's argmax masks of every training image (offline distillation).
+
+    python tools/generate_pseudo_labels.py CONFIG [--out-dir DIR]
+        [--teacher-checkpoint PATH] [--device cpu|cuda] [--cfg-options KEY=VALUE ...]
+
+CONFIG is a distillation config (``model.type='ReCLIPDistiller'``); the teacher is
+``model.teacher`` loaded from ``model.teacher_checkpoint`` (with the distiller's checks),
+the images are those of ``train_dataloader.dataset`` (their label files are never
+opened), the output folder is ``--out-dir`` or the config's ``pseudo_label_dir``.
+Each image is resized like the test pipeline (``test_scale`` of the config, keep ratio),
+normalised by the distiller's data preprocessor, predicted by the teacher in ``whole``
+mode and the argmax, at the image's original size, written as ``<basename>.png`` (uint8
+class indices) — each file atomically (temporary file + rename).
+
+``meta.json`` in the folder records what produced the labels (teacher checkpoint
+identity, test scale, classes). A rerun with the same key only writes missing files; a
+different key deletes the old PNGs first. Then train with the offline config, e.g.
+``configs/reclip/reclip-distill_deeplabv2-r101_voc_offline.py``.
+"""
+import argparse
+import glob
+import json
+import os
+import os.path as osp
+import sys
+import tempfile
+
+_REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if _REPO_ROOT not in sys.path:
+    sys.path.insert(0, _REPO_ROOT)
+
+import mmseg_reclip  # noqa: E402,F401
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.dataset import Compose  # noqa: E402
+from mmengine.logging import print_log  # noqa: E402
+from mmengine.registry import init_default_scope  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from mmseg_reclip.datasets.transforms.pseudo_label import pseudo_label_name  # noqa: E402
+from mmseg_reclip.engine.hooks.crop_vote_hook import collect_img_paths  # noqa: E402
+
+META_FILE = 'meta.json'
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Write teacher pseudo labels')
+    parser.add_argument('config', help='distillation config')
+    parser.add_argument('--out-dir', help='output folder (default: cfg.pseudo_label_dir)')
+    parser.add_argument('--teacher-checkpoint', help='override model.teacher_checkpoint')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, as in tools/train.py')
+    return parser.parse_args(argv)
+
+
+def file_identity(path: str) -> str:
+    st = os.stat(path)
+    return f'{osp.abspath(path)}:{st.st_size}:{st.st_mtime_ns}'
+
+
+def save_png_atomic(label: np.ndarray, path: str) -> None:
+    folder = osp.dirname(path)
+    fd, tmp = tempfile.mkstemp(prefix='.tmp_', suffix='.png', dir=folder)
+    os.close(fd)
+    try:
+        Image.fromarray(label.astype(np.uint8), mode='L').save(tmp, format='PNG')
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_json_atomic(obj: dict, path: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix='.tmp_', suffix='.json', dir=osp.dirname(path))
+    with os.fdopen(fd, 'w') as f:
+        json.dump(obj, f, indent=1)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    init_default_scope(cfg.get('default_scope', 'mmseg'))
+    from mmseg.registry import DATASETS, MODELS
+
+    if cfg.model.get('type') != 'ReCLIPDistiller':
+        raise ValueError(f'{args.config} is not a distillation config (model.type='
+                         f'{cfg.model.get("type")!r}, expected ReCLIPDistiller).')
+    if args.teacher_checkpoint:
+        cfg.model.teacher_checkpoint = args.teacher_checkpoint
+    out_dir = args.out_dir or cfg.get('pseudo_label_dir')
+    if not out_dir:
+        raise ValueError('Give --out-dir or set pseudo_label_dir in the config.')
+    os.makedirs(out_dir, exist_ok=True)
+
+    model = MODELS.build(cfg.model)
+    model.to(args.device).eval()
+    teacher = model.teacher  # built, loaded and checked like in training
+    num_classes = model.decode_head.num_classes
+    if num_classes > 255:
+        raise ValueError('More than 255 classes do not fit a uint8 PNG.')
+
+    dataset = DATASETS.build(cfg.train_dataloader.dataset)
+    img_paths = collect_img_paths(dataset)
+    names = [pseudo_label_name(p) for p in img_paths]
+    if len(set(names)) != len(names):
+        raise ValueError('Training images share basenames; pseudo labels are stored by '
+                         'basename, so they would overwrite each other.')
+
+    test_scale = cfg.get('test_scale')
+    key = dict(teacher=file_identity(cfg.model.teacher_checkpoint),
+               test_scale=list(test_scale) if test_scale else None,
+               num_classes=num_classes,
+               mean=[float(v) for v in model.data_preprocessor.mean.flatten()],
+               std=[float(v) for v in model.data_preprocessor.std.flatten()],
+               version=1)
+    meta_path = osp.join(out_dir, META_FILE)
+    old = None
+    if osp.isfile(meta_path):
+        with open(meta_path) as f:
+            old = json.load(f).get('key')
+    if old != key:
+        stale = glob.glob(osp.join(out_dir, '*.png'))
+        if stale:
+            print_log(f'{out_dir}: other pseudo labels ({old}); deleting {len(stale)} files',
+                      logger='current')
+        for path in stale:
+            os.remove(path)
+        write_json_atomic(dict(key=key, complete=False), meta_path)
+
+    steps = [dict(type='LoadImageFromFile')]
+    if test_scale:
+        steps.append(dict(type='Resize', scale=tuple(test_scale), keep_ratio=True))
+    steps.append(dict(type='PackSegInputs'))
+    pipeline = Compose(steps)
+
+    written = 0
+    for i, (img_path, name) in enumerate(zip(img_paths, names)):
+        out_path = osp.join(out_dir, name)
+        if osp.exists(out_path):
+            continue
+        packed = pipeline(dict(img_path=img_path, seg_fields=[], reduce_zero_label=False))
+        data = model.data_preprocessor(
+            dict(inputs=[packed['inputs']], data_samples=[packed['data_samples']]), False)
+        with torch.no_grad():
+            pred = teacher.predict(data['inputs'], data['data_samples'])[0]
+        label = pred.pred_sem_seg.data[0].cpu().numpy().astype(np.uint8)
+        save_png_atomic(label, out_path)
+        written += 1
+        if (i + 1) % 100 == 0 or i + 1 == len(img_paths):
+            print_log(f'Pseudo labels: {i + 1}/{len(img_paths)}', logger='current')
+    write_json_atomic(dict(key=key, complete=True, images=len(img_paths)), meta_path)
+    print_log(f'Pseudo labels in {out_dir}: {written} written, '
+              f'{len(img_paths) - written} up to date.', logger='current')
+
+
+if __name__ == '__main__':
+    main()
