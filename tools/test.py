@@ -18,6 +18,12 @@ in the config is still honoured. As with mmseg's script and ``mmseg.apis.init_mo
 the evaluator's ``output_dir``; ``--show-dir DIR`` turns the ``visualization`` hook on
 and saves painted images under ``DIR/vis_data/vis_image/`` (every ``interval``-th image
 of the hook, as in mmseg).
+
+Launched by ``tools/dist_test.sh`` / ``tools/slurm_test.sh`` it tests with one process
+per device (the test set is split between them and the results gathered): NCCL on
+GPUs, gloo on a machine without CUDA (see :mod:`mmseg_reclip.utils.dist`). Models
+without trainable parameters (training-free configs) run too
+(:class:`mmseg_reclip.utils.AutoDistributedDataParallel`).
 """
 import argparse
 import os
@@ -32,6 +38,8 @@ import mmseg_reclip  # noqa: E402,F401  (compat glue + registries, before any bu
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.logging import print_log  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
+
+from mmseg_reclip.utils import setup_distributed, use_auto_ddp  # noqa: E402
 
 _CFG_OPTIONS_HELP = (
     'override some settings in the used config, the key-value pair in xxx=yyy '
@@ -168,6 +176,16 @@ def build_cfg(args):
 def main(argv=None):
     args = parse_args(argv)
     cfg = build_cfg(args)
+    # DDP as mmseg, but a training-free model (no trainable parameter, which DDP
+    # rejects) is wrapped for inference only.
+    use_auto_ddp(cfg)
+    if args.out is not None:
+        # mmseg's IoUMetric creates output_dir on rank 0 only, while every rank writes
+        # its share of the predictions there: make it first, on every rank.
+        os.makedirs(args.out, exist_ok=True)
+    # GPUs: nothing changes. CPU only: SyncBN -> BN, and with a distributed launcher
+    # the gloo process group is created here (mmengine's launchers need CUDA).
+    setup_distributed(cfg)
     runner = Runner.from_cfg(cfg)
     runner.test()
 

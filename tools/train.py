@@ -10,6 +10,14 @@ Same command line as mmseg's script::
 ``mmseg_reclip`` is imported before anything is built, so its compatibility glue
 (:mod:`mmseg_reclip.compat`) is active and its components are registered. The
 repository root is put on ``sys.path`` so the script works from a plain clone.
+
+Launched by ``tools/dist_train.sh`` / ``tools/slurm_train.sh`` it trains with one
+process per device. On GPUs that is mmseg's NCCL + SyncBN + DDP setup, unchanged; on a
+machine without CUDA the same scripts train on CPU with gloo (SyncBN becomes BN, see
+:mod:`mmseg_reclip.utils.dist`). Training data is augmented under per-sample seeds
+from (seed, epoch, position, rank) (:mod:`mmseg_reclip.utils.data_seeding`;
+``step_seeded_data = False`` in the config turns it off), so runs are reproducible
+and ``--resume`` continues bit-identically.
 """
 import argparse
 import logging
@@ -26,6 +34,8 @@ from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.logging import print_log  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 from mmseg.registry import RUNNERS  # noqa: E402
+
+from mmseg_reclip.utils import seed_train_dataloader, setup_distributed  # noqa: E402
 
 _CFG_OPTIONS_HELP = (
     'override some settings in the used config, the key-value pair in xxx=yyy '
@@ -101,12 +111,16 @@ def build_cfg(args):
         enable_amp(cfg)
 
     cfg.resume = args.resume
+    seed_train_dataloader(cfg)
     return cfg
 
 
 def main(argv=None):
     args = parse_args(argv)
     cfg = build_cfg(args)
+    # GPUs: nothing changes. CPU only: SyncBN -> BN, and with a distributed launcher
+    # the gloo process group is created here (mmengine's launchers need CUDA).
+    setup_distributed(cfg)
 
     if 'runner_type' in cfg:
         runner = RUNNERS.build(cfg)
