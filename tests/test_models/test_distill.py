@@ -253,9 +253,9 @@ def test_each_loss_trains_the_student_and_nothing_else(files):
     # The teacher and the inherited parts never get a gradient.
     assert all(p.grad is None and not p.requires_grad for p in teacher.parameters())
     param_names = {n for n, _ in model.named_parameters()}
-    for name in ('query_embeds', 'reference', 'pos_embed', 'pe_proj_weight', 'pe_proj_bias',
-                 'decoder_weight', 'decoder_bias', 'decoder_bn_weight', 'decoder_bn_bias',
-                 'decoder_bn_mean', 'decoder_bn_var'):
+    from mmseg_reclip.models.decode_heads.reclip_student_head import INHERITED_BUFFERS
+    assert len(INHERITED_BUFFERS) == 13
+    for name in INHERITED_BUFFERS:
         buf = getattr(model.decode_head, name)
         assert f'decode_head.{name}' not in param_names
         assert not buf.requires_grad and buf.grad is None
@@ -324,3 +324,67 @@ def test_student_shape_mismatch_names_the_field(files):
     model = build(student_cfg(clip, ckpt, pe_channels=768))
     with pytest.raises(ValueError, match='pe_channels'):
         model.init_weights()
+
+
+# -------------------------------------------------------------------------------- configs
+def test_distill_configs():
+    """Every distillation config: settings of method §7/§8, and its student builds and
+    runs its feature path without any CLIP (backbones shrunk for speed)."""
+    import glob
+
+    from mmengine.config import Config
+    paths = sorted(glob.glob('configs/reclip/reclip-distill_*.py'))
+    datasets = ['voc', 'context', 'ade', 'cityscapes', 'cocostuff27']
+    for ds in datasets:
+        assert f'configs/reclip/reclip-distill_deeplabv2-r101_{ds}.py' in paths
+    crops = dict(voc=512, context=480, ade=512, cityscapes=512, cocostuff27=512)
+    types = set()
+    for path in paths:
+        cfg = Config.fromfile(path)
+        model = cfg.model
+        ds = path.split('_')[-1][:-3] if not path.endswith('_offline.py') else 'voc'
+        assert model.type == 'ReCLIPDistiller', path
+        assert model.teacher.type == 'ReCLIP', path
+        assert model.teacher_checkpoint == f'work_dirs/reclip_vit-b16_{ds}/iter_20000.pth'
+        assert model.pd_threshold is None
+        assert model.teacher.decode_head.num_classes == model.decode_head.num_classes \
+            == cfg.num_classes, path
+        assert model.teacher.decode_head.class_names == model.decode_head.class_names
+        assert model.data_preprocessor.mean == [122.771, 116.746, 104.094]  # CLIP's
+        assert [h['type'] for h in cfg.custom_hooks] == ['CropVoteHypothesisHook']
+        assert cfg.optim_wrapper.constructor == 'TrainableOptimWrapperConstructor'
+        head = model.decode_head
+        assert head.feature_module.dilations == (6, 12, 18, 24) and head.channels == 512
+        weights = {l['type']: l['loss_weight'] for l in head.loss_decode}
+        assert weights == dict(MaskGuidedCELoss=1.0, FeatureGuidedL1Loss=0.5,
+                               TextGuidedContrastiveLoss=0.5)
+        crop = [t for t in cfg.train_dataloader.dataset.pipeline if t['type'] == 'RandomCrop']
+        assert crop[0]['crop_size'] == (crops[ds], crops[ds]), path
+        assert not any(t['type'] == 'LoadAnnotations'
+                       for t in cfg.train_dataloader.dataset.pipeline), path
+        backbone = model.backbone
+        types.add(backbone.type)
+        if backbone.type == 'ResNetV1c':
+            assert backbone.strides == (1, 2, 1, 1) and backbone.dilations == (1, 1, 2, 4)
+            assert backbone.init_cfg.checkpoint == f'open-mmlab://resnet{backbone.depth}_v1c'
+            assert cfg.optim_wrapper.optimizer.type == 'SGD'
+            assert cfg.optim_wrapper.optimizer.lr == 0.01
+            (poly, ) = cfg.param_scheduler
+            assert (poly.type, poly.eta_min, poly.power) == ('PolyLR', 1e-4, 0.9)
+            backbone.update(depth=18, base_channels=16, stem_channels=16,
+                            norm_cfg=dict(type='BN'))
+            head.in_channels = 128
+        else:
+            assert 'mmpretrain.models' in cfg.custom_imports.imports
+            backbone.update(arch='atto')
+            model.neck.in_channels = [40, 80, 160, 320]
+        backbone.init_cfg = None
+        head.update(channels=16)
+        student = build(model.to_dict())
+        assert not student.teacher_built
+        with torch.no_grad():
+            feats = student.decode_head.forward_features(
+                student.extract_feat(torch.randn(1, 3, 64, 64)))
+        assert feats.shape == (1, 512, 8, 8), path  # stride 8, CLIP ViT-B/16 width
+        torch.testing.assert_close(feats.norm(dim=1), torch.ones(1, 8, 8))
+    assert types == {'ResNetV1c', 'mmpretrain.ConvNeXt'}
