@@ -39,7 +39,8 @@ from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.logging import print_log  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from mmseg_reclip.utils import setup_distributed, use_auto_ddp  # noqa: E402
+from mmseg_reclip.utils import (setup_distributed, teardown_distributed,  # noqa: E402
+                                use_auto_ddp)
 
 _CFG_OPTIONS_HELP = (
     'override some settings in the used config, the key-value pair in xxx=yyy '
@@ -188,6 +189,7 @@ def main(argv=None):
     setup_distributed(cfg)
     runner = Runner.from_cfg(cfg)
     runner.test()
+    teardown_distributed()
 
 
 if __name__ == '__main__':

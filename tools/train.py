@@ -35,7 +35,8 @@ from mmengine.logging import print_log  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 from mmseg.registry import RUNNERS  # noqa: E402
 
-from mmseg_reclip.utils import seed_train_dataloader, setup_distributed  # noqa: E402
+from mmseg_reclip.utils import (seed_train_dataloader, setup_distributed,  # noqa: E402
+                                teardown_distributed)
 
 _CFG_OPTIONS_HELP = (
     'override some settings in the used config, the key-value pair in xxx=yyy '
@@ -128,6 +129,7 @@ def main(argv=None):
         runner = Runner.from_cfg(cfg)
 
     runner.train()
+    teardown_distributed()
 
 
 if __name__ == '__main__':

@@ -32,7 +32,6 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 import torch
-from mmengine.dataset import BaseDataset  # noqa: F401  (documentation)
 from mmengine.dist import get_rank, sync_random_seed
 from mmseg.registry import DATA_SAMPLERS, DATASETS
 from torch.utils.data import Dataset, Sampler

@@ -37,7 +37,7 @@ from mmengine.logging import print_log
 
 __all__ = [
     'cuda_available', 'sync_bn_to_bn', 'adapt_cfg_to_device', 'init_cpu_dist',
-    'setup_distributed', 'log_once', 'LOOPBACK_ADDRS'
+    'setup_distributed', 'teardown_distributed', 'log_once', 'LOOPBACK_ADDRS'
 ]
 
 #: Norm layer types that need CUDA (torch's SyncBatchNorm; mmcv's compiled MMSyncBN).
@@ -250,3 +250,17 @@ def setup_distributed(cfg: Config, use_cuda: Optional[bool] = None) -> Config:
     log_once(f'CPU distributed run: {backend} process group, rank {torch_dist.get_rank()} of '
          f'{torch_dist.get_world_size()} (launcher={launcher!r}).')
     return cfg
+
+
+def teardown_distributed() -> None:
+    """Wait for every rank, then destroy the default process group (if any).
+
+    Run at the end of the tools: a process that exits with a live gloo group can abort
+    ("terminate called without an active exception") when its peers close their
+    connections first.
+    """
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        try:
+            torch_dist.barrier()
+        finally:
+            torch_dist.destroy_process_group()
