@@ -13,7 +13,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK = 1
 export PIP_ROOT_USER_ACTION = ignore
 export PIP_NO_INPUT = 1
 
-PYTEST_ARGS ?= -q --durations=15
+PYTEST_ARGS ?= -q -rs --durations=15
 DEMO_ARGS   ?= --out demo_out
 
 .DEFAULT_GOAL := help
