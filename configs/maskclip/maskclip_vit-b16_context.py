@@ -13,3 +13,4 @@ model = dict(
 train_dataloader = None
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
+custom_hooks = [dict(type='DatasetClassCheckHook')]

