@@ -12,7 +12,8 @@ def prompt_denoise(seg_logits: torch.Tensor, threshold: float,
     """Test-time prompt denoising (method §8).
 
     A class whose spatial max of ``softmax(temperature * logits)`` is below
-    ``threshold`` is removed from the image (its logits set to ``fill``).
+    ``threshold`` is removed from the image (its logits set to ``fill``); the class with
+    the highest spatial max is always kept.
 
     Args:
         seg_logits (Tensor): ``[B, C, H, W]``.
@@ -21,7 +22,10 @@ def prompt_denoise(seg_logits: torch.Tensor, threshold: float,
         Tensor: ``[B, C, H, W]``.
     """
     probs = (temperature * seg_logits).softmax(dim=1)
-    keep = probs.flatten(2).amax(dim=2) >= threshold  # [B, C]
+    peak = probs.flatten(2).amax(dim=2)  # [B, C]
+    # The class with the highest peak always stays: removing every class would make the
+    # argmax class 0 everywhere (with threshold 1.0 and unsaturated probabilities).
+    keep = (peak >= threshold) | (peak == peak.amax(dim=1, keepdim=True))
     return torch.where(keep[:, :, None, None], seg_logits, seg_logits.new_tensor(fill))
 
 
