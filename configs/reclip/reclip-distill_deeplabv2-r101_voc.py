@@ -7,7 +7,7 @@
 # Another teacher: --cfg-options model.teacher_checkpoint=PATH.
 _base_ = [
     '../_base_/models/reclip-distill_deeplabv2-r101.py', '../_base_/datasets/voc20.py',
-    '../_base_/schedules/schedule_20k.py', '../_base_/default_runtime.py'
+    '../_base_/schedules/schedule_distill_20k.py', '../_base_/default_runtime.py'
 ]
 
 # VOC distillation crop is 512 (stage 1: 336), method §8. The pipeline is redefined
@@ -35,16 +35,7 @@ model = dict(
     decode_head=dict(
         num_classes={{_base_.num_classes}}, class_names={{_base_.class_names}}),
     pd_threshold=None)  # no prompt denoising in distillation eval
-# SGD 0.01 (momentum 0.9, wd 5e-4 from the schedule), poly 0.9 down to 1e-4.
-param_scheduler = [
-    dict(
-        type='PolyLR',
-        eta_min=1e-4,
-        power=0.9,
-        begin=0,
-        end={{_base_.max_iters}},
-        by_epoch=False)
-]
+# SGD 0.01, momentum 0.9, wd 5e-4, poly 0.9 down to 1e-4: schedule_distill_20k.py.
 custom_hooks = [
     # Crop-vote hypotheses for the text-guided loss, by the teacher's CLIP; same
     # settings as stage 1 (they depend only on the image and the frozen CLIP).

@@ -16,7 +16,6 @@ import hashlib
 import logging
 import os
 import os.path as osp
-import tempfile
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import mmcv
@@ -30,6 +29,7 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmseg.registry import HOOKS
+from ...models.utils import atomic_torch_save
 
 __all__ = [
     'CropVoteHypothesisHook', 'window_boxes', 'votes_to_hypothesis', 'global_hypothesis',
@@ -542,20 +542,8 @@ class CropVoteHypothesisHook(Hook):
 
 
 def save_cache_atomic(path: str, obj) -> None:
-    """``torch.save`` to a temporary file in the same folder, then ``os.replace``."""
-    folder = osp.dirname(osp.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(path) + '.', suffix='.tmp',
-                               dir=folder)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Write the cache with :func:`atomic_torch_save` (temp file + ``os.replace``)."""
+    atomic_torch_save(obj, path)
 
 
 def _norm_params(pre) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:

@@ -15,6 +15,8 @@ def atomic_torch_save(obj: Any, path: str) -> None:
     try:
         with os.fdopen(fd, 'wb') as f:
             torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if osp.exists(tmp):
