@@ -3,7 +3,7 @@ import re
 
 import pytest
 import torch
-from mmengine.config import Config
+from mmengine.config import Config, ConfigDict
 
 from tests.clip_utils import save_random_clip, small_data_options, tiny_clip_options
 from tests.data_utils import make_voc_layout
@@ -102,3 +102,24 @@ def test_class_list_length_refused_at_build(setup):
                                   pretrained=clip))
     with _pytest.raises(ValueError, match='20 class names given for num_classes=21'):
         MODELS.build(head)
+
+
+def test_slide_mode_matches_whole_on_one_window(setup):
+    """`slide` with a window covering the image equals `whole`; smaller windows run."""
+    from mmseg.registry import MODELS
+    _, clip, _ = setup
+    cfg = Config.fromfile('configs/maskclip/maskclip_vit-b16_voc.py')
+    cfg.model.backbone.update(model_name='ViT-Tiny-16-test', pretrained=clip)
+    cfg.model.decode_head.update(in_channels=64, templates='single')
+    cfg.model.decode_head.text_encoder.update(model_name='ViT-Tiny-16-test', pretrained=clip)
+    model = MODELS.build(cfg.model).eval()
+    img = torch.randn(1, 3, 64, 80)
+    metas = [dict(img_shape=(64, 80), ori_shape=(64, 80), pad_shape=(64, 80))]
+    with torch.no_grad():
+        whole = model.inference(img, metas)
+        model.test_cfg = ConfigDict(mode='slide', crop_size=(64, 80), stride=(32, 32))
+        one_window = model.inference(img, metas)
+        model.test_cfg = ConfigDict(mode='slide', crop_size=(32, 32), stride=(16, 16))
+        windows = model.inference(img, metas)
+    torch.testing.assert_close(one_window, whole)
+    assert windows.shape == whole.shape and torch.isfinite(windows).all()
