@@ -293,7 +293,7 @@ EOF
 }
 
 do_mn_stop() {
-    local i name pid
+    local i name pid cmd
     # slurmd first (they own the job steps), then the controller, then munged (if
     # this script started it).
     for i in "${NODES[@]}"; do stop_pid "slurmd.$(node_name "$i")"; done
@@ -305,7 +305,8 @@ do_mn_stop() {
             name=$(node_name "$i")
             grep -qx "netns ${name}" "${NETWORK_RECORD}" || continue
             for pid in $(ip netns pids "${name}" 2>/dev/null); do
-                log "killing leftover process ${pid} in ${name}: $(tr '\0' ' ' <"/proc/${pid}/cmdline" 2>/dev/null | cut -c1-80)"
+                cmd=$(tr '\0' ' ' <"/proc/${pid}/cmdline" 2>/dev/null | cut -c1-80 || true)
+                log "killing leftover process ${pid} in ${name}: ${cmd}"
                 kill -9 "${pid}" 2>/dev/null || true
             done
         done
