@@ -8,7 +8,7 @@ from tests.data_utils import make_voc_layout
 
 from tool_utils import run_tool
 
-from .dist_utils import load_states, write_config
+from .dist_utils import dist_train, load_states, write_config
 
 
 @pytest.fixture(scope='session')
@@ -39,3 +39,13 @@ def single_process_run(dist_assets):
     proc = run_tool(['tools/train.py', cfg, '--work-dir', str(work_dir)])
     return dict(work_dir=Path(work_dir), log=proc.stdout + proc.stderr,
                 state=load_states(work_dir, 1)[0])
+
+
+@pytest.fixture(scope='session')
+def deterministic_run(dist_assets, deterministic_config):
+    """The single-node 2-process reference run: ``dist_train.sh`` with 2 ranks x batch
+    2 of the deterministic config."""
+    work_dir = dist_assets['root'] / 'wd_det_2proc'
+    proc = dist_train(deterministic_config, 2, work_dir)
+    return dict(work_dir=work_dir, log=proc.stdout, states=load_states(work_dir, 2),
+                initial=load_states(work_dir, 2, 'initial'))

@@ -20,15 +20,8 @@ WORLD = 2
 
 
 # ----------------------------------------------------------------------------- runs
-@pytest.fixture(scope='module')
-def deterministic_run(dist_assets, deterministic_config):
-    """2 ranks x batch 2 of the deterministic config."""
-    work_dir = dist_assets['root'] / 'wd_det_2proc'
-    proc = dist_train(deterministic_config, WORLD, work_dir)
-    return dict(work_dir=work_dir, log=proc.stdout, states=load_states(work_dir, WORLD),
-                initial=load_states(work_dir, WORLD, 'initial'))
-
-
+# deterministic_run (2 ranks x batch 2, dist_train.sh) is in conftest.py: the multi-node
+# Slurm test compares against it too.
 @pytest.fixture(scope='module')
 def stochastic_config(dist_assets):
     root = dist_assets['root']

@@ -243,13 +243,16 @@ do_status() {
     SLURM_CONF="${CONF}" sinfo
 }
 
-case "${1:-}" in
-    install) do_install ;;
-    start) do_start ;;
-    stop) do_stop ;;
-    status) do_status ;;
-    *)
-        echo "usage: $0 install|start|stop|status" >&2
-        exit 2
-        ;;
-esac
+# Sourced (tools/ci/slurm_multinode.sh reuses the functions above): define only.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+    case "${1:-}" in
+        install) do_install ;;
+        start) do_start ;;
+        stop) do_stop ;;
+        status) do_status ;;
+        *)
+            echo "usage: $0 install|start|stop|status" >&2
+            exit 2
+            ;;
+    esac
+fi
