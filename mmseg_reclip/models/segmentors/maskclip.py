@@ -136,8 +136,10 @@ class MaskCLIP(EncoderDecoder):
         logits = self.grid_logits(inputs)
         if self.pd_threshold is not None and self.pd_mode == 'grid':
             logits = self.denoise(logits)
-        # Test batches hold one image size (mmseg asserts it), so one padding for all.
-        padding = batch_img_metas[0].get('padding_size') or (0, 0, 0, 0)
+        # Test batches hold one image size (mmseg asserts it), so one padding for all;
+        # the keys are those `postprocess_result` crops by.
+        meta = batch_img_metas[0]
+        padding = meta.get('img_padding_size', meta.get('padding_size')) or (0, 0, 0, 0)
         return self.upsample_logits(logits, inputs.shape[-2:], padding)
 
     def denoise(self, seg_logits: torch.Tensor) -> torch.Tensor:
