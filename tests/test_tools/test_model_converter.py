@@ -427,6 +427,30 @@ def test_released_upsampling_ignores_batch_padding(released_models):
     assert torch.equal(padded.pred_sem_seg.data, plain.pred_sem_seg.data)
 
 
+@pytest.mark.parametrize('dataset,num_classes,threshold',
+                         [('voc', 20, 1.0), ('context', 59, 0.85), ('ade', 150, 0.5),
+                          ('cityscapes', 19, 0.5), ('cocostuff27', 27, 0.95)])
+def test_every_released_config_has_the_released_settings(dataset, num_classes, threshold):
+    """All five released configs (one shared base): released eps (image tower only),
+    upsampling, prompt denoising with the released threshold, tokenisation."""
+    cfg = Config.fromfile(
+        str(REPO_ROOT / f'configs/reclip/reclip_vit-b16_released_{dataset}.py'))
+    model, head = cfg.model, cfg.model.decode_head
+    assert model.backbone.ln_eps == 1e-6
+    assert head.text_encoder.get('ln_eps') is None  # CLIP's 1e-5 on the text tower
+    assert (model.upsample_mode, model.pd_mode, model.pd_fallback) == \
+        ('released', 'grid', False)
+    assert model.pd_threshold == threshold and model.test_cfg.mode == 'whole'
+    assert (head.num_context, head.ref_norm, head.name_token_mode) == \
+        (M, 'global', 'released')
+    assert head.num_classes == num_classes == cfg.num_classes
+    # the matching own config differs only in the released switches
+    own = Config.fromfile(str(REPO_ROOT / f'configs/reclip/reclip_vit-b16_{dataset}.py'))
+    assert own.model.pd_threshold == threshold
+    assert own.test_dataloader == cfg.test_dataloader
+    assert own.custom_hooks == cfg.custom_hooks
+
+
 @pytest.mark.parametrize('linear_pe,ctx_batch_dim,wrap', [(True, False, 'model'),
                                                           (False, True, None)])
 def test_convert_accepts_layouts(tmp_path, linear_pe, ctx_batch_dim, wrap):
