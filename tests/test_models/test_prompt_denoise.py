@@ -1,5 +1,8 @@
-"""Test-time prompt denoising (method §8) against a direct computation."""
+"""Test-time prompt denoising (method §8) and the segmentor's test-time modes
+(``pd_mode``, ``pd_fallback``, ``upsample_mode``) against direct computations."""
+import pytest
 import torch
+import torch.nn.functional as F
 
 from mmseg_reclip.models.segmentors import prompt_denoise
 
@@ -26,3 +29,85 @@ def test_never_removes_every_class():
     for b in range(2):
         assert torch.equal(out[b, best[b]], logits[b, best[b]])
         assert out[b].argmax(0).eq(best[b]).all()
+
+
+def test_without_fallback_every_class_can_go():
+    """Released behaviour: no class passes, every logit becomes the fill value."""
+    logits = torch.randn(2, 4, 3, 3) * 0.01
+    out = prompt_denoise(logits, threshold=1.0, fallback=False)
+    assert (out == -100).all()
+    # classes that pass stay untouched, with or without the fallback
+    logits[0, 2, 1, 1] = 5.0  # softmax(10 x) saturates at that pixel
+    out = prompt_denoise(logits, threshold=1.0, fallback=False)
+    assert torch.equal(out[0, 2], logits[0, 2])
+    assert (out[0, [0, 1, 3]] == -100).all() and (out[1] == -100).all()
+
+
+# -- test-time modes of the segmentor (MaskCLIP path; ReCLIP inherits them) ------------
+@pytest.fixture(scope='module')
+def maskclip(tmp_path_factory):
+    from mmengine.config import Config
+    from mmseg.registry import MODELS
+
+    from tests.clip_utils import TINY, save_random_clip
+    clip = save_random_clip(str(tmp_path_factory.mktemp('clip') / 'tiny.pt'))
+    cfg = Config.fromfile('configs/maskclip/maskclip_vit-b16_voc.py')
+    cfg.model.backbone.update(model_name=TINY, pretrained=clip)
+    cfg.model.decode_head.update(in_channels=64, templates='single')
+    cfg.model.decode_head.text_encoder.update(model_name=TINY, pretrained=clip)
+    return MODELS.build(cfg.model).eval()
+
+
+def set_modes(model, **modes):
+    for key, value in modes.items():
+        setattr(model, key, value)
+
+
+def test_upsample_modes(maskclip):
+    img = torch.randn(1, 3, 64, 88)  # 4 x 6 grid over the 96-wide padded input
+    metas = [dict(img_shape=(64, 88), ori_shape=(64, 88))]
+    with torch.no_grad():
+        grid = maskclip.grid_logits(img)
+        set_modes(maskclip, upsample_mode='released', pd_threshold=None)
+        released = maskclip.inference(img, metas)
+        set_modes(maskclip, upsample_mode='padded_crop')
+        padded_crop = maskclip.inference(img, metas)
+    assert grid.shape == (1, 20, 4, 6)
+    direct = F.interpolate(grid, size=(64, 88), mode='bilinear', align_corners=False)
+    crop = F.interpolate(grid, size=(64, 96), mode='bilinear', align_corners=False)[..., :88]
+    torch.testing.assert_close(released, direct, rtol=0, atol=1e-6)
+    torch.testing.assert_close(padded_crop, crop, rtol=0, atol=1e-6)
+    assert (released - padded_crop).abs().max() > 1e-3
+
+
+def test_pd_modes(maskclip):
+    img = torch.randn(1, 3, 64, 80)
+    metas = [dict(img_shape=(64, 80), ori_shape=(64, 80))]
+    with torch.no_grad():
+        grid = maskclip.grid_logits(img)
+        peak = (10 * grid).softmax(1).flatten(2).amax(2)[0]
+        threshold = float(peak.sort(descending=True).values[2])  # three classes pass
+        set_modes(maskclip, upsample_mode='released', pd_threshold=threshold,
+                  pd_mode='grid', pd_fallback=False)
+        out = maskclip.inference(img, metas)
+    keep = peak >= threshold
+    assert keep.sum() == 3
+    expected = torch.where(keep[None, :, None, None], grid, torch.tensor(-100.0))
+    expected = F.interpolate(expected, size=(64, 80), mode='bilinear', align_corners=False)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-5)
+    # grid-level peaks need the whole-image grid: slide mode is refused
+    maskclip.test_cfg = dict(mode='slide', crop_size=(64, 64), stride=(32, 32))
+    try:
+        with pytest.raises(ValueError, match="pd_mode='grid'"):
+            maskclip.inference(img, metas)
+    finally:
+        maskclip.test_cfg = dict(mode='whole')
+        set_modes(maskclip, pd_threshold=None, pd_mode='upsampled', pd_fallback=True,
+                  upsample_mode='padded_crop')
+
+
+@pytest.mark.parametrize('option', [dict(pd_mode='input'), dict(upsample_mode='crop')])
+def test_unknown_mode_is_refused(option):
+    from mmseg_reclip.models.segmentors import MaskCLIP
+    with pytest.raises(ValueError, match=list(option)[0]):
+        MaskCLIP(backbone=dict(), decode_head=dict(), **option)

@@ -2,9 +2,14 @@
 
 A checkpoint in the authors' released format (random values, tiny CLIP widths) is
 converted with the command-line tool, loaded into a segmentor built from the released
-VOC config (tiny CLIP substituted), and the head output is checked against an
-independent re-implementation of the released forward pass written below with plain
-torch and open_clip's own modules.
+VOC config (tiny CLIP substituted), and the head output and the final predictions are
+checked against an independent re-implementation of the released test written below
+with plain torch and open_clip's own modules, from the released code's behaviour
+(method doc §1, §3, §8): eps 1e-6 on the image tower's block LayerNorms only, the
+image zero-padded to a multiple of 16, prompt denoising on the grid-level decoder output
+without fallback, grid logits resized straight to the unpadded resized size and then to
+the original size. The CLIP file is in the form of a state dict taken from OpenAI's
+TorchScript archive (fp16 tensors plus three non-weight entries).
 """
 import importlib.util
 import inspect
@@ -19,6 +24,7 @@ from mmengine.runner import load_checkpoint
 from open_clip.model import resize_pos_embed
 
 from mmseg.registry import MODELS
+from mmseg.structures import SegDataSample
 from mmseg_reclip.models.decode_heads.maskclip_head import MaskCLIPHead
 from tests.clip_utils import TINY, save_random_clip
 from tool_utils import REPO_ROOT, run_tool
@@ -89,9 +95,22 @@ def load_converter():
     return module
 
 
+#: Non-weight entries of the state dict of OpenAI's TorchScript archive (dropped by the
+#: released code's CLIP loader).
+ARCHIVE_KEYS = {'input_resolution': 224, 'context_length': 77, 'vocab_size': 49408}
+
+
 @pytest.fixture(scope='module')
 def clip_file(tmp_path_factory):
-    return save_random_clip(str(tmp_path_factory.mktemp('clip') / 'tiny.pt'), TINY)
+    """Random tiny CLIP saved like a state dict taken from OpenAI's archive: fp16
+    tensors plus ``input_resolution`` / ``context_length`` / ``vocab_size``."""
+    folder = tmp_path_factory.mktemp('clip')
+    state = torch.load(save_random_clip(str(folder / 'tiny.pt'), TINY))
+    state = {k: v.half() for k, v in state.items()}
+    state.update({k: torch.tensor(v) for k, v in ARCHIVE_KEYS.items()})
+    path = folder / 'tiny_openai_archive.pt'
+    torch.save(state, path)
+    return str(path)
 
 
 def build_released_segmentor(clip_file):
@@ -112,16 +131,20 @@ def build_released_segmentor(clip_file):
 
 # -- independent re-implementation of the released forward pass -------------------------
 def released_clip(clip_file, image_size):
-    """open_clip's model from the same file, at ``image_size``, block LayerNorm eps 1e-6."""
+    """open_clip's model from the same file, at ``image_size`` (float32). As in the
+    released code, the archive entries are dropped and only the *image* tower's block
+    LayerNorms get eps 1e-6; the text tower (Q and R) keeps CLIP's 1e-5."""
     model = open_clip.create_model(TINY, force_image_size=image_size)
     sd = torch.load(clip_file)
+    for key in ARCHIVE_KEYS:
+        del sd[key]
+    sd = {k: v.float() for k, v in sd.items()}
     resize_pos_embed(sd, model, antialias=False)
     model.load_state_dict(sd)
     model.eval()
-    for tower in (model.transformer, model.visual.transformer):
-        for block in tower.resblocks:
-            block.ln_1.eps = 1e-6
-            block.ln_2.eps = 1e-6
+    for block in model.visual.transformer.resblocks:
+        block.ln_1.eps = 1e-6
+        block.ln_2.eps = 1e-6
     return model
 
 
@@ -163,6 +186,9 @@ def released_reference(model, ctx):
 
 
 def released_forward(clip_file, tensors, img):
+    """Grid-level decoder output of the released model for ``img`` (any size: zero-padded
+    on the bottom/right to a multiple of 16, as the released ViT does)."""
+    img = F.pad(img, (0, -img.shape[-1] % 16, 0, -img.shape[-2] % 16))
     model = released_clip(clip_file, tuple(img.shape[-2:]))
     with torch.no_grad():
         feats = released_dense_features(model, img)  # [1, D, h, w]
@@ -172,7 +198,7 @@ def released_forward(clip_file, tensors, img):
         query_logits = torch.einsum('bdhw,cd->bchw', feats, queries)
         ref = released_reference(model, tensors['text_encoder.prompt_token'].reshape(1, M, -1))
         # PE grid of the 224 model (14 x 14), bicubically resized to the feature grid
-        pe = torch.load(clip_file)['visual.positional_embedding'][1:]
+        pe = torch.load(clip_file)['visual.positional_embedding'][1:].float()
         grid = pe.reshape(14, 14, -1).permute(2, 0, 1)[None]
         grid = F.interpolate(grid, size=(h, w), mode='bicubic', align_corners=False)
         pe_w = tensors['pe_proj.weight'].reshape(WIDTH, -1, 1, 1)
@@ -186,6 +212,20 @@ def released_forward(clip_file, tensors, img):
                            tensors['decoder_norm2.weight'], tensors['decoder_norm2.bias'],
                            training=False, eps=1e-5)
     return dict(feats=feats, ref=ref, bias=bias, out=out)
+
+
+def released_test(out, resized_shape, ori_shape, pd):
+    """The released test after the model: prompt denoising on the grid output (peak of
+    softmax(10 x) per class, classes below ``pd`` set to -100, no fallback), bilinear
+    (align_corners=False) to the resized image size, then to the original size, softmax,
+    argmax. Returns the final logits and the prediction."""
+    out = out.clone()
+    n, c = out.shape[:2]
+    peak = F.softmax(out * 10, dim=1).view(n, c, -1).max(dim=-1)[0]
+    out[(peak < pd)[:, :, None, None].expand_as(out)] = -100
+    out = F.interpolate(out, resized_shape, None, 'bilinear', False)
+    out = F.interpolate(out, ori_shape, None, 'bilinear', False)
+    return out, F.softmax(out, dim=1).argmax(dim=1)
 
 
 # -- tests --------------------------------------------------------------------------------
@@ -209,9 +249,13 @@ def test_convert_load_and_released_forward(tmp_path, clip_file):
     # the released config's switches reached the modules
     head = model.decode_head
     assert head.ref_norm == 'global' and head.context.shape == (M, WIDTH)
-    for blocks in (model.backbone.visual.transformer.resblocks,
-                   head.text_encoder.tower.transformer.resblocks):
-        assert all(b.ln_1.eps == 1e-6 and b.ln_2.eps == 1e-6 for b in blocks)
+    blocks = model.backbone.visual.transformer.resblocks
+    assert all(b.ln_1.eps == 1e-6 and b.ln_2.eps == 1e-6 for b in blocks)
+    # the text tower (Q, R) keeps CLIP's eps
+    blocks = head.text_encoder.tower.transformer.resblocks
+    assert all(b.ln_1.eps == 1e-5 and b.ln_2.eps == 1e-5 for b in blocks)
+    assert (model.upsample_mode, model.pd_mode, model.pd_fallback, model.pd_threshold) == \
+        ('released', 'grid', False, 1.0)
 
     # no unexpected key, no missing key but the query buffers, every shape right
     own = model.state_dict()
@@ -260,6 +304,151 @@ def test_converted_checkpoint_loads_strictly(tmp_path, clip_file):
     own = model.state_dict()
     state.update({k: own[k] for k in QUERY_BUFFERS})  # rebuilt from CLIP, never released
     model.load_state_dict(state, strict=True)
+
+
+# -- end-to-end predictions of the released config -----------------------------------
+RESIZED = (64, 88)  # resized test image: 88 is not a multiple of 16 (4 x 6 grid over 96)
+ORIGINAL = (50, 69)  # original image size: the released test resizes back to it
+THRESHOLDS = (0.3, 0.5, 0.85, 0.95, 1.0)  # released PD values (VOC 1.0, ..., COCO 0.95)
+
+
+@pytest.fixture(scope='module')
+def released_models(tmp_path_factory, clip_file):
+    """Per decoder variant: the converted model (released VOC config), its released
+    tensors and the independent grid-level output for one image. ``confident`` scales
+    the decoder's BatchNorm so that some classes saturate softmax(10 x) (pass PD 1.0)."""
+    folder = tmp_path_factory.mktemp('released')
+    torch.manual_seed(5)
+    img = torch.randn(1, 3, *RESIZED)
+    out = {}
+    for variant, scale in (('plain', 1.0), ('confident', 40.0)):
+        tensors = released_tensors(seed=1)
+        tensors['decoder_norm2.weight'] = tensors['decoder_norm2.weight'] * scale
+        tensors['decoder_norm2.bias'] = tensors['decoder_norm2.bias'] * scale
+        src = write_released(folder / f'{variant}.pth', tensors)
+        dst = str(folder / f'{variant}_converted.pth')
+        load_converter().convert(src, dst, num_classes=C)
+        model = build_released_segmentor(clip_file)
+        load_checkpoint(model, dst, map_location='cpu', strict=False, logger='silent')
+        model.eval()
+        grid = released_forward(clip_file, tensors, img)['out']
+        out[variant] = (model, grid)
+    return img, out
+
+
+def predict(model, img, **settings):
+    """Our segmentor's test route (``predict``: inference + mmseg's postprocessing) with
+    some test-time settings changed for this call."""
+    saved = {k: getattr(model, k) for k in settings}
+    for key, value in settings.items():
+        setattr(model, key, value)
+    try:
+        with torch.no_grad():
+            sample = SegDataSample(metainfo=dict(img_shape=RESIZED, ori_shape=ORIGINAL))
+            result = model.predict(img, [sample])[0]
+    finally:
+        for key, value in saved.items():
+            setattr(model, key, value)
+    return result.seg_logits.data[None], result.pred_sem_seg.data
+
+
+@pytest.mark.parametrize('variant', ['plain', 'confident'])
+@pytest.mark.parametrize('threshold', (None, ) + THRESHOLDS)
+def test_released_config_predicts_like_released_test(released_models, variant, threshold):
+    img, models = released_models
+    model, grid = models[variant]
+    # no threshold: the released test with PD 0 (every peak passes)
+    logits, pred = released_test(grid, RESIZED, ORIGINAL, threshold or 0.0)
+    our_logits, our_pred = predict(model, img, pd_threshold=threshold)
+    assert our_logits.shape == (1, C) + ORIGINAL
+    assert (our_logits - logits).abs().max() <= 1e-5
+    assert torch.equal(our_pred, pred)
+
+
+def test_released_modes_are_what_makes_it_match(released_models):
+    """Each released mode is needed: our own defaults differ from the released test on
+    this image and these thresholds (so the comparison above can fail)."""
+    img, models = released_models
+    # upsampling: padded size + crop moves the logits of a non-multiple-of-16 image
+    model, grid = models['plain']
+    logits, _ = released_test(grid, RESIZED, ORIGINAL, 0.0)
+    ours, _ = predict(model, img, upsample_mode='padded_crop', pd_threshold=None)
+    assert (ours - logits).abs().max() > 1e-3
+    # no fallback: no class reaches 1.0, so the released test removes every class (all
+    # logits -100: the argmax is class 0 up to the rounding of the bilinear resizes,
+    # which the released mode reproduces op for op); our fallback keeps the best class
+    logits, _ = released_test(grid, RESIZED, ORIGINAL, 1.0)
+    assert (logits + 100).abs().max() < 1e-3
+    ours, pred = predict(model, img, pd_threshold=1.0, pd_fallback=True)
+    assert (ours > -99).any() and len(pred.unique()) == 1
+    # grid-level peaks: the kept classes differ from peaks taken after upsampling for
+    # some (decoder, threshold)
+    differs = 0
+    for variant in models:
+        model, grid = models[variant]
+        for threshold in THRESHOLDS:
+            logits, _ = released_test(grid, RESIZED, ORIGINAL, threshold)
+            ours, _ = predict(model, img, pd_threshold=threshold, pd_mode='upsampled')
+            kept = (logits > -99).flatten(2).any(-1)
+            kept_ours = (ours > -99).flatten(2).any(-1)
+            differs += int(not torch.equal(kept, kept_ours))
+    assert differs >= 1
+    # and the released thresholds keep different class sets (PD is really exercised):
+    # plain keeps 6, 1, 1, 0, 0 classes at 0.3 ... 1.0, confident 6, 5, 5, 5, 5
+    kept_sets = {
+        tuple((released_test(grid, RESIZED, ORIGINAL, t)[0] > -99).flatten(2).any(-1)[0]
+              .tolist())
+        for _, grid in models.values() for t in THRESHOLDS
+    }
+    assert len(kept_sets) >= 4
+
+
+def test_released_upsampling_ignores_batch_padding(released_models):
+    """A data preprocessor that pads test batches to a multiple of 16 (test_cfg) changes
+    nothing: the released resize target is the unpadded size."""
+    _, models = released_models
+    model, _ = models['confident']
+    raw = torch.randint(0, 256, (3, ) + RESIZED, dtype=torch.uint8)
+
+    def run():
+        sample = SegDataSample(metainfo=dict(img_shape=RESIZED, ori_shape=ORIGINAL))
+        with torch.no_grad():
+            return model.test_step(dict(inputs=[raw], data_samples=[sample]))[0]
+
+    plain = run()
+    preprocessor = model.data_preprocessor
+    preprocessor.test_cfg = dict(size_divisor=16)
+    try:
+        padded = run()
+    finally:
+        preprocessor.test_cfg = None
+    assert tuple(padded.metainfo['img_padding_size']) == (0, 8, 0, 0)
+    assert (padded.seg_logits.data - plain.seg_logits.data).abs().max() <= 1e-5
+    assert torch.equal(padded.pred_sem_seg.data, plain.pred_sem_seg.data)
+
+
+@pytest.mark.parametrize('dataset,num_classes,threshold',
+                         [('voc', 20, 1.0), ('context', 59, 0.85), ('ade', 150, 0.5),
+                          ('cityscapes', 19, 0.5), ('cocostuff27', 27, 0.95)])
+def test_every_released_config_has_the_released_settings(dataset, num_classes, threshold):
+    """All five released configs (one shared base): released eps (image tower only),
+    upsampling, prompt denoising with the released threshold, tokenisation."""
+    cfg = Config.fromfile(
+        str(REPO_ROOT / f'configs/reclip/reclip_vit-b16_released_{dataset}.py'))
+    model, head = cfg.model, cfg.model.decode_head
+    assert model.backbone.ln_eps == 1e-6
+    assert head.text_encoder.get('ln_eps') is None  # CLIP's 1e-5 on the text tower
+    assert (model.upsample_mode, model.pd_mode, model.pd_fallback) == \
+        ('released', 'grid', False)
+    assert model.pd_threshold == threshold and model.test_cfg.mode == 'whole'
+    assert (head.num_context, head.ref_norm, head.name_token_mode) == \
+        (M, 'global', 'released')
+    assert head.num_classes == num_classes == cfg.num_classes
+    # the matching own config differs only in the released switches
+    own = Config.fromfile(str(REPO_ROOT / f'configs/reclip/reclip_vit-b16_{dataset}.py'))
+    assert own.model.pd_threshold == threshold
+    assert own.test_dataloader == cfg.test_dataloader
+    assert own.custom_hooks == cfg.custom_hooks
 
 
 @pytest.mark.parametrize('linear_pe,ctx_batch_dim,wrap', [(True, False, 'model'),

@@ -84,7 +84,8 @@ class CLIPViTBackbone(BaseModule):
         model_name (str): open_clip model name (``'ViT-B-16'``; tests use
             ``'ViT-Tiny-16-test'``).
         pretrained (str, optional): open_clip tag (``'openai'``) or local weights file.
-        ln_eps (float, optional): block LayerNorm eps override (released code: 1e-6).
+        ln_eps (float, optional): block LayerNorm eps override of the image tower
+            (released code: 1e-6; CLIP: 1e-5).
         save_weights (bool): keep the frozen CLIP weights in checkpoints. Default False.
 
     Shapes:

@@ -1,31 +1,47 @@
 """Training-free MaskCLIP segmentor (frozen CLIP, argmax of F·Qᵀ)."""
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from mmseg.models.segmentors import EncoderDecoder
 from mmseg.registry import MODELS
 
+#: Where prompt denoising measures each class's peak: on the logits at the input size
+#: (after upsampling; works for ``whole`` and ``slide`` tests), or on the grid-level
+#: decoder output before any upsampling (the released code; ``whole`` test only).
+PD_MODES = ('upsampled', 'grid')
+#: How grid logits reach the input size: ``'padded_crop'`` upsamples to the patch-padded
+#: size and crops; ``'released'`` resizes straight to the unpadded size (released code).
+UPSAMPLE_MODES = ('padded_crop', 'released')
 
-def prompt_denoise(seg_logits: torch.Tensor, threshold: float,
-                   temperature: float = 10.0, fill: float = -100.0) -> torch.Tensor:
+
+def prompt_denoise(seg_logits: torch.Tensor,
+                   threshold: float,
+                   temperature: float = 10.0,
+                   fill: float = -100.0,
+                   fallback: bool = True) -> torch.Tensor:
     """Test-time prompt denoising (method §8).
 
     A class whose spatial max of ``softmax(temperature * logits)`` is below
-    ``threshold`` is removed from the image (its logits set to ``fill``); the class with
-    the highest spatial max is always kept.
+    ``threshold`` is removed from the image (its logits set to ``fill``).
 
     Args:
-        seg_logits (Tensor): ``[B, C, H, W]``.
+        seg_logits (Tensor): ``[B, C, H, W]`` (grid-level or upsampled logits).
+        threshold (float): minimum peak probability a class needs to stay.
+        temperature (float): softmax temperature (10).
+        fill (float): logit of a removed class (-100).
+        fallback (bool): keep the class with the highest peak even when it is below the
+            threshold. Without it (the released code) an image where no class passes
+            gets ``fill`` everywhere, so its argmax is class 0 everywhere.
 
     Returns:
         Tensor: ``[B, C, H, W]``.
     """
     probs = (temperature * seg_logits).softmax(dim=1)
     peak = probs.flatten(2).amax(dim=2)  # [B, C]
-    # The class with the highest peak always stays: removing every class would make the
-    # argmax class 0 everywhere (with threshold 1.0 and unsaturated probabilities).
-    keep = (peak >= threshold) | (peak == peak.amax(dim=1, keepdim=True))
+    keep = peak >= threshold
+    if fallback:
+        keep = keep | (peak == peak.amax(dim=1, keepdim=True))
     return torch.where(keep[:, :, None, None], seg_logits, seg_logits.new_tensor(fill))
 
 
@@ -36,35 +52,109 @@ class MaskCLIP(EncoderDecoder):
     Args:
         pd_threshold (float, optional): prompt-denoising threshold; ``None`` disables it.
         pd_temperature (float): softmax temperature of prompt denoising (10).
+        pd_mode (str): where the class peaks are measured. ``'upsampled'`` (default):
+            on the logits at the input size, after upsampling and, in ``slide`` mode,
+            after merging the windows. ``'grid'``: on the grid-level decoder output
+            ``[B, C, h, w]`` before any upsampling, as the released code does
+            (``whole`` test mode only).
+        pd_fallback (bool): keep the best class when every class falls below the
+            threshold (default ``True``). The released code has no fallback
+            (``False``): such an image is predicted as class 0 everywhere.
+        upsample_mode (str): how the grid logits ``[B, C, h, w]`` reach the input size
+            ``(H, W)`` when ``H`` or ``W`` is not a multiple of the patch size (the
+            backbone pads its input to ``(h * p, w * p)``). ``'padded_crop'`` (default):
+            bilinear to the padded size, then crop, so each logit cell stays on its
+            patch. ``'released'``: bilinear (``align_corners=False``) straight to the
+            unpadded size, as the released test does; in ``whole`` mode batch padding
+            of the data preprocessor is left out of that size and filled with 0 (it is
+            cropped off by ``postprocess_result``).
         Other arguments: see :class:`mmseg.models.EncoderDecoder`.
 
-    ``encode_decode`` returns head logits upsampled bilinearly to the input size
-    (``[B, C, H, W]``), so both test modes and padding work unchanged.
+    ``encode_decode`` returns head logits at the input size (``[B, C, H, W]``), so both
+    test modes and padding work unchanged. The released pipeline is
+    ``pd_mode='grid', pd_fallback=False, upsample_mode='released'``
+    (``configs/_base_/models/reclip_vit-b16_released.py``).
     """
 
     def __init__(self,
                  *args,
                  pd_threshold: Optional[float] = None,
                  pd_temperature: float = 10.0,
+                 pd_mode: str = 'upsampled',
+                 pd_fallback: bool = True,
+                 upsample_mode: str = 'padded_crop',
                  **kwargs):
+        if pd_mode not in PD_MODES:
+            raise ValueError(f'pd_mode must be one of {PD_MODES}, got {pd_mode!r}')
+        if upsample_mode not in UPSAMPLE_MODES:
+            raise ValueError(
+                f'upsample_mode must be one of {UPSAMPLE_MODES}, got {upsample_mode!r}')
         super().__init__(*args, **kwargs)
         self.pd_threshold = pd_threshold
         self.pd_temperature = pd_temperature
+        self.pd_mode = pd_mode
+        self.pd_fallback = pd_fallback
+        self.upsample_mode = upsample_mode
 
     def loss(self, inputs, data_samples):
         raise RuntimeError(f'{type(self).__name__} is training-free; use tools/test.py '
                            '(no checkpoint needed), or train a ReCLIP config.')
 
+    def grid_logits(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Decoder output on the patch grid: ``[B, 3, H, W]`` -> ``[B, C, h, w]``."""
+        return self.decode_head.forward(self.extract_feat(inputs))
+
+    def upsample_logits(self,
+                        logits: torch.Tensor,
+                        size: Sequence[int],
+                        padding: Sequence[int] = (0, 0, 0, 0)) -> torch.Tensor:
+        """Grid logits ``[B, C, h, w]`` -> input-size logits ``[B, C, *size]``.
+
+        Args:
+            logits (Tensor): ``[B, C, h, w]``.
+            size (tuple): input size ``(H, W)``.
+            padding (tuple): ``(left, right, top, bottom)`` batch padding of the data
+                preprocessor inside ``size`` (``'released'`` mode leaves it out of the
+                resize target).
+        """
+        if self.upsample_mode == 'padded_crop':
+            return logits_to_input_size(logits, size,
+                                        getattr(self.backbone, 'patch_size', None),
+                                        self.align_corners)
+        left, right, top, bottom = padding
+        out = F.interpolate(logits, size=(size[0] - top - bottom, size[1] - left - right),
+                            mode='bilinear', align_corners=False)
+        if any(padding):
+            out = F.pad(out, (left, right, top, bottom))
+        return out
+
     def encode_decode(self, inputs: torch.Tensor, batch_img_metas: List[dict]) -> torch.Tensor:
-        x = self.extract_feat(inputs)
-        logits = self.decode_head.forward(x)
-        return logits_to_input_size(logits, inputs.shape[-2:],
-                                    getattr(self.backbone, 'patch_size', None), self.align_corners)
+        return self.upsample_logits(self.grid_logits(inputs), inputs.shape[-2:])
+
+    def whole_inference(self, inputs: torch.Tensor,
+                        batch_img_metas: List[dict]) -> torch.Tensor:
+        logits = self.grid_logits(inputs)
+        if self.pd_threshold is not None and self.pd_mode == 'grid':
+            logits = self.denoise(logits)
+        # Test batches hold one image size (mmseg asserts it), so one padding for all;
+        # the keys are those `postprocess_result` crops by.
+        meta = batch_img_metas[0]
+        padding = meta.get('img_padding_size', meta.get('padding_size')) or (0, 0, 0, 0)
+        return self.upsample_logits(logits, inputs.shape[-2:], padding)
+
+    def denoise(self, seg_logits: torch.Tensor) -> torch.Tensor:
+        """:func:`prompt_denoise` with this segmentor's settings."""
+        return prompt_denoise(seg_logits, self.pd_threshold, self.pd_temperature,
+                              fallback=self.pd_fallback)
 
     def inference(self, inputs: torch.Tensor, batch_img_metas: List[dict]) -> torch.Tensor:
+        slide = self.test_cfg.get('mode', 'whole') == 'slide'
+        if self.pd_threshold is not None and self.pd_mode == 'grid' and slide:
+            raise ValueError("pd_mode='grid' needs test_cfg.mode='whole' (slide windows "
+                             "have no whole-image grid); use pd_mode='upsampled'.")
         seg_logits = super().inference(inputs, batch_img_metas)
-        if self.pd_threshold is not None:
-            seg_logits = prompt_denoise(seg_logits, self.pd_threshold, self.pd_temperature)
+        if self.pd_threshold is not None and self.pd_mode == 'upsampled':
+            seg_logits = self.denoise(seg_logits)
         return seg_logits
 
 

@@ -15,6 +15,14 @@ class ReCLIP(MaskCLIP):
     :class:`CropVoteHypothesisHook` attaches to the data samples; never ground truth.
     Inference: argmax of the rectified decoder output, ``whole`` or ``slide`` mode,
     optional prompt denoising (``pd_threshold``).
+
+    Args:
+        pd_threshold, pd_temperature, pd_mode, pd_fallback, upsample_mode: test-time
+            options, see :class:`MaskCLIP`. Our configs keep the defaults
+            (``pd_mode='upsampled'``, ``pd_fallback=True``,
+            ``upsample_mode='padded_crop'``); the ``*_released_*`` configs set
+            ``'grid'``, ``False``, ``'released'`` to reproduce the released test.
+        Other arguments: see :class:`mmseg.models.EncoderDecoder`.
     """
 
     loss = EncoderDecoder.loss

@@ -97,7 +97,9 @@ class OpenCLIPTextEncoder(BaseModule):
     Args:
         model_name (str): open_clip model name.
         pretrained (str, optional): open_clip tag or local weights file.
-        ln_eps (float, optional): block LayerNorm eps override (released code: 1e-6).
+        ln_eps (float, optional): block LayerNorm eps override. The released code keeps
+            CLIP's 1e-5 on the text tower (its 1e-6 is on the image tower only), so
+            leave it ``None`` to reproduce it.
         save_weights (bool): keep the text tower in checkpoints. Default False.
     """
 

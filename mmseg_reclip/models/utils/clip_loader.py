@@ -1,5 +1,6 @@
 """Build frozen open_clip models from a model name and a ``pretrained`` tag or file."""
 import difflib
+import logging
 import os
 import os.path as osp
 from typing import Optional
@@ -10,6 +11,9 @@ from mmengine.logging import print_log
 
 _CONFIG_DIR = osp.join(osp.dirname(__file__), 'model_configs')
 _WEIGHT_SUFFIXES = ('.pt', '.pth', '.bin', '.safetensors', '.ckpt', '.npz')
+#: Non-weight entries of a state dict taken from OpenAI's TorchScript CLIP archive. The
+#: released ReCLIP++ code drops them, open_clip only when it opens the archive itself.
+_ARCHIVE_KEYS = ('input_resolution', 'context_length', 'vocab_size')
 
 
 def register_model_configs() -> None:
@@ -71,10 +75,12 @@ def create_clip(model_name: str,
     Args:
         model_name (str): open_clip model name, e.g. ``'ViT-B-16'``.
         pretrained (str, optional): open_clip pretrained tag (``'openai'``; downloads where
-            there is internet) or a local weights file (an open_clip/OpenAI state dict).
+            there is internet) or a local weights file (an open_clip/OpenAI state dict,
+            fp32 or fp16; the non-weight keys of OpenAI's TorchScript archive are dropped).
             ``None`` keeps random weights (a warning says so: only for tests).
         ln_eps (float, optional): override the eps of every transformer-block LayerNorm
-            (the released ReCLIP++ code forces 1e-6; CLIP uses 1e-5).
+            of this model (CLIP uses 1e-5). The released ReCLIP++ code forces 1e-6 on
+            the image tower only, so only the backbone's copy takes it.
 
     Returns:
         nn.Module: the open_clip model.
@@ -89,13 +95,51 @@ def create_clip(model_name: str,
     if not pretrained:
         print_log(f'CLIP {model_name}: no `pretrained` given, using RANDOM weights. '
                   'Predictions are meaningless.', logger='current', level=30)
-    model = open_clip.create_model(
-        model_name, pretrained=pretrained or None, force_quick_gelu=force_quick_gelu,
-        pretrained_text=False)
+    if pretrained and osp.isfile(pretrained):
+        model = _create_from_file(model_name, pretrained, force_quick_gelu)
+    else:
+        model = open_clip.create_model(
+            model_name, pretrained=pretrained or None, force_quick_gelu=force_quick_gelu,
+            pretrained_text=False)
     if ln_eps is not None:
         set_block_layernorm_eps(model, ln_eps)
     model.eval()
     model.requires_grad_(False)
+    return model
+
+
+class _DropRandomInitWarning(logging.Filter):
+    """Hide open_clip's 'initialized randomly' warning: the weights are loaded next."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return 'initialized randomly' not in record.getMessage()
+
+
+def _create_from_file(model_name: str, path: str, force_quick_gelu: bool) -> nn.Module:
+    """Build ``model_name`` and load a local state dict into it.
+
+    Like open_clip's own file route, but a state dict taken from OpenAI's TorchScript
+    archive (with its ``input_resolution`` / ``context_length`` / ``vocab_size``
+    entries) is accepted and those entries dropped. Half-precision tensors (OpenAI's
+    weights are fp16) are copied into the float32 model.
+    """
+    quiet = _DropRandomInitWarning()
+    logging.getLogger().addFilter(quiet)
+    try:
+        model = open_clip.create_model(
+            model_name, pretrained=None, force_quick_gelu=force_quick_gelu,
+            pretrained_text=False)
+    finally:
+        logging.getLogger().removeFilter(quiet)
+    result = open_clip.load_checkpoint(model, path, strict=False)
+    unexpected = [k for k in result.unexpected_keys if k not in _ARCHIVE_KEYS]
+    if result.missing_keys or unexpected:
+        raise RuntimeError(
+            f'CLIP weights file {osp.abspath(path)!r} does not match open_clip model '
+            f'{model_name!r}: missing keys {result.missing_keys[:5]}'
+            f'{"..." if len(result.missing_keys) > 5 else ""}, unexpected keys '
+            f'{unexpected[:5]}{"..." if len(unexpected) > 5 else ""}. Check `model_name` '
+            "(OpenAI weights: 'ViT-B-16' / 'ViT-B-16-quickgelu') or the file.")
     return model
 
 
