@@ -167,6 +167,7 @@ def main(argv=None):
         for path in stale:
             os.remove(path)
     # Each label is keyed by its image's content: a replaced image is predicted again.
+    print_log(f'Hashing {len(img_paths)} training images (SHA-256)', logger='current')
     digests = [image_digest(p) for p in img_paths]
     valid = {n: d for n, d in zip(names, digests)
              if done.get(n) == d and osp.exists(osp.join(out_dir, n))}

@@ -126,6 +126,13 @@ def test_second_run_is_refused_and_stale_lock_taken_over(toy, sleeper):
     # the refused run neither overwrote the config dump nor touched the files
     assert (wd / 'toy_fcn.py').read_text() == '# the running job\'s config dump\n'
     assert (wd / f'{TMP_PREFIX}x.pth').exists() and not (wd / 'iter_2.pth').exists()
+    # mmseg's stock tools/train.py gets the same from the config alone
+    import mmseg
+    stock = os.path.join(os.path.dirname(mmseg.__file__), '.mim', 'tools', 'train.py')
+    if os.path.isfile(stock):
+        proc = run_tool([stock, cfg, '--work-dir', wd], cwd=base, check=False)
+        assert proc.returncode != 0 and f'PID {sleeper.pid} on host' in _out(proc)
+        assert (wd / 'toy_fcn.py').read_text() == '# the running job\'s config dump\n'
 
     sleeper.kill()
     sleeper.wait()
