@@ -13,18 +13,27 @@ Two fixes, each a no-op where it is not needed:
    :class:`ModuleNotFoundError` with install instructions when it is used. With the full
    mmcv (GPU clusters) the real module imports and nothing is touched.
 
-2. Checkpoints under ``torch.load(weights_only=True)``. Since torch 2.6 ``torch.load``
-   defaults to ``weights_only=True``; mmengine 0.10.7 checkpoints hold message-hub
-   history objects and numpy scalars, so ``--resume``, ``load_from`` and
-   ``mmseg.apis.init_model`` fail. We re-register mmengine's loader for local paths
-   (the ``''`` scheme) with ``weights_only=False``. Only load checkpoints you trust,
-   exactly as before torch 2.6.
+2. Checkpoints load without executing code. Since torch 2.6 ``torch.load`` defaults to
+   ``weights_only=True``, which refuses mmengine 0.10.7 checkpoints: their message hub
+   holds ``HistoryBuffer`` objects (whose pickle calls ``getattr``) and numpy scalars.
+   We re-register mmengine's loader for local paths (the ``''`` scheme) with
+   :func:`safe_torch_load`: ``weights_only=True`` plus, only for the duration of that
+   one load, an explicit allow-list (:func:`checkpoint_safe_globals`) of the few data
+   classes those checkpoints need, with ``getattr`` replaced by a stand-in that only
+   returns ``HistoryBuffer``'s own statistics methods. Anything else (a crafted pickle
+   that would run code) is refused with an error naming the file. A checkpoint you
+   wrote yourself with other custom objects can be loaded with full unpickling by
+   setting ``MMSEG_RECLIP_TRUST_PICKLE=1`` (a warning is logged). See docs/trust.md.
 """
 import importlib
+import logging
+import os
 import os.path as osp
+import pickle
 import sys
 import types
-from typing import Any, Callable, Optional
+import zipfile
+from typing import Any, Callable, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -100,16 +109,119 @@ def install_mmcv_ops_shim() -> bool:
     return True
 
 
+#: Environment variable that turns full unpickling back on for mmengine checkpoints.
+TRUST_PICKLE_ENV = 'MMSEG_RECLIP_TRUST_PICKLE'
+
+#: ``HistoryBuffer`` statistics that mmengine pickles as ``getattr(HistoryBuffer, name)``.
+_HISTORY_BUFFER_STATS = ('min', 'max', 'current', 'mean')
+
+
+class UnsafeCheckpointError(pickle.UnpicklingError):
+    """A checkpoint holds objects outside the allow-list (it could run code)."""
+
+
+class CorruptCheckpointError(RuntimeError):
+    """A checkpoint file is truncated or not a torch file."""
+
+
+def _history_buffer_getattr(obj: Any, name: str) -> Any:
+    """Stand-in for ``builtins.getattr`` while unpickling: only ``HistoryBuffer``'s own
+    statistics methods, which mmengine's ``HistoryBuffer.__getstate__`` pickles."""
+    from mmengine.logging import HistoryBuffer
+    if obj is HistoryBuffer and name in _HISTORY_BUFFER_STATS:
+        return getattr(HistoryBuffer, name)
+    raise pickle.UnpicklingError(f'getattr({obj!r}, {name!r}) is not allowed')
+
+
+def checkpoint_safe_globals() -> List[Any]:
+    """The allow-list for ``torch.serialization.safe_globals`` when loading checkpoints.
+
+    Beyond torch's own (tensors, storages, ``OrderedDict``), an mmengine 0.10.7
+    checkpoint needs: numpy arrays/scalars of numeric dtypes (message-hub ``eta``,
+    history arrays), mmengine's ``HistoryBuffer`` (message-hub scalars; its
+    ``__setstate__`` only stores data and the statistics methods), and ``getattr``
+    restricted to ``HistoryBuffer``'s statistics methods. Nothing here imports a module,
+    calls a system function or builds an arbitrary object.
+    """
+    import numpy as np
+    from mmengine.logging import HistoryBuffer
+    reconstruct = np.zeros(1).__reduce__()[0]  # numpy.(_)core.multiarray._reconstruct
+    scalar = np.float64(0).__reduce__()[0]  # numpy.(_)core.multiarray.scalar
+    numeric = (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16,
+               np.uint32, np.uint64, np.float16, np.float32, np.float64, np.complex64,
+               np.complex128)
+    allowed: List[Any] = [np.ndarray, np.dtype, HistoryBuffer]
+    allowed += sorted({type(np.dtype(t)) for t in numeric}, key=lambda c: c.__name__)
+    # numpy 1 pickles these as numpy.core.multiarray.*, numpy 2 as numpy._core.*
+    for module in ('numpy.core.multiarray', 'numpy._core.multiarray'):
+        allowed += [(reconstruct, f'{module}._reconstruct'), (scalar, f'{module}.scalar')]
+    allowed.append((_history_buffer_getattr, 'builtins.getattr'))
+    return allowed
+
+
+def trust_pickle_enabled() -> bool:
+    """True when :data:`TRUST_PICKLE_ENV` is set to ``1``/``true``/``yes``."""
+    return os.environ.get(TRUST_PICKLE_ENV, '').strip().lower() in ('1', 'true', 'yes')
+
+
+def _refusal_reason(err: BaseException) -> str:
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    for ln in lines:
+        if 'GLOBAL' in ln or 'not allowed' in ln or 'Unsupported' in ln:
+            return ln.split('. Please use')[0]
+    return lines[-1] if lines else type(err).__name__
+
+
+def safe_torch_load(filename: str, map_location: Optional[Any] = None) -> Any:
+    """``torch.load`` with ``weights_only=True`` and :func:`checkpoint_safe_globals`,
+    scoped to this one call.
+
+    Args:
+        filename (str): local file.
+        map_location: as in :func:`torch.load`.
+
+    Raises:
+        UnsafeCheckpointError: the file needs globals outside the allow-list.
+        CorruptCheckpointError: the file is truncated or not a torch file.
+    """
+    if trust_pickle_enabled():
+        from mmengine.logging import print_log
+        print_log(f'{TRUST_PICKLE_ENV}=1: loading {filename} with full unpickling; a '
+                  'crafted file runs code. Only do this for files you wrote yourself.',
+                  logger='current', level=logging.WARNING)
+        return torch.load(filename, map_location=map_location, weights_only=False)
+    try:
+        with torch.serialization.safe_globals(checkpoint_safe_globals()):
+            return torch.load(filename, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise UnsafeCheckpointError(
+            f'{filename}: refused to unpickle ({_refusal_reason(err)}): the file holds '
+            'objects that could run code when loaded. If you wrote it yourself and trust '
+            f'it, rerun with {TRUST_PICKLE_ENV}=1 (see docs/trust.md).') from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as err:
+        if isinstance(err, (FileNotFoundError, PermissionError, IsADirectoryError)):
+            raise
+        msg = str(err).strip()
+        if isinstance(err, RuntimeError) and not any(
+                s in msg for s in ('zip archive', 'central directory', 'PytorchStreamReader',
+                                   'invalid load key', 'EOF')):
+            raise
+        reason = msg.splitlines()[0].split('. ')[0] if msg else type(err).__name__
+        raise CorruptCheckpointError(
+            f'{filename} is truncated or not a torch checkpoint ({reason}); delete it and '
+            'use an intact copy (or an earlier checkpoint).') from None
+
+
 def _load_local_checkpoint(filename: str, map_location: Optional[Any] = None) -> Any:
-    """mmengine's local loader, with ``weights_only=False`` (torch >= 2.6)."""
+    """mmengine's local loader through :func:`safe_torch_load`."""
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):
         raise FileNotFoundError(f'{filename} can not be found.')
-    return torch.load(filename, map_location=map_location, weights_only=False)
+    return safe_torch_load(filename, map_location=map_location)
 
 
 def install_checkpoint_loader() -> None:
-    """Re-register mmengine's local checkpoint scheme so trusted checkpoints load."""
+    """Re-register mmengine's local checkpoint scheme with :func:`safe_torch_load`."""
     from mmengine.runner.checkpoint import CheckpointLoader
     CheckpointLoader.register_scheme(prefixes='', loader=_load_local_checkpoint, force=True)
 

@@ -14,13 +14,18 @@ mode and the argmax, at the image's original size, written as ``<basename>.png``
 class indices) — each file atomically (temporary file + rename).
 
 ``meta.json`` in the folder records what produced the labels (teacher checkpoint
-identity, test scale, classes). A rerun with the same key only writes missing files; a
-different key deletes the old PNGs first. Then train with the offline config, e.g.
+identity, test scale, classes: the set's key) and, per label, the SHA-256 of the image
+it was predicted from. A rerun with the same key writes the labels that are missing or
+whose image changed (same name, other content); a different key deletes the old PNGs
+first. ``meta.json`` says ``complete: true`` only once every label is written and up to
+date; ``LoadPseudoLabel`` refuses any other set. Then train with the offline config, e.g.
 ``configs/reclip/reclip-distill_deeplabv2-r101_voc_offline.py``.
 """
 import argparse
 import glob
+import hashlib
 import json
+import logging
 import os
 import os.path as osp
 import sys
@@ -39,10 +44,13 @@ from mmengine.logging import print_log  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from mmseg_reclip.datasets.transforms.pseudo_label import pseudo_label_name  # noqa: E402
+from mmseg_reclip.datasets.transforms.pseudo_label import (  # noqa: E402
+    PSEUDO_LABEL_META, pseudo_label_name)
 from mmseg_reclip.engine.hooks.crop_vote_hook import collect_img_paths  # noqa: E402
+from mmseg_reclip.engine.runner.work_dir import remove_stale_tmp_files  # noqa: E402
+from mmseg_reclip.models.utils.io import TMP_PREFIX  # noqa: E402
 
-META_FILE = 'meta.json'
+META_FILE = PSEUDO_LABEL_META
 
 
 def parse_args(argv=None):
@@ -61,9 +69,32 @@ def file_identity(path: str) -> str:
     return f'{osp.abspath(path)}:{st.st_size}:{st.st_mtime_ns}'
 
 
+def image_digest(path: str) -> str:
+    """SHA-256 of an image file: a label is up to date only for the exact same bytes."""
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_meta(path: str) -> dict:
+    """``meta.json`` as a dict; ``{}`` when missing or unreadable (then all is redone)."""
+    if not osp.isfile(path):
+        return {}
+    try:
+        with open(path) as f:
+            meta = json.load(f)
+        return meta if isinstance(meta, dict) else {}
+    except (OSError, ValueError) as err:
+        print_log(f'{path} is unreadable ({err}); regenerating every pseudo label.',
+                  logger='current', level=logging.WARNING)
+        return {}
+
+
 def save_png_atomic(label: np.ndarray, path: str) -> None:
     folder = osp.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix='.tmp_', suffix='.png', dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix='.png', dir=folder)
     os.close(fd)
     try:
         Image.fromarray(label.astype(np.uint8), mode='L').save(tmp, format='PNG')
@@ -76,7 +107,7 @@ def save_png_atomic(label: np.ndarray, path: str) -> None:
 
 
 def write_json_atomic(obj: dict, path: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix='.tmp_', suffix='.json', dir=osp.dirname(path))
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix='.json', dir=osp.dirname(path))
     with os.fdopen(fd, 'w') as f:
         json.dump(obj, f, indent=1)
     os.chmod(tmp, 0o644)
@@ -123,10 +154,11 @@ def main(argv=None):
                std=[float(v) for v in model.data_preprocessor.std.flatten()],
                version=1)
     meta_path = osp.join(out_dir, META_FILE)
-    old = None
-    if osp.isfile(meta_path):
-        with open(meta_path) as f:
-            old = json.load(f).get('key')
+    remove_stale_tmp_files(out_dir)  # left by a run killed mid-write
+    old_meta = read_meta(meta_path)
+    old = old_meta.get('key')
+    done = old_meta.get('images') if old == key else None
+    done = done if isinstance(done, dict) else {}
     if old != key:
         stale = glob.glob(osp.join(out_dir, '*.png'))
         if stale:
@@ -134,7 +166,16 @@ def main(argv=None):
                       logger='current')
         for path in stale:
             os.remove(path)
-        write_json_atomic(dict(key=key, complete=False), meta_path)
+    # Each label is keyed by its image's content: a replaced image is predicted again.
+    print_log(f'Hashing {len(img_paths)} training images (SHA-256)', logger='current')
+    digests = [image_digest(p) for p in img_paths]
+    valid = {n: d for n, d in zip(names, digests)
+             if done.get(n) == d and osp.exists(osp.join(out_dir, n))}
+    changed = sum(1 for n in names if n in done and n not in valid)
+    if changed:
+        print_log(f'{out_dir}: {changed} image(s) changed since their pseudo label was '
+                  'written; predicting them again.', logger='current')
+    write_json_atomic(dict(key=key, complete=False, images=valid), meta_path)
 
     steps = [dict(type='LoadImageFromFile')]
     if test_scale:
@@ -143,21 +184,21 @@ def main(argv=None):
     pipeline = Compose(steps)
 
     written = 0
-    for i, (img_path, name) in enumerate(zip(img_paths, names)):
+    for i, (img_path, name, digest) in enumerate(zip(img_paths, names, digests)):
         out_path = osp.join(out_dir, name)
-        if osp.exists(out_path):
-            continue
-        packed = pipeline(dict(img_path=img_path, seg_fields=[], reduce_zero_label=False))
-        data = model.data_preprocessor(
-            dict(inputs=[packed['inputs']], data_samples=[packed['data_samples']]), False)
-        with torch.no_grad():
-            pred = teacher.predict(data['inputs'], data['data_samples'])[0]
-        label = pred.pred_sem_seg.data[0].cpu().numpy().astype(np.uint8)
-        save_png_atomic(label, out_path)
-        written += 1
+        if name not in valid:
+            packed = pipeline(dict(img_path=img_path, seg_fields=[], reduce_zero_label=False))
+            data = model.data_preprocessor(
+                dict(inputs=[packed['inputs']], data_samples=[packed['data_samples']]), False)
+            with torch.no_grad():
+                pred = teacher.predict(data['inputs'], data['data_samples'])[0]
+            label = pred.pred_sem_seg.data[0].cpu().numpy().astype(np.uint8)
+            save_png_atomic(label, out_path)
+            valid[name] = digest
+            written += 1
         if (i + 1) % 100 == 0 or i + 1 == len(img_paths):
             print_log(f'Pseudo labels: {i + 1}/{len(img_paths)}', logger='current')
-    write_json_atomic(dict(key=key, complete=True, images=len(img_paths)), meta_path)
+    write_json_atomic(dict(key=key, complete=True, images=valid), meta_path)
     print_log(f'Pseudo labels in {out_dir}: {written} written, '
               f'{len(img_paths) - written} up to date.', logger='current')
 

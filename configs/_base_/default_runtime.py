@@ -12,3 +12,6 @@ log_level = 'INFO'
 load_from = None
 resume = False
 tta_model = dict(type='SegTTAModel')
+# Work-dir lock, start-up cleanup of interrupted writes, resume past a truncated latest
+# checkpoint (mmseg_reclip/engine/runner; works with mmseg's stock tools/train.py).
+runner_type = 'ReCLIPRunner'

@@ -1,4 +1,8 @@
-"""Offline distillation targets: LoadPseudoLabel is separate from ground truth."""
+"""Offline distillation targets: LoadPseudoLabel is separate from ground truth and
+only reads a finished set."""
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -22,6 +26,7 @@ def files(tmp_path):
     pl_dir = tmp_path / 'pl'
     pl_dir.mkdir()
     Image.fromarray(label, mode='L').save(pl_dir / 'a_1.png')
+    (pl_dir / 'meta.json').write_text(json.dumps(dict(key={}, complete=True)))
     return str(img_path), str(pl_dir), label
 
 
@@ -71,3 +76,21 @@ def test_distiller_accepts_only_marked_pseudo_labels():
         ReCLIPDistiller.pseudo_label_target(None, [s])
     s.set_metainfo(dict(pseudo_label_path='/pl/a.png'))
     assert ReCLIPDistiller.pseudo_label_target(None, [s]).shape == (1, 4, 4)
+
+
+@pytest.mark.parametrize('meta', [None, '{"complete": false}', '{"complete": "yes"}', '{x'])
+def test_refuses_an_unfinished_set(files, meta):
+    """A set whose meta.json is missing, garbled or not ``complete: true`` (generation
+    interrupted) is refused with the command that fixes it."""
+    img_path, pl_dir, _ = files
+    meta_path = Path(pl_dir) / 'meta.json'
+    meta_path.unlink()
+    if meta is not None:
+        meta_path.write_text(meta)
+    t = LoadPseudoLabel(pseudo_label_dir=pl_dir)
+    with pytest.raises((RuntimeError, ValueError, FileNotFoundError),
+                       match='meta.json.*generate_pseudo_labels'):
+        t(dict(img_path=img_path, img=np.zeros((20, 30, 3), np.uint8)))
+    meta_path.write_text('{"complete": true}')
+    assert t(dict(img_path=img_path, img=np.zeros((20, 30, 3), np.uint8)))['gt_seg_map'].shape \
+        == (20, 30)

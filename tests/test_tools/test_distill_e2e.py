@@ -187,6 +187,23 @@ def test_offline_pseudo_labels_then_distillation(stages, tmp_path):
             assert np.array(pl).max() < 20
     proc = run_tool(['tools/generate_pseudo_labels.py', offline, '--cfg-options'] + opts)
     assert '0 written, 3 up to date' in proc.stdout + proc.stderr
+    # an image replaced by another of the same name and size gets a new label
+    jpg = {n: osp.join(stages['data'], 'JPEGImages', n + '.jpg') for n in names}
+    by_size = {}
+    for n in names:
+        with Image.open(jpg[n]) as im:
+            by_size.setdefault(im.size, []).append(n)
+    src, dst = next(v for v in by_size.values() if len(v) > 1)[:2]
+    with open(jpg[src], 'rb') as f_src, open(jpg[dst], 'r+b') as f_dst:
+        f_dst.write(f_src.read())  # in place (mtime may not even change on coarse fs)
+    with Image.open(osp.join(pl_dir, src + '.png')) as a:
+        expected = np.array(a)
+    with Image.open(osp.join(pl_dir, dst + '.png')) as b:
+        assert (np.array(b) != expected).any()  # the test needs labels that differ
+    proc = run_tool(['tools/generate_pseudo_labels.py', offline, '--cfg-options'] + opts)
+    assert '1 written, 2 up to date' in proc.stdout + proc.stderr
+    with Image.open(osp.join(pl_dir, dst + '.png')) as b:
+        np.testing.assert_array_equal(np.array(b), expected)
     proc = run_tool(['tools/train.py', offline, '--work-dir', str(tmp_path / 's2_offline'),
                      '--cfg-options'] + opts)
     assert re.search(r'decode.loss_mask_ce: \d+\.\d+', proc.stdout + proc.stderr)

@@ -34,6 +34,7 @@ import os.path as osp
 import pickle
 import sys
 import tempfile
+import zipfile
 from collections import OrderedDict
 from typing import Dict, List, Mapping, Optional, Tuple
 
@@ -71,17 +72,39 @@ class ConversionError(RuntimeError):
     """A released checkpoint that cannot be converted (message says why)."""
 
 
-def load_released(path: str) -> dict:
-    """``torch.load`` a released file on CPU (tensors only first, full pickle if needed)."""
+def load_released(path: str, trust_pickle: bool = False) -> dict:
+    """``torch.load`` a released file on CPU with ``weights_only=True``.
+
+    A file that needs more than tensors and containers (e.g. a pickled argparse
+    namespace) could run code when unpickled: it is refused unless ``trust_pickle``.
+
+    Args:
+        path (str): the released checkpoint.
+        trust_pickle (bool): allow full unpickling (``--trust-pickle``).
+    """
     if not osp.isfile(path):
         raise ConversionError(f'source checkpoint not found: {osp.abspath(path)!r}')
     try:
         return torch.load(path, map_location='cpu', weights_only=True)
-    except pickle.UnpicklingError:
-        # Training scripts often pickle their argparse namespace / optimizer too.
-        print(f'note: {path} holds non-tensor objects; loading it with full unpickling '
-              '(only convert checkpoints you trust).')
+    except pickle.UnpicklingError as err:
+        if not trust_pickle:
+            lines = [ln for ln in str(err).splitlines() if 'GLOBAL' in ln] or ['']
+            reason = lines[0].strip().split('. Please use')[0]
+            raise ConversionError(
+                f'{path} holds non-tensor objects ({reason or "not a plain state dict"}); '
+                'unpickling them could run code, so it is refused. If you trust the file, '
+                'rerun with --trust-pickle.') from None
+        print(f'warning: --trust-pickle: loading {path} with full unpickling.',
+              file=sys.stderr)
         return torch.load(path, map_location='cpu', weights_only=False)
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as err:
+        if isinstance(err, (PermissionError, IsADirectoryError)):
+            raise ConversionError(f'{path}: {err}') from None
+        msg = str(err).strip()
+        reason = msg.splitlines()[0].split('. ')[0] if msg else type(err).__name__
+        raise ConversionError(
+            f'{path} is truncated or not a torch checkpoint ({reason}); download it again '
+            'and check its size/checksum.') from None
 
 
 def extract_state_dict(obj) -> Dict[str, torch.Tensor]:
@@ -243,11 +266,16 @@ def save_atomic(obj, path: str) -> None:
 def convert(src: str,
             dst: str,
             num_classes: Optional[int] = None,
-            num_context: Optional[int] = None) -> dict:
-    """Convert ``src`` (released) into ``dst`` (mmengine checkpoint); returns the summary."""
+            num_context: Optional[int] = None,
+            trust_pickle: bool = False) -> dict:
+    """Convert ``src`` (released) into ``dst`` (mmengine checkpoint); returns the summary.
+
+    ``trust_pickle`` allows a ``src`` that needs full unpickling (see
+    :func:`load_released`).
+    """
     if osp.abspath(src) == osp.abspath(dst):
         raise ConversionError('DST must differ from SRC (the source file is kept)')
-    state = extract_state_dict(load_released(src))
+    state = extract_state_dict(load_released(src, trust_pickle))
     state_dict, info = convert_state_dict(state, num_classes, num_context, src)
     meta = dict(
         source=osp.abspath(src),
@@ -270,13 +298,17 @@ def parse_args(argv=None):
                         'Cityscapes 19, COCO-Stuff 27); checked against the checkpoint')
     parser.add_argument('--num-context', type=int, default=None,
                         help='expected number of context vectors (released: 73)')
+    parser.add_argument('--trust-pickle', action='store_true',
+                        help='load SRC with full unpickling when it holds more than '
+                        'tensors (a crafted file runs code: only for files you trust)')
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        info = convert(args.src, args.dst, args.num_classes, args.num_context)
+        info = convert(args.src, args.dst, args.num_classes, args.num_context,
+                       args.trust_pickle)
     except ConversionError as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 1

@@ -8,6 +8,7 @@ mmseg/mmcv's geometric transforms (resize, crop, flip) move it with the image; t
 sample's ``pseudo_label_path`` meta key marks it as a pseudo label, and
 :class:`ReCLIPDistiller` (``target='pseudo_label'``) only accepts samples that carry it.
 """
+import json
 import os.path as osp
 from typing import Optional
 
@@ -22,6 +23,11 @@ PSEUDO_META_KEYS = ('img_path', 'seg_map_path', 'ori_shape', 'img_shape', 'pad_s
                     'pseudo_label_path')
 
 
+#: File in a pseudo-label folder describing it; ``complete: true`` once every label of
+#: the training set is written and up to date.
+PSEUDO_LABEL_META = 'meta.json'
+
+
 def pseudo_label_name(img_path: str, suffix: str = '.png') -> str:
     """File name of an image's pseudo label: its basename with ``suffix``."""
     return osp.splitext(osp.basename(img_path))[0] + suffix
@@ -30,6 +36,9 @@ def pseudo_label_name(img_path: str, suffix: str = '.png') -> str:
 @TRANSFORMS.register_module()
 class LoadPseudoLabel(BaseTransform):
     """Load the teacher's pseudo label of ``results['img_path']``.
+
+    The folder's ``meta.json`` must say ``complete: true`` (generation finished): a set
+    left incomplete by an interrupted or failed run is refused.
 
     Required keys: ``img_path``. Added keys: ``gt_seg_map`` (uint8 ``[H, W]``, class
     indices, 255 = ignore), ``seg_fields``, ``pseudo_label_path``. Add
@@ -49,6 +58,26 @@ class LoadPseudoLabel(BaseTransform):
         self.pseudo_label_dir = pseudo_label_dir
         self.suffix = suffix
         self.backend_args = backend_args
+        self._complete = False
+
+    def check_complete(self) -> None:
+        """Raise unless ``meta.json`` of the folder says ``complete: true``."""
+        if self._complete:
+            return
+        meta_path = osp.join(self.pseudo_label_dir, PSEUDO_LABEL_META)
+        hint = ('Write the teacher\'s pseudo labels (again): python '
+                'tools/generate_pseudo_labels.py <this distillation config>.')
+        if not fileio.exists(meta_path, backend_args=self.backend_args):
+            raise FileNotFoundError(f'{meta_path} not found: {self.pseudo_label_dir} is '
+                                    f'not a finished pseudo-label set. {hint}')
+        try:
+            meta = json.loads(fileio.get(meta_path, backend_args=self.backend_args))
+        except ValueError as err:
+            raise ValueError(f'{meta_path} is not valid JSON ({err}). {hint}') from None
+        if not isinstance(meta, dict) or meta.get('complete') is not True:
+            raise RuntimeError(f'{meta_path}: the pseudo-label set is incomplete (generation '
+                               f'interrupted or images changed since). {hint}')
+        self._complete = True
 
     def transform(self, results: dict) -> dict:
         if results.get('gt_seg_map') is not None:
@@ -60,6 +89,7 @@ class LoadPseudoLabel(BaseTransform):
         gt_path = results.get('seg_map_path')
         if gt_path and osp.abspath(path) == osp.abspath(gt_path):
             raise ValueError(f'pseudo_label_dir points at the ground truth ({gt_path}).')
+        self.check_complete()
         if not fileio.exists(path, backend_args=self.backend_args):
             raise FileNotFoundError(
                 f'Pseudo label not found: {path}. Write the teacher\'s pseudo labels first: '

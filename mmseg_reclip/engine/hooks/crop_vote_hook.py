@@ -381,14 +381,15 @@ class CropVoteHypothesisHook(Hook):
                 key = self.compute_key(model, img_paths)
             self.cache_key = key
             self.cache_path = osp.join(cache_dir, f'{CACHE_PREFIX}{key[:16]}.pth')
-            loaded = [self._load_cache(self.cache_path, key) if is_main_process() else None]
+            num_classes = getattr(getattr(model, 'decode_head', None), 'num_classes', None)
+            loaded = [
+                self._load_cache(self.cache_path, key, img_paths, num_classes)
+                if is_main_process() else None
+            ]
             broadcast_object_list(loaded, src=0)
             if loaded[0] is not None:
                 self.hypotheses = loaded[0]
                 self.cache_reused = True
-                missing = [p for p in img_paths if p not in self.hypotheses]
-                if missing:  # cannot happen with a matching key; be defensive
-                    raise RuntimeError(f'Cache {self.cache_path} lacks {len(missing)} images')
                 print_log(f'Crop-vote hypotheses: reused the cache {self.cache_path} '
                           f'({len(self.hypotheses)} images)', logger='current')
             else:
@@ -514,23 +515,40 @@ class CropVoteHypothesisHook(Hook):
 
     # ------------------------------------------------------------------ cache
     @staticmethod
-    def _load_cache(path: str, key: str) -> Optional[Dict[str, List[int]]]:
+    def _load_cache(path: str,
+                    key: str,
+                    img_paths: Sequence[str] = (),
+                    num_classes: Optional[int] = None) -> Optional[Dict[str, List[int]]]:
+        """The cached hypotheses, or None (recompute) when the file is missing, unreadable,
+        for another key, or its content is invalid: every image of ``img_paths`` must
+        have a list of int class ids in ``[0, num_classes)``.
+
+        Loaded with ``weights_only=True`` (plain dict of lists and strings), so a crafted
+        file cannot run code.
+        """
         if not osp.exists(path):
             return None
         try:
             data = torch.load(path, map_location='cpu', weights_only=True)
             if not isinstance(data, dict) or not isinstance(data.get('hypotheses'), dict):
                 raise ValueError('not a hypothesis cache')
-        except Exception as e:  # corrupt / truncated / foreign file
-            print_log(f'Crop-vote cache {path} is unreadable ({type(e).__name__}: {e}); '
-                      'recomputing and replacing it.', logger='current', level=logging.WARNING)
+        except Exception as e:  # corrupt / truncated / foreign / unsafe file
+            print_log(f'Crop-vote cache {path} is unreadable ({type(e).__name__}: '
+                      f'{str(e).splitlines()[0] if str(e) else ""}); recomputing and '
+                      'replacing it.', logger='current', level=logging.WARNING)
             return None
         if data.get('key') != key:
             print_log(f'Crop-vote cache {path} was written with other settings or data '
                       '(key mismatch); recomputing and replacing it.', logger='current',
                       level=logging.WARNING)
             return None
-        return {str(k): [int(c) for c in v] for k, v in data['hypotheses'].items()}
+        problem = _hypotheses_problem(data['hypotheses'], img_paths, num_classes)
+        if problem is not None:
+            print_log(f'Crop-vote cache {path} has the right key but invalid content '
+                      f'({problem}); recomputing and replacing it.', logger='current',
+                      level=logging.WARNING)
+            return None
+        return {k: list(v) for k, v in data['hypotheses'].items()}
 
     def _log_summary(self) -> None:
         n = len(self.hypotheses)
@@ -539,6 +557,29 @@ class CropVoteHypothesisHook(Hook):
         empty = sum(1 for s in sizes if s == 0)
         print_log(f'Crop-vote hypotheses ({self.mode}): {n} images, {mean:.2f} classes per '
                   f'image on average, {empty} empty', logger='current')
+        if n and empty * 2 > n:
+            # an empty hypothesis masks every class out of the loss of that image
+            print_log(f'{empty} of {n} training images have an EMPTY hypothesis: their '
+                      'loss is zero and nothing learns from them. Check the class names, '
+                      'the CLIP weights and min_frequency / score_threshold.',
+                      logger='current', level=logging.WARNING)
+
+
+def _hypotheses_problem(hypotheses: dict, img_paths: Sequence[str],
+                        num_classes: Optional[int]) -> Optional[str]:
+    """What is wrong with cached hypotheses (None when valid)."""
+    for path, classes in hypotheses.items():
+        if not isinstance(path, str) or not isinstance(classes, (list, tuple)):
+            return f'entry {path!r} is not a list of class ids'
+        for c in classes:
+            if type(c) is not int:
+                return f'{path}: class id {c!r} is not an int'
+            if c < 0 or (num_classes is not None and c >= num_classes):
+                return f'{path}: class id {c} outside [0, {num_classes})'
+    missing = [p for p in img_paths if p not in hypotheses]
+    if missing:
+        return f'lacks {len(missing)} of {len(img_paths)} images, e.g. {missing[0]}'
+    return None
 
 
 def save_cache_atomic(path: str, obj) -> None:

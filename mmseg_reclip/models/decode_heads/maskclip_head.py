@@ -107,23 +107,56 @@ class MaskCLIPHead(BaseDecodeHead):
             json.dumps([weights, self.flat_names, self.templates]).encode()).hexdigest()[:24]
         return osp.join(osp.expanduser(self.query_cache_dir), f'queries_{key}.pth')
 
+    def _cached_queries_problem(self, data) -> Optional[str]:
+        """Why a loaded query cache cannot be used (None if it can).
+
+        The file must be ``dict(queries=[N, D] float tensor, names=[N names])`` for these
+        names, with finite unit-norm rows; and two rows (first and last name) must match
+        a fresh encoding, which catches a rotated, permuted or foreign tensor of the
+        right shape at the cost of ``2 x templates`` prompts.
+        """
+        if not isinstance(data, dict) or not torch.is_tensor(data.get('queries')):
+            return 'not a query cache (old format?)'
+        q = data['queries']
+        if data.get('names') != self.flat_names:
+            return 'written for other class names'
+        if tuple(q.shape) != tuple(self.query_embeds.shape) or not q.is_floating_point():
+            return (f'shape {tuple(q.shape)} {q.dtype}, expected '
+                    f'{tuple(self.query_embeds.shape)} float')
+        if not bool(torch.isfinite(q).all()):
+            return 'non-finite values'
+        norms = q.float().norm(dim=-1)
+        if not bool(torch.allclose(norms, torch.ones_like(norms), atol=1e-3)):
+            return f'rows are not unit vectors (norms {norms.min():.4f}..{norms.max():.4f})'
+        rows = sorted({0, len(self.flat_names) - 1})
+        fresh = self.text_encoder.build_queries([self.flat_names[i] for i in rows],
+                                                self.templates).float().cpu()
+        cos = (fresh * q[rows].float()).sum(-1)
+        if bool((cos < 0.999).any()):
+            return (f'rows {rows} differ from a fresh encoding (cosine '
+                    f'{[round(float(c), 4) for c in cos]})')
+        return None
+
     def _load_or_build_queries(self) -> torch.Tensor:
         path = self._query_cache_path()
         if path is not None and osp.isfile(path):
             try:
-                cached = torch.load(path, map_location='cpu', weights_only=True)
-                if tuple(cached.shape) == tuple(self.query_embeds.shape):
-                    print_log(f'Query embeddings loaded from cache {path}', logger='current')
-                    return cached
-            except Exception as err:  # a corrupt cache is rebuilt, never fatal
-                print_log(f'Ignoring unreadable query cache {path}: {err}', logger='current',
-                          level=logging.WARNING)
+                # a plain-tensor file: weights_only=True cannot run code while loading
+                data = torch.load(path, map_location='cpu', weights_only=True)
+                problem = self._cached_queries_problem(data)
+            except Exception as err:  # corrupt / truncated / unsafe: rebuilt, never fatal
+                problem = f'unreadable ({type(err).__name__}: {str(err).splitlines()[0]})'
+            if problem is None:
+                print_log(f'Query embeddings loaded from cache {path}', logger='current')
+                return data['queries'].to(self.query_embeds.dtype)
+            print_log(f'Ignoring query cache {path}: {problem}; rebuilding it.',
+                      logger='current', level=logging.WARNING)
         print_log(f'Building query embeddings: {len(self.flat_names)} names x '
                   f'{len(self.templates)} templates', logger='current')
         queries = self.text_encoder.build_queries(
             self.flat_names, self.templates, show_progress=self.show_progress)
         if path is not None:
-            atomic_torch_save(queries.cpu(), path)
+            atomic_torch_save(dict(queries=queries.cpu(), names=list(self.flat_names)), path)
         return queries
 
     def query_logits(self, feats: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,71 @@
+"""Crop-vote cache with the right key but bad content is recomputed, never trained on;
+mostly-empty hypotheses are reported loudly."""
+import os
+
+import pytest
+import torch
+
+from mmseg_reclip.engine.hooks import CropVoteHypothesisHook
+from mmseg_reclip.engine.hooks.crop_vote_hook import _hypotheses_problem
+from tests.test_engine.test_crop_vote_hook import (clip_file, get_hook,  # noqa: F401
+                                                    read_log, trained)
+from tests.test_security.test_untrusted_files import write_payload
+
+
+def test_problem_detection():
+    paths = ['a', 'b']
+    assert _hypotheses_problem({'a': [0, 3], 'b': []}, paths, 4) is None
+    assert 'outside [0, 4)' in _hypotheses_problem({'a': [-1], 'b': []}, paths, 4)
+    assert 'outside [0, 4)' in _hypotheses_problem({'a': [4], 'b': []}, paths, 4)
+    assert 'not an int' in _hypotheses_problem({'a': [1.0], 'b': []}, paths, 4)
+    assert 'not an int' in _hypotheses_problem({'a': [True], 'b': []}, paths, 4)
+    assert 'lacks 1 of 2' in _hypotheses_problem({'a': [1]}, paths, 4)
+
+
+def _rewrite(path, **change):
+    data = torch.load(path, weights_only=True)
+    data['hypotheses'] = change['fn'](data['hypotheses'])
+    torch.save(data, path)
+
+
+def test_bad_content_with_right_key_is_recomputed(trained):
+    runner, _ = trained
+    hook = get_hook(runner)
+    good = dict(hook.hypotheses)
+    first = sorted(good)[0]
+    edits = {
+        'negative': lambda h: {**h, first: [-1]},
+        'out of range': lambda h: {**h, first: [999]},
+        'subset': lambda h: {k: v for k, v in h.items() if k != first},
+        'float': lambda h: {**h, first: [0.5]},
+    }
+    for what, fn in edits.items():
+        _rewrite(hook.cache_path, fn=fn)
+        again = CropVoteHypothesisHook(window=0.5)
+        again.before_train(runner)
+        assert not again.cache_reused, what
+        assert again.hypotheses == good, what
+        assert torch.load(hook.cache_path, weights_only=True)['hypotheses'] == good
+    assert 'has the right key but invalid content' in read_log(runner)
+
+
+def test_all_empty_hypotheses_warn(trained):
+    runner, _ = trained
+    hook = get_hook(runner)
+    _rewrite(hook.cache_path, fn=lambda h: {k: [] for k in h})
+    again = CropVoteHypothesisHook(window=0.5)
+    again.before_train(runner)
+    assert again.cache_reused  # valid content: the user's settings may really say so
+    assert 'have an EMPTY hypothesis: their loss is zero' in read_log(runner)
+
+
+def test_payload_in_cache_never_runs(trained, tmp_path):
+    runner, _ = trained
+    hook = get_hook(runner)
+    good = dict(hook.hypotheses)
+    marker = tmp_path / 'MARKER'
+    write_payload(hook.cache_path, marker, key=hook.cache_key, hypotheses=good)
+    again = CropVoteHypothesisHook(window=0.5)
+    again.before_train(runner)
+    assert not marker.exists() and not again.cache_reused and again.hypotheses == good
+    assert os.path.isfile(hook.cache_path)

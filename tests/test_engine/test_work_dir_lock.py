@@ -1,0 +1,164 @@
+"""ReCLIPRunner: one training run per work dir, no leftovers, resume past a truncated
+latest checkpoint. Unit tests of the lock plus real ``tools/train.py`` runs on the toy
+config of ``tests/test_compat.py`` with ``runner_type = 'ReCLIPRunner'`` (what
+``configs/_base_/default_runtime.py`` sets for every config of this repository)."""
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+from mmengine.runner.checkpoint import CheckpointLoader
+
+from mmseg_reclip.engine.runner import (WorkDirLock, WorkDirLockedError,
+                                        checkpoint_is_intact, latest_intact_checkpoint,
+                                        remove_stale_tmp_files)
+from mmseg_reclip.engine.runner.work_dir import LOCK_FILE
+from mmseg_reclip.models.utils.io import TMP_PREFIX, atomic_torch_save
+from test_compat import IMG_SIZE, NUM_CLASSES, _make_toy_dataset, _TOY_CONFIG
+from tool_utils import run_tool
+
+
+@pytest.fixture
+def sleeper():
+    """A live process that is not us (its PID stands for another training run)."""
+    proc = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, '-c', 'pass'])
+    proc.wait()
+    return proc.pid
+
+
+def write_lock(work_dir, **owner):
+    os.makedirs(work_dir, exist_ok=True)
+    with open(os.path.join(work_dir, LOCK_FILE), 'w') as f:
+        json.dump(owner, f)
+
+
+def test_lock_refuses_a_live_holder_and_takes_over_dead_ones(tmp_path, sleeper):
+    wd = str(tmp_path / 'wd')
+    lock = WorkDirLock(wd)
+    lock.acquire()
+    assert json.load(open(lock.path))['pid'] == os.getpid()
+    lock.release()
+    assert not os.path.exists(lock.path)
+
+    host = socket.gethostname()
+    write_lock(wd, pid=sleeper.pid, host=host, started='t0')
+    with pytest.raises(WorkDirLockedError, match=f'PID {sleeper.pid} on host {host}'):
+        WorkDirLock(wd).acquire()
+    # another host: its PID cannot be checked from here, so the lock is respected
+    write_lock(wd, pid=dead_pid(), host=host + '-other', started='t0')
+    with pytest.raises(WorkDirLockedError, match='-other'):
+        WorkDirLock(wd).acquire()
+    # a dead process on this host, or a garbled file: stale, taken over
+    for stale in (dict(pid=dead_pid(), host=host), None):
+        if stale is None:
+            open(os.path.join(wd, LOCK_FILE), 'w').write('{')
+        else:
+            write_lock(wd, **stale)
+        lock = WorkDirLock(wd)
+        lock.acquire()
+        assert json.load(open(lock.path))['pid'] == os.getpid()
+        lock.release()
+    # a reused PID (live process started after the lock was written) is stale too
+    write_lock(wd, pid=sleeper.pid, host=host, proc_start='1')
+    WorkDirLock(wd).acquire()
+
+
+def test_tmp_cleanup_and_intact_checks(tmp_path):
+    (tmp_path / f'{TMP_PREFIX}abc.pth').write_bytes(b'half')
+    (tmp_path / 'keep.pth').write_bytes(b'x')
+    assert [os.path.basename(p) for p in remove_stale_tmp_files(str(tmp_path))] == [
+        f'{TMP_PREFIX}abc.pth']
+    assert sorted(os.listdir(tmp_path)) == ['keep.pth']
+
+    for it in (2, 4):
+        atomic_torch_save(dict(state_dict={'w': torch.full((3, ), float(it))}),
+                          str(tmp_path / f'iter_{it}.pth'))
+    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'iter_4.pth'))
+    assert latest_intact_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_4.pth')
+    data = (tmp_path / 'iter_4.pth').read_bytes()
+    (tmp_path / 'iter_4.pth').write_bytes(data[:len(data) // 2])
+    assert not checkpoint_is_intact(str(tmp_path / 'iter_4.pth'))
+    assert latest_intact_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_2.pth')
+    (tmp_path / 'iter_2.pth').write_bytes(b'')
+    with pytest.raises(RuntimeError, match='iter_4.pth'):
+        latest_intact_checkpoint(str(tmp_path))
+    (tmp_path / 'last_checkpoint').unlink()  # nothing named: nothing resumed (mmengine)
+    assert latest_intact_checkpoint(str(tmp_path)) is None
+
+
+# ---------------------------------------------------------------------------- tools
+@pytest.fixture(scope='module')
+def toy(tmp_path_factory):
+    base = tmp_path_factory.mktemp('lock_toy')
+    _make_toy_dataset(base / 'data')
+    cfg = base / 'toy_fcn.py'
+    cfg.write_text(_TOY_CONFIG.format(size=IMG_SIZE, num_classes=NUM_CLASSES,
+                                      data_root=str(base / 'data'), max_iters=4) +
+                   "runner_type = 'ReCLIPRunner'\n")
+    return base, cfg
+
+
+def _out(proc):
+    return proc.stdout + proc.stderr
+
+
+def test_second_run_is_refused_and_stale_lock_taken_over(toy, sleeper):
+    base, cfg = toy
+    wd = base / 'two_runs'
+    write_lock(wd, pid=sleeper.pid, host=socket.gethostname(), started='earlier')
+    (wd / 'toy_fcn.py').write_text('# the running job\'s config dump\n')
+    (wd / f'{TMP_PREFIX}x.pth').write_bytes(b'left by a kill -9')
+    proc = run_tool(['tools/train.py', cfg, '--work-dir', wd, '--cfg-options',
+                     'train_cfg.max_iters=2', 'optim_wrapper.optimizer.lr=0.5'],
+                    cwd=base, check=False)
+    assert proc.returncode != 0
+    assert f'PID {sleeper.pid} on host {socket.gethostname()}' in _out(proc), _out(proc)
+    # the refused run neither overwrote the config dump nor touched the files
+    assert (wd / 'toy_fcn.py').read_text() == '# the running job\'s config dump\n'
+    assert (wd / f'{TMP_PREFIX}x.pth').exists() and not (wd / 'iter_2.pth').exists()
+    # mmseg's stock tools/train.py gets the same from the config alone
+    import mmseg
+    stock = os.path.join(os.path.dirname(mmseg.__file__), '.mim', 'tools', 'train.py')
+    if os.path.isfile(stock):
+        proc = run_tool([stock, cfg, '--work-dir', wd], cwd=base, check=False)
+        assert proc.returncode != 0 and f'PID {sleeper.pid} on host' in _out(proc)
+        assert (wd / 'toy_fcn.py').read_text() == '# the running job\'s config dump\n'
+
+    sleeper.kill()
+    sleeper.wait()
+    proc = run_tool(['tools/train.py', cfg, '--work-dir', wd, '--cfg-options',
+                     'train_cfg.max_iters=2'], cwd=base)
+    assert 'stale lock' in _out(proc)
+    assert 'Removed 1 temporary file' in _out(proc)
+    assert not (wd / f'{TMP_PREFIX}x.pth').exists() and (wd / 'iter_2.pth').is_file()
+    assert 'max_iters=2' in (wd / 'toy_fcn.py').read_text()  # this run's dump
+    assert not (wd / LOCK_FILE).exists()  # released at the end
+
+
+def test_resume_falls_back_past_a_truncated_checkpoint(toy):
+    """iter_4.pth killed mid-write: --resume warns, resumes from iter_2 and retrains
+    iterations 3-4 to exactly the weights of the uninterrupted run."""
+    base, cfg = toy
+    wd = base / 'truncated'
+    run_tool(['tools/train.py', cfg, '--work-dir', wd], cwd=base)
+    straight = CheckpointLoader.load_checkpoint(str(wd / 'iter_4.pth'), 'cpu')['state_dict']
+    data = (wd / 'iter_4.pth').read_bytes()
+    (wd / 'iter_4.pth').write_bytes(data[:len(data) // 3])
+    proc = run_tool(['tools/train.py', cfg, '--work-dir', wd, '--resume'], cwd=base)
+    out = _out(proc)
+    assert 'iter_4.pth' in out and 'truncated or missing; resuming from' in out, out[-3000:]
+    assert 'resumed epoch: 0, iter: 2' in out
+    again = CheckpointLoader.load_checkpoint(str(wd / 'iter_4.pth'), 'cpu')['state_dict']
+    assert again.keys() == straight.keys()
+    for k in straight:
+        torch.testing.assert_close(again[k], straight[k], rtol=0, atol=0, msg=k)

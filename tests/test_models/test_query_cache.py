@@ -1,0 +1,62 @@
+"""The on-disk query-embedding cache is validated before use: a tensor of the right
+shape but wrong content (rotated, permuted, NaN, not unit norm, other names, old
+format) is rebuilt, never used."""
+import os
+
+import pytest
+import torch
+from mmengine.config import ConfigDict
+from mmseg.registry import MODELS
+
+from tests.clip_utils import TINY, save_random_clip
+
+NAMES = ['cat', 'dog', 'bird']
+
+
+@pytest.fixture(scope='module')
+def clip(tmp_path_factory):
+    return save_random_clip(str(tmp_path_factory.mktemp('qclip') / 'clip.pt'))
+
+
+def build(clip, cache_dir):
+    return MODELS.build(ConfigDict(
+        type='MaskCLIPHead', class_names=NAMES, num_classes=len(NAMES), in_channels=64,
+        templates='single', query_cache_dir=str(cache_dir),
+        text_encoder=dict(type='OpenCLIPTextEncoder', model_name=TINY, pretrained=clip)))
+
+
+def test_cache_is_reused_only_when_valid(clip, tmp_path):
+    first = build(clip, tmp_path)
+    fresh = first.queries().clone()
+    path = first._query_cache_path()
+    saved = torch.load(path, weights_only=True)
+    assert saved['names'] == NAMES
+    torch.testing.assert_close(saved['queries'], fresh, rtol=0, atol=0)
+
+    rot = torch.linalg.qr(torch.randn(64, 64, generator=torch.Generator().manual_seed(0)))[0]
+    nan = fresh.clone()
+    nan[1, 3] = float('nan')
+    bad = {
+        'rotated': dict(queries=fresh @ rot, names=NAMES),  # unit norm, right shape
+        'permuted': dict(queries=fresh[[2, 1, 0]], names=NAMES),
+        'nan': dict(queries=nan, names=NAMES),
+        'scaled': dict(queries=fresh * 2, names=NAMES),
+        'names': dict(queries=fresh, names=['a', 'b', 'c']),
+        'shape': dict(queries=fresh[:2], names=NAMES),
+        'old format': fresh,
+    }
+    for what, content in bad.items():
+        torch.save(content, path)
+        head = build(clip, tmp_path)
+        q = head.queries()
+        torch.testing.assert_close(q, fresh, msg=what)  # rebuilt, not the cache's
+        rewritten = torch.load(path, weights_only=True)
+        torch.testing.assert_close(rewritten['queries'], fresh, msg=what)
+
+    # the valid cache is used: a valid-but-foreign row elsewhere would be visible
+    marked = dict(queries=fresh.clone(), names=NAMES)
+    marked['queries'][1] = fresh[1] * (1 - 1e-5)  # middle row: not spot-checked
+    torch.save(marked, path)
+    head = build(clip, tmp_path)
+    torch.testing.assert_close(head.queries(), marked['queries'], rtol=0, atol=0)
+    assert os.listdir(tmp_path) == [os.path.basename(path)]
