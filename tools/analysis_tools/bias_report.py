@@ -241,7 +241,7 @@ def choose_classes(arrays: dict, names: List[str], args) -> np.ndarray:
         wanted = [c.strip() for c in args.classes.split(',') if c.strip()]
         unknown = [c for c in wanted if c not in names]
         if unknown:
-            raise ValueError(f'--classes: unknown class(es) {unknown}; the model\'s classes '
+            raise SystemExit(f'--classes: unknown class(es) {unknown}; the model\'s classes '
                              f'are {names}')
         return np.array([names.index(c) for c in wanted])
     order = []
