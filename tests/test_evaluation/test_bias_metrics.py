@@ -157,3 +157,22 @@ def test_space_gathered_equals_single():
     _, one = run(dict(type='SpacePreferenceMetric'), pairs)
     _, two = run(dict(type='SpacePreferenceMetric'), pairs, split=3)
     assert one == two
+
+
+def test_false_positives_go_to_the_nearest_object_of_their_class():
+    # Class b: one object in the centre, one in the top-left corner. Class a fills the
+    # rest. Prediction: 5 pixels of a next to the corner object are predicted b, and 3
+    # pixels of a next to the centre object are predicted b.
+    label = np.zeros((40, 40), np.int64)
+    label[18:22, 18:22] = 1
+    label[0:4, 0:4] = 1
+    pred = label.copy()
+    pred[4, 0:5] = 1  # below the corner object
+    pred[22, 19:22] = 1  # below the centre object
+    areas = object_areas(pred, label, 2, (0, 0.5, 1.0))
+    inter, union, count = areas
+    assert count.tolist() == [[1, 1], [0, 1]]  # bin 0: a (whole frame) and b; bin 1: b
+    assert inter[:, 1].tolist() == [16, 16]
+    assert union[:, 1].tolist() == [16 + 3, 16 + 5]
+    # Class a is one object centred in the frame: it lost 8 pixels, nothing extra.
+    assert inter[0, 0] == 1600 - 32 - 8 and union[0, 0] == 1600 - 32

@@ -119,6 +119,14 @@ def parse_args(argv=None):
         names = [f'{i}_{n}' for i, n in enumerate(names)]
     args.models = [dict(config=c, checkpoint=k, name=safe_name(n))
                    for (c, k), n in zip(models, names)]
+    if args.bins:
+        try:
+            edges = [float(b) for b in args.bins.split(',')]
+        except ValueError:
+            parser.error(f'--bins: not a comma-separated list of numbers: {args.bins!r}')
+        if len(edges) < 2 or any(b <= a for a, b in zip(edges, edges[1:])):
+            parser.error(f'--bins: need at least two increasing edges, e.g. '
+                         f'0,0.2,0.4,0.6,0.8,1; got {args.bins!r}')
     for path in args.images:
         if not osp.isfile(path):
             parser.error(f'--images: no file at {path!r}')
@@ -455,6 +463,10 @@ def main(argv=None) -> int:
         model.eval()
         names = class_names(model)
         kind = head_kind(model.decode_head)
+        if kind == 'student' and not bool(model.decode_head.inherited):
+            raise SystemExit(f'{spec["config"]}: a distillation student needs its distilled '
+                             'checkpoint (it holds the inherited bias and decoder); pass it '
+                             'after the config.')
         untrained = kind == 'reclip' and not spec['checkpoint']
         label = name + (' (untrained head: no checkpoint)' if untrained else '')
 

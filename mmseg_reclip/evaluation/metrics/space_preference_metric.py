@@ -54,33 +54,73 @@ def object_areas(pred: np.ndarray, label: np.ndarray, num_classes: int,
     label = np.asarray(label).astype(np.int64)
     edges = np.asarray(bins, dtype=np.float64)
     height, width = label.shape
-    out = np.zeros((3, len(edges) - 1, num_classes), dtype=np.int64)
+    num_bins = len(edges) - 1
+    out = np.zeros((3, num_bins, num_classes), dtype=np.int64)
     valid = (label != ignore_index) & (label >= 0) & (label < num_classes)
-    for c in np.unique(label[valid]):
-        gt = valid & (label == c)
-        objects, count = ndimage.label(gt, structure=_STRUCTURE)
-        # False positives of c are charged to the nearest pixel of an object of c.
-        false_pos = valid & ~gt & (pred == c)
-        owner_fp = np.zeros(count + 1, dtype=np.int64)
-        if false_pos.any():
-            iy, ix = ndimage.distance_transform_edt(
-                ~gt, return_distances=False, return_indices=True)
-            owners = objects[iy[false_pos], ix[false_pos]]
-            owner_fp = np.bincount(owners, minlength=count + 1)
-        hit = gt & (pred == c)
-        inter = np.bincount(objects[hit], minlength=count + 1)
-        area = np.bincount(objects[gt], minlength=count + 1)
-        for obj, sl in enumerate(ndimage.find_objects(objects), start=1):
-            ys, xs = np.nonzero(objects[sl] == obj)
-            d = centre_distance(ys + sl[0].start, xs + sl[1].start, height, width)
-            k = int(np.searchsorted(edges, d, side='right')) - 1
-            if d == edges[-1]:
-                k = len(edges) - 2
-            if k < 0 or k >= len(edges) - 1:
-                continue
-            out[0, k, c] += inter[obj]
-            out[1, k, c] += area[obj] + owner_fp[obj]
-            out[2, k, c] += 1
+    # Bounding box of each class (find_objects of label + 1 over the valid pixels).
+    boxes = ndimage.find_objects(np.where(valid, label + 1, 0))
+    # One map of global object ids (0: no object) and the class of each id.
+    objects = np.zeros(label.shape, dtype=np.int64)
+    obj_class = [-1]
+    first = {}  # class -> its first global object id
+    for c, box in enumerate(boxes):
+        if box is None:
+            continue
+        gt = label[box] == c
+        local, count = ndimage.label(gt, structure=_STRUCTURE)
+        first[c] = len(obj_class)
+        objects[box][gt] = local[gt] + (first[c] - 1)
+        obj_class += [c] * count
+    num_obj = len(obj_class)
+    if num_obj == 1:
+        return out
+    obj_class = np.asarray(obj_class)
+    flat = objects.ravel()
+    area = np.bincount(flat, minlength=num_obj)
+    rows = np.repeat(np.arange(height, dtype=np.float64), width)
+    cols = np.tile(np.arange(width, dtype=np.float64), height)
+    cy = np.bincount(flat, weights=rows, minlength=num_obj)[1:] / area[1:] + 0.5
+    cx = np.bincount(flat, weights=cols, minlength=num_obj)[1:] / area[1:] + 0.5
+    hit = valid & (pred == label)
+    inter = np.bincount(objects[hit], minlength=num_obj)
+    # False positives: predicted p (a class of this image) where the label is another
+    # valid class; each is charged to the nearest object of class p.
+    fp_owner = np.zeros(num_obj, dtype=np.int64)
+    false_pos = valid & ~hit & (pred >= 0) & (pred < num_classes)
+    fys, fxs = np.nonzero(false_pos)
+    fcls = pred[fys, fxs]
+    for c in np.unique(fcls):
+        if c not in first:
+            continue  # a class absent from the ground truth: no object to charge
+        sel = fcls == c
+        ys, xs = fys[sel], fxs[sel]
+        ids = np.flatnonzero(obj_class == c)
+        if len(ids) == 1:
+            fp_owner[ids[0]] += len(ys)
+            continue
+        # Nearest object pixel: a distance transform over the box holding the class's
+        # objects and these false positives (the nearest object pixel lies inside it).
+        box = boxes[c]
+        y0, y1 = min(box[0].start, ys.min()), max(box[0].stop, ys.max() + 1)
+        x0, x1 = min(box[1].start, xs.min()), max(box[1].stop, xs.max() + 1)
+        crop = objects[y0:y1, x0:x1]
+        is_c = (label[y0:y1, x0:x1] == c) & (crop > 0)
+        iy, ix = ndimage.distance_transform_edt(
+            ~is_c, return_distances=False, return_indices=True)
+        owners = crop[iy[ys - y0, xs - x0], ix[ys - y0, xs - x0]]
+        fp_owner += np.bincount(owners, minlength=num_obj)
+    # Normalised centroid distance (see centre_distance), then the bin of each object.
+    u = (cx - width / 2) / (width / 2)
+    v = (cy - height / 2) / (height / 2)
+    dist = np.sqrt(u * u + v * v) / np.sqrt(2)
+    k = np.searchsorted(edges, dist, side='right') - 1
+    k[dist == edges[-1]] = num_bins - 1
+    keep = (k >= 0) & (k < num_bins)
+    cls = obj_class[1:][keep]
+    k = k[keep]
+    np.add.at(out[0], (k, cls), inter[1:][keep])
+    np.add.at(out[1], (k, cls), (area + fp_owner)[1:][keep])
+    np.add.at(out[2], (k, cls), 1)
     return out
 
 
