@@ -173,7 +173,7 @@ def class_names(model) -> List[str]:
     return [names[0] for names in unwrap(model).decode_head.class_names]
 
 
-def evaluate(runner: Runner) -> Optional[dict]:
+def evaluate(runner: Runner) -> dict:
     """Run the test set; the scores, the confusion matrix and the distance curve."""
     metrics = runner.test()
     found = {type(m).__name__: m for m in runner.test_loop.evaluator.metrics}
@@ -190,7 +190,7 @@ def evaluate(runner: Runner) -> Optional[dict]:
         confusion=found['ClassPreferenceMetric'].confusion)
 
 
-def test_dataset(cfg: Config):
+def build_test_dataset(cfg: Config):
     from mmseg.registry import DATASETS
     return DATASETS.build(cfg.test_dataloader.dataset)
 
@@ -210,7 +210,7 @@ def fig4_samples(runner: Runner, args, evaluated: bool) -> List[dict]:
                      data=pipeline(dict(img_path=p))) for p in args.images]
     if not evaluated or args.num_images <= 0:
         return []
-    dataset = test_dataset(cfg)
+    dataset = build_test_dataset(cfg)
     out = []
     for i in range(min(args.num_images, len(dataset))):
         data = dataset[i]
@@ -286,7 +286,7 @@ def add_banner(fig, banner: Optional[str]) -> None:
 
 
 def save(fig, path: str) -> str:
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=80, bbox_inches='tight')
     plt.close(fig)
     return path
 
@@ -315,6 +315,8 @@ def plot_fig4(arrays: dict, classes: np.ndarray, names: List[str], title: str,
                                       if k in arrays]))
     pal = palette_for(num)
     handles = [Patch(color=pal[c] / 255, label=names[c]) for c in shown if c < num][:12]
+    if 'gt' in arrays and (arrays['gt'] >= num).any():
+        handles.append(Patch(color='black', label='ignored'))
     axes[0, -1].legend(handles=handles, loc='upper left', bbox_to_anchor=(1.02, 1),
                        fontsize=7, frameon=False)
     labels = dict(Lq='query logits Lq', B='bias logits B', Lr='rectified Lr = Lq - B')
@@ -447,7 +449,7 @@ def main(argv=None) -> int:
         evaluated = False
         if not args.no_eval:
             try:
-                test_dataset(runner.cfg)
+                build_test_dataset(runner.cfg)
                 evaluated = True
             except (FileNotFoundError, OSError, AssertionError) as err:
                 print_log(f'{name}: no test set ({err}); skipping the scores and Fig. 1 '
