@@ -2,29 +2,11 @@
 ReCLIP, the distilled student)."""
 import pytest
 import torch
-from mmengine.config import Config
-from mmseg.registry import MODELS
 
 from mmseg_reclip.evaluation.bias_maps import bias_map, compute_bias_maps
 from tests.clip_utils import save_random_clip
+from tests.test_tools.test_bias_report import MASKCLIP, build_model
 from tests.test_tools.test_distill_e2e import STAGE1, STAGE2, clip_options, student_options
-
-MASKCLIP = 'configs/maskclip/maskclip_vit-b16_voc.py'
-
-
-
-def as_options(opts):
-    out = {}
-    for o in opts:
-        k, v = o.split('=', 1)
-        out[k] = {'None': None}.get(v, int(v) if v.isdigit() else v)
-    return out
-
-
-def build_model(config, opts):
-    cfg = Config.fromfile(config)
-    cfg.merge_from_dict(as_options(opts))
-    return MODELS.build(cfg.model).eval()
 
 
 @pytest.fixture(scope='module')

