@@ -2,6 +2,7 @@
 MaskCLIP, a ReCLIP checkpoint and a distilled student on one report; the Fig. 4 arrays it
 plots are the heads' own tensors; the no-dataset route (bias map and Fig. 4 on any
 image)."""
+import html
 import json
 import os.path as osp
 import re
@@ -115,6 +116,12 @@ def test_report_three_models(setup, tmp_path):
         assert s['space_pref'] == pytest.approx(np.mean(slopes))
         assert sum(curve['objects']) > 0 and 0 <= s['mIoU'] <= 100
         assert f'{s["class_pref"]:.4f}' in page
+        # Fig. 1b's most-confused pairs agree with the metric's partners.
+        assert s['most_confused']
+        for pair in s['most_confused']:
+            gt, pred = re.match(r'(.+) -> (.+) \(\d\.\d\d\)$', pair).groups()
+            assert s['class_pref_confused'][gt] == pred, pair
+            assert html.escape(pair) in page
 
     # Fig. 4 arrays (saved beside the PNG) are the head's own tensors.
     saved = np.load(out / 'fig4_reclip_real_000000.npz')

@@ -186,7 +186,8 @@ def evaluate(runner: Runner) -> dict:
         space_pref_curve=dict(bins=curve['bins'], centres=curve['centres'],
                               miou=[None if m != m else m * 100 for m in curve['miou']],
                               objects=curve['objects']),
-        confusion=found['ClassPreferenceMetric'].confusion)
+        confusion=found['ClassPreferenceMetric'].confusion,
+        classes=list(found['ClassPreferenceMetric'].dataset_meta['classes']))
 
 
 def build_test_dataset(cfg: Config):
@@ -419,7 +420,12 @@ def write_html(out: str, scores: Dict[str, dict], figures: List[tuple],
             parts.append(f'<tr><td>{html.escape(name)}</td><td>{s["mIoU"]:.2f}</td>'
                          f'<td>{s["class_pref"]:.4f}</td><td>{s["space_pref"]:.4f}</td></tr>')
         parts.append('</table><p>Definitions: docs/bias.md. All numbers in '
-                     '<a href="scores.json">scores.json</a>.</p>')
+                     '<a href="scores.json">scores.json</a>.</p><h3>Most-confused pairs '
+                     '(ground truth -> prediction, share of the row)</h3><ul>')
+        for name, s in scores.items():
+            pairs = ', '.join(s.get('most_confused', []))
+            parts.append(f'<li><b>{html.escape(name)}</b>: {html.escape(pairs)}</li>')
+        parts.append('</ul>')
     section = None
     for sec, caption, path in figures:
         if sec != section:
@@ -455,7 +461,8 @@ def main(argv=None) -> int:
                           '(bias maps and Fig. 4 on --images only).', logger='current')
         if evaluated:
             result = evaluate(runner)
-            confusions[name] = result.pop('confusion')
+            # The confusion matrix is indexed by the dataset's classes (its names).
+            confusions[name] = (result.pop('confusion'), result.pop('classes'))
             scores[name] = dict(config=spec['config'], checkpoint=spec['checkpoint'],
                                 **result)
         elif spec['checkpoint']:
@@ -489,12 +496,13 @@ def main(argv=None) -> int:
                             plot_fig4(arrays, classes, names, f'{label}: {item["name"]}',
                                       args.banner, stem + '.png')))
         if name in confusions:
+            confusion, dataset_classes = confusions[name]
             figures.append(('Fig. 1b: confusion matrices', f'{label}: row-normalised '
                             'confusion matrix', plot_confusion(
-                                confusions[name], names, f'{label}: confusion (rows: '
+                                confusion, dataset_classes, f'{label}: confusion (rows: '
                                 'ground truth, normalised)', args.banner,
                                 osp.join(out, f'fig1b_confusion_{name}.png'))))
-            scores[name]['most_confused'] = confused_pairs(confusions[name], names)
+            scores[name]['most_confused'] = confused_pairs(confusion, dataset_classes)
         del runner, model
     if scores:
         figures.insert(0, ('Fig. 1a: space preference', 'mIoU vs centre distance',
