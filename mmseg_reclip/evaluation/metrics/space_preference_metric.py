@@ -166,6 +166,10 @@ class SpacePreferenceMetric(BaseMetric):
     or positive) means less space-preference bias (paper, VOC: MaskCLIP −0.50, ReCLIP++
     −0.29).
 
+    Cost: one connected-component labelling per class present, and a distance transform
+    for the classes with several objects and false positives; about 20 ms per VOC image
+    on one CPU core.
+
     Args:
         bins (Sequence[float]): bin edges of the normalised distance (default five
             equal bins on ``[0, 1]``).
