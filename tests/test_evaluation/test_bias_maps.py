@@ -1,0 +1,84 @@
+"""compute_bias_maps returns exactly the tensors of the segmentors' heads (MaskCLIP,
+ReCLIP, the distilled student)."""
+import pytest
+import torch
+
+from mmseg_reclip.evaluation.bias_maps import bias_map, compute_bias_maps
+from tests.clip_utils import save_random_clip
+from tests.test_tools.test_bias_report import MASKCLIP, build_model
+from tests.test_tools.test_distill_e2e import STAGE1, STAGE2, clip_options, student_options
+
+
+@pytest.fixture(scope='module')
+def models(tmp_path_factory):
+    clip = save_random_clip(str(tmp_path_factory.mktemp('bias_maps') / 'tiny.pt'))
+    torch.manual_seed(0)
+    reclip = build_model(STAGE1, clip_options(clip))
+    with torch.no_grad():  # a non-trivial "trained" head: random decoder BN statistics
+        head = reclip.decode_head
+        head.decoder_norm.running_mean.normal_()
+        head.decoder_norm.running_var.uniform_(0.5, 2)
+        head.pe_proj.weight.normal_(0, 0.1)
+    student = build_model(STAGE2, student_options('unused.pth'))
+    student.decode_head.load_from_teacher(reclip.decode_head)
+    maskclip = build_model(MASKCLIP, clip_options(clip))
+    inputs = torch.randn(2, 3, 48, 64)
+    return dict(reclip=reclip, student=student, maskclip=maskclip, inputs=inputs)
+
+
+def metas(inputs):
+    shape = tuple(inputs.shape[-2:])
+    return [dict(img_shape=shape, ori_shape=shape, pad_shape=shape)] * len(inputs)
+
+
+@torch.no_grad()
+def test_reclip_maps_are_the_heads_tensors(models):
+    model, x = models['reclip'], models['inputs']
+    maps = compute_bias_maps(model, x)
+    head = model.decode_head
+    feats = model.extract_feat(x)[0]
+    lq = head.query_logits(feats)
+    b = head.bias(feats.shape[-2:])
+    torch.testing.assert_close(maps['Lq'], lq, rtol=0, atol=0)
+    torch.testing.assert_close(maps['B'], b, rtol=0, atol=0)
+    torch.testing.assert_close(maps['Lr'], lq - b, rtol=0, atol=0)
+    torch.testing.assert_close(maps['logits'], head.forward([feats]), rtol=0, atol=0)
+    # The final masks are the segmentor's own prediction (prompt denoising included).
+    model.pd_threshold = 0.5
+    maps = compute_bias_maps(model, x)
+    expected = model.inference(x, metas(x)).argmax(dim=1)
+    assert torch.equal(maps['masks'], expected)
+    model.pd_threshold = 1.0
+    # Stand-alone bias map: no image needed.
+    torch.testing.assert_close(bias_map(head, (5, 7)), head.bias((5, 7)))
+    assert bias_map(head, (5, 7)).shape == (20, 5, 7)
+
+
+@torch.no_grad()
+def test_student_maps_are_the_heads_tensors(models):
+    model, x = models['student'], models['inputs']
+    maps = compute_bias_maps(model, x)
+    head = model.decode_head
+    feats = head.forward_features(model.extract_feat(x))
+    lq = head.query_logits(feats)
+    b = head.bias(feats.shape[-2:])
+    torch.testing.assert_close(maps['Lq'], lq, rtol=0, atol=0)
+    torch.testing.assert_close(maps['B'], b, rtol=0, atol=0)
+    torch.testing.assert_close(maps['Lr'], lq - b, rtol=0, atol=0)
+    torch.testing.assert_close(maps['logits'], head.decode(feats), rtol=0, atol=0)
+    assert torch.equal(maps['masks'], model.inference(x, metas(x)).argmax(dim=1))
+    # The student inherited the teacher's bias: same B on the same grid.
+    teacher = models['reclip'].decode_head
+    torch.testing.assert_close(bias_map(head, (6, 8)), teacher.bias((6, 8)),
+                               rtol=1e-5, atol=1e-6)
+
+
+@torch.no_grad()
+def test_maskclip_has_no_bias(models):
+    model, x = models['maskclip'], models['inputs']
+    maps = compute_bias_maps(model, x)
+    assert set(maps) == {'Lq', 'masks'}
+    feats = model.extract_feat(x)[0]
+    torch.testing.assert_close(maps['Lq'], model.decode_head.query_logits(feats))
+    assert torch.equal(maps['masks'], model.inference(x, metas(x)).argmax(dim=1))
+    assert bias_map(model.decode_head, (4, 4)) is None
