@@ -85,6 +85,8 @@ class CLIPViTBackbone(BaseModule):
             ``'ViT-Tiny-16-test'``).
         pretrained (str, optional): open_clip tag (``'openai'``) or local weights file.
         ln_eps (float, optional): block LayerNorm eps override (released code: 1e-6).
+        quick_gelu (bool, optional): QuickGELU activations (see
+            :func:`~mmseg_reclip.models.utils.create_clip`).
         save_weights (bool): keep the frozen CLIP weights in checkpoints. Default False.
 
     Shapes:
@@ -96,10 +98,11 @@ class CLIPViTBackbone(BaseModule):
                  model_name: str = 'ViT-B-16',
                  pretrained: Optional[str] = 'openai',
                  ln_eps: Optional[float] = None,
+                 quick_gelu: Optional[bool] = None,
                  save_weights: bool = False,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
-        clip = create_clip(model_name, pretrained, ln_eps=ln_eps)
+        clip = create_clip(model_name, pretrained, ln_eps=ln_eps, quick_gelu=quick_gelu)
         self.visual = freeze(clip.visual, save_weights=save_weights)
         self.patch_size = tuple(self.visual.patch_size)
         self.embed_dim = self.visual.proj.shape[1]

@@ -98,6 +98,8 @@ class OpenCLIPTextEncoder(BaseModule):
         model_name (str): open_clip model name.
         pretrained (str, optional): open_clip tag or local weights file.
         ln_eps (float, optional): block LayerNorm eps override (released code: 1e-6).
+        quick_gelu (bool, optional): QuickGELU activations (see
+            :func:`~mmseg_reclip.models.utils.create_clip`).
         save_weights (bool): keep the text tower in checkpoints. Default False.
     """
 
@@ -105,12 +107,15 @@ class OpenCLIPTextEncoder(BaseModule):
                  model_name: str = 'ViT-B-16',
                  pretrained: Optional[str] = 'openai',
                  ln_eps: Optional[float] = None,
+                 quick_gelu: Optional[bool] = None,
                  save_weights: bool = False,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
-        clip = create_clip(model_name, pretrained, ln_eps=ln_eps)
+        clip = create_clip(model_name, pretrained, ln_eps=ln_eps, quick_gelu=quick_gelu)
         self.model_name = model_name
         self.weights_id = weights_identity(model_name, pretrained, ln_eps)
+        if quick_gelu is not None and self.weights_id is not None:
+            self.weights_id += f'|quick_gelu={bool(quick_gelu)}'  # Q depends on it
         self.tokenizer = open_clip.get_tokenizer(model_name)
         self.context_length = clip.context_length
         tower = nn.Module()
