@@ -111,7 +111,7 @@ class ReCLIPDistiller(EncoderDecoder):
             teacher['clip'] = {**(teacher.get('clip') or {}), **clip}
         self.clip_cfg = dict(clip) if clip else None
         self.teacher_cfg = teacher
-        set_model_meta(self, self.decode_head.class_names)
+        set_model_meta(self, self.decode_head.class_names, decode_head.get('class_names'))
         self.teacher_checkpoint = teacher_checkpoint
         self.target = target
         self.pd_threshold = pd_threshold

@@ -65,7 +65,7 @@ class MaskCLIP(EncoderDecoder):
         with shared_clip_models():
             super().__init__(backbone, decode_head, *args, **kwargs)
         # classes + palette for mmseg's APIs (init_model, MMSegInferencer, visualiser)
-        set_model_meta(self, self.decode_head.class_names)
+        set_model_meta(self, self.decode_head.class_names, decode_head.get('class_names'))
         self.pd_threshold = pd_threshold
         self.pd_temperature = pd_temperature
 

@@ -6,7 +6,7 @@ Our segmentors know their class names from the config, so they set ``dataset_met
 when they are built, and a ``'none'`` checkpoint (:mod:`mmseg_reclip.compat`) hands
 that meta back to mmseg.
 """
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch.nn as nn
@@ -29,8 +29,31 @@ def class_palette(num_classes: int) -> List[List[int]]:
     return rng.randint(0, 256, size=(num_classes, 3)).tolist()
 
 
-def meta_from_class_names(class_names: Sequence[Sequence[str]]) -> Dict[str, tuple]:
-    """``dataset_meta`` (``classes``: first name of each class, ``palette``)."""
+# Built-in class-name keys and the dataset whose names and palette the model shows.
+KEY_TO_DATASET = {
+    'voc20': 'PascalVOC20Dataset',
+    'context59': 'PascalContextDataset59',
+    'ade150': 'ADE20KDataset',
+    'cityscapes19': 'CityscapesDataset',
+    'cocostuff27': 'COCOStuff27Dataset',
+}
+
+
+def meta_from_class_names(class_names: Sequence[Sequence[str]],
+                          key: Optional[str] = None) -> Dict[str, tuple]:
+    """``dataset_meta`` (``classes``, ``palette``) of a model predicting ``class_names``.
+
+    With a built-in key (``'voc20'``...) these are the dataset's own names and palette
+    (what the runner saves in checkpoints); otherwise the first name of each class and a
+    fixed palette.
+    """
+    if isinstance(key, str) and key in KEY_TO_DATASET:
+        from mmseg.registry import DATASETS
+        dataset = DATASETS.get(KEY_TO_DATASET[key])
+        info = getattr(dataset, 'METAINFO', None) or {}
+        if len(info.get('classes', ())) == len(class_names):
+            palette = info.get('palette') or class_palette(len(class_names))
+            return dict(classes=tuple(info['classes']), palette=[list(c) for c in palette])
     classes = tuple(names[0] for names in class_names)
     return dict(classes=classes, palette=class_palette(len(classes)))
 
@@ -49,8 +72,10 @@ def _fill_from_self_when_no_checkpoint(module: nn.Module, state_dict: dict, pref
         marker.meta['dataset_meta'] = dict(meta)
 
 
-def set_model_meta(model: nn.Module, class_names: Sequence[Sequence[str]]) -> None:
-    """Set ``model.dataset_meta`` from its class names and accept 'none' checkpoints."""
-    model.dataset_meta = meta_from_class_names(class_names)
+def set_model_meta(model: nn.Module, class_names: Sequence[Sequence[str]],
+                   key: Optional[str] = None) -> None:
+    """Set ``model.dataset_meta`` from its class names (``key``: the ``class_names``
+    config value) and accept 'none' checkpoints."""
+    model.dataset_meta = meta_from_class_names(class_names, key)
     model._register_load_state_dict_pre_hook(
         _fill_from_self_when_no_checkpoint, with_module=True)
