@@ -32,8 +32,8 @@ def clip_switch(clip, head='model.decode_head'):
             f'{head}.norm_cfg.type=BN', f'{head}.query_cache_dir=None']
 
 
-def test_data_options(data):
-    return [o for o in data_options(data) if not o.startswith('train')]
+def eval_data_options(data):
+    return [o for o in data_options(data) if o.startswith(('val_', 'test_'))]
 
 
 def tools(stock):
@@ -101,7 +101,7 @@ def test_stock_test_matches_ours(runs, which, tmp_path):
         _, test = tools(stock)
         out = tmp_path / ('stock' if stock else 'ours')
         proc = run_tool([test, cfg, ckpt, '--work-dir', str(tmp_path / 'wd'), '--out', str(out),
-                         '--cfg-options'] + opts + test_data_options(runs['data']))
+                         '--cfg-options'] + opts + eval_data_options(runs['data']))
         assert 'mIoU' in proc.stdout + proc.stderr
         preds[stock] = read_preds(out)
     assert preds[False].keys() == preds[True].keys()
@@ -123,7 +123,7 @@ def _api_cfg(path, opts):
 @pytest.mark.parametrize('which', ['maskclip', 's1', 's2'])
 def test_mmseg_apis(runs, which, tmp_path):
     from mmseg.apis import MMSegInferencer, inference_model, init_model, show_result_pyplot
-    from mmseg_reclip.datasets.class_names import get_class_names
+    from mmseg_reclip.datasets import PascalVOC20Dataset
     cfg_path, ckpt, opts = {
         'maskclip': (MASKCLIP, 'none', clip_switch(runs['clip'])),
         's1': (STAGE1, str(runs['ours']['s1']), clip_switch(runs['clip'])),
@@ -133,7 +133,7 @@ def test_mmseg_apis(runs, which, tmp_path):
     }[which]
     img = np.array(Image.open(osp.join(runs['data'], 'JPEGImages', sorted(
         os.listdir(osp.join(runs['data'], 'JPEGImages')))[0])))[..., ::-1].copy()  # BGR
-    voc = tuple(names[0] for names in get_class_names('voc20'))
+    voc = tuple(PascalVOC20Dataset.METAINFO['classes'])  # the dataset's names, not Cityscapes'
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
         model = init_model(_api_cfg(cfg_path, opts), ckpt, device='cpu')
