@@ -6,8 +6,9 @@ env_cfg = dict(
     dist_cfg=dict(backend='nccl'),
 )
 # Logs and images under the work dir. For TensorBoard (`tensorboard` is in the pinned
-# requirements, or `pip install "mmseg-reclip[tensorboard]"`) add its backend:
-#   vis_backends = [dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')]
+# requirements, or `pip install "mmseg-reclip[tensorboard]"`), in your config:
+#   visualizer = dict(vis_backends=[dict(type='LocalVisBackend'),
+#                                   dict(type='TensorboardVisBackend')])
 # then `tensorboard --logdir work_dirs/<config>/<timestamp>/vis_data`.
 vis_backends = [dict(type='LocalVisBackend')]
 visualizer = dict(type='SegLocalVisualizer', vis_backends=vis_backends, name='visualizer')
