@@ -40,6 +40,38 @@ class BuildPyWithHook(build_py):
         return super().get_outputs(include_bytecode) + [osp.join(self.build_lib, HOOK_PTH)]
 
 
+CMDCLASS = {'build_py': BuildPyWithHook}
+
+try:  # editable installs (PEP 660) only map the packages: add the hook to that wheel too
+    from setuptools.command.editable_wheel import editable_wheel
+
+    class _StrategyWithHook:
+        """Wrap setuptools' editable strategy; also write the ``.pth`` hook."""
+
+        def __init__(self, strategy):
+            self.strategy = strategy
+
+        def __call__(self, wheel, files, mapping):
+            self.strategy(wheel, files, mapping)
+            with open(osp.join(osp.dirname(osp.abspath(__file__)), HOOK_PTH), 'rb') as f:
+                wheel.writestr(HOOK_PTH, f.read())
+
+        def __enter__(self):
+            self.strategy.__enter__()
+            return self
+
+        def __exit__(self, *exc):
+            return self.strategy.__exit__(*exc)
+
+    class EditableWheelWithHook(editable_wheel):
+
+        def _select_strategy(self, *args, **kwargs):
+            return _StrategyWithHook(super()._select_strategy(*args, **kwargs))
+
+    CMDCLASS['editable_wheel'] = EditableWheelWithHook
+except ImportError:  # old setuptools: `import mmseg_reclip` first (docs/install.md)
+    pass
+
 setup(
     name='mmseg-reclip',
     version='0.1.0',
@@ -51,5 +83,5 @@ setup(
     python_requires='>=3.8',
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
-    cmdclass={'build_py': BuildPyWithHook},
+    cmdclass=CMDCLASS,
 )

@@ -21,19 +21,27 @@ CONFIGS = sorted(glob.glob(str(REPO_ROOT / 'configs' / 'maskclip' / '*.py')) +
                  glob.glob(str(REPO_ROOT / 'configs' / 'reclip' / '*.py')))
 
 
-def test_install_keeps_the_users_stack(tmp_path):
-    """`pip install .` resolves against the installed env without replacing anything,
-    and its requirements are ranges admitting other torch / mmengine versions."""
+def _source_copy(tmp_path):
     src = tmp_path / 'src'
     shutil.copytree(REPO_ROOT / 'mmseg_reclip', src / 'mmseg_reclip',
                     ignore=shutil.ignore_patterns('__pycache__'))
     for name in ('setup.py', '_mmseg_reclip_hook.py', 'mmseg_reclip_hook.pth'):
         shutil.copy(REPO_ROOT / name, src / name)
+    return src
+
+
+def _pip(*args):
+    subprocess.run([sys.executable, '-m', 'pip', *args], check=True, timeout=300,
+                   env={**os.environ, 'PIP_DISABLE_PIP_VERSION_CHECK': '1'})
+
+
+def test_install_keeps_the_users_stack(tmp_path):
+    """`pip install .` resolves against the installed env without replacing anything,
+    and its requirements are ranges admitting other torch / mmengine versions."""
+    src = _source_copy(tmp_path)
     report = tmp_path / 'report.json'
-    subprocess.run([sys.executable, '-m', 'pip', 'install', '--dry-run', '--no-index',
-                    '--no-build-isolation', '--quiet', '--report', str(report), str(src)],
-                   check=True, env={**os.environ, 'PIP_DISABLE_PIP_VERSION_CHECK': '1'},
-                   timeout=300)
+    _pip('install', '--dry-run', '--no-index', '--no-build-isolation', '--quiet', '--report',
+         str(report), str(src))
     installs = json.loads(report.read_text())['install']
     # only this package: torch, mmcv, mmengine, mmseg... of the env are kept
     assert [i['metadata']['name'] for i in installs] == ['mmseg-reclip']
@@ -47,27 +55,31 @@ def test_install_keeps_the_users_stack(tmp_path):
         assert spec is not None and spec.contains(other), (name, spec)
 
 
-def test_import_order_does_not_matter_with_the_startup_hook(tmp_path):
-    """With the installed .pth, `from mmseg.apis import init_model` first works on
-    mmcv-lite (without it, it fails: mmcv._ext is missing)."""
-    site = tmp_path / 'site'
-    site.mkdir()
-    shutil.copy(REPO_ROOT / 'mmseg_reclip_hook.pth', site)
+def test_import_order_does_not_matter_after_install(tmp_path):
+    """`pip install -e .` installs the start-up hook; with it, `from mmseg.apis import
+    init_model` as a script's first line works on mmcv-lite (without it, it fails:
+    mmcv._ext is missing)."""
+    src = _source_copy(tmp_path)
+    prefix = tmp_path / 'prefix'
+    _pip('install', '--quiet', '--no-deps', '--no-build-isolation', '--prefix', str(prefix),
+         '-e', str(src))
+    site_dir = glob.glob(str(prefix / 'lib' / 'python*' / 'site-packages'))[0]
+    assert osp.isfile(osp.join(site_dir, 'mmseg_reclip_hook.pth'))
     script = tmp_path / 'first.py'
     script.write_text('from mmseg.apis import init_model\nimport mmcv.ops\n'
                       'print("SHIM", getattr(mmcv.ops, "__reclip_shim__", False))\n')
-    env = {**os.environ, 'PYTHONPATH': str(REPO_ROOT)}
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
     run = ('import runpy, site, sys; site.addsitedir(sys.argv[1]) if sys.argv[1] else None; '
            'runpy.run_path(sys.argv[2], run_name="__main__")')
     compiled = subprocess.run([sys.executable, '-c', 'import mmcv._ext'], env=env,
                               capture_output=True).returncode == 0
-    with_hook = subprocess.run([sys.executable, '-c', run, str(site), str(script)], env=env,
-                               capture_output=True, text=True, timeout=300)
+    with_hook = subprocess.run([sys.executable, '-c', run, site_dir, str(script)], env=env,
+                               capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert with_hook.returncode == 0, with_hook.stderr[-3000:]
     assert f'SHIM {not compiled}' in with_hook.stdout
     if not compiled:
         without = subprocess.run([sys.executable, '-c', run, '', str(script)], env=env,
-                                 capture_output=True, text=True, timeout=300)
+                                 capture_output=True, text=True, timeout=300, cwd=tmp_path)
         assert without.returncode != 0 and 'mmcv._ext' in without.stderr
 
 

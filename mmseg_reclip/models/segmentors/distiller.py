@@ -201,8 +201,12 @@ class ReCLIPDistiller(EncoderDecoder):
             errors.append(f'the teacher was trained on a dataset with {len(classes)} classes '
                           f'({list(classes)[:5]}...), the student has {head.num_classes}')
         dataset_meta = getattr(self, 'dataset_meta', None) or {}
+        # the dataset's display names (what the runner saves) or the first class names
+        known = {tuple(n[0] for n in head.class_names)}
+        if dataset_meta.get('classes') is not None:
+            known.add(tuple(dataset_meta['classes']))
         if (classes is not None and dataset_meta.get('classes') is not None
-                and tuple(classes) != tuple(dataset_meta['classes'])):
+                and tuple(classes) not in known):
             errors.append(f'teacher classes {tuple(classes)} differ from the dataset\'s '
                           f'{tuple(dataset_meta["classes"])}')
         teacher_head = self.teacher_cfg.get('decode_head', {})
