@@ -3,7 +3,7 @@
 Imported first by :mod:`mmseg_reclip`, so every entry point (our tools, mmseg's own
 ``tools/train.py`` through ``custom_imports``, ``mmseg.apis.init_model``) gets it.
 
-Two fixes, each a no-op where it is not needed:
+Three fixes, each a no-op where it is not needed:
 
 1. ``mmcv.ops`` for mmcv-lite. mmseg 1.2.2 imports ``mmcv.ops`` unconditionally in a few
    modules (``point_sample``, ``sigmoid_focal_loss``). mmcv-lite ships the Python files
@@ -24,6 +24,9 @@ Two fixes, each a no-op where it is not needed:
    that would run code) is refused with an error naming the file. A checkpoint you
    wrote yourself with other custom objects can be loaded with full unpickling by
    setting ``MMSEG_RECLIP_TRUST_PICKLE=1`` (a warning is logged). See docs/trust.md.
+
+3. The checkpoint ``'none'`` (:func:`load_no_checkpoint`): mmseg's own ``tools/test.py``
+   needs a checkpoint argument; ``none`` tests a training-free model as it is built.
 """
 import importlib
 import logging
@@ -226,6 +229,32 @@ def install_checkpoint_loader() -> None:
     CheckpointLoader.register_scheme(prefixes='', loader=_load_local_checkpoint, force=True)
 
 
+def load_no_checkpoint(filename: str, map_location: Optional[Any] = None) -> dict:
+    """The checkpoint ``'none'``: the model as the config builds it (training-free).
+
+    A segmentor of this plugin loads it as its own state (no missing keys) and fills in
+    ``meta['dataset_meta']`` with its classes (:mod:`mmseg_reclip.models.utils.model_meta`),
+    so mmseg's ``tools/test.py CONFIG none``, ``init_model(CONFIG, 'none')`` and
+    ``MMSegInferencer(CONFIG, weights='none')`` work without a checkpoint file.
+    """
+    from mmengine.logging import print_log
+
+    from mmseg_reclip.models.utils.model_meta import NO_CHECKPOINT_KEY, NoCheckpoint
+    print_log(f'Checkpoint {filename!r}: no weights are loaded, the model is used as the '
+              'config builds it (training-free models).', logger='current')
+    meta: dict = {}
+    return {'state_dict': {NO_CHECKPOINT_KEY: NoCheckpoint(meta)}, 'meta': meta}
+
+
+def install_no_checkpoint_scheme() -> None:
+    """Register ``'none'`` / ``'None'`` (exactly) as a checkpoint 'path' (mmseg's
+    ``tools/test.py`` requires a checkpoint argument)."""
+    from mmengine.runner.checkpoint import CheckpointLoader
+    CheckpointLoader.register_scheme(prefixes=['none$', 'None$'], loader=load_no_checkpoint,
+                                     force=True)
+
+
 def apply() -> None:
     install_mmcv_ops_shim()
     install_checkpoint_loader()
+    install_no_checkpoint_scheme()

@@ -49,8 +49,10 @@ def small_data_options(data_root: str, splits=('train', 'val', 'test')) -> list:
     """``--cfg-options`` pointing dataloaders at ``data_root`` with no worker processes."""
     opts = []
     for split in splits:
+        # the train dataset is wrapped by StepSeededDataset (configs/_base_/datasets)
+        dataset = 'dataset.dataset' if split == 'train' else 'dataset'
         opts += [
-            f'{split}_dataloader.dataset.data_root=' + data_root,
+            f'{split}_dataloader.{dataset}.data_root=' + data_root,
             f'{split}_dataloader.num_workers=0',
             f'{split}_dataloader.persistent_workers=False',
         ]

@@ -125,8 +125,9 @@ def clip_options(model: str, pretrained: str, head: str = 'decode_head') -> Dict
 def data_options(root: str, splits=('test', )) -> Dict:
     opts = {}
     for split in splits:
+        dataset = 'dataset.dataset' if split == 'train' else 'dataset'  # StepSeededDataset
         opts.update({
-            f'{split}_dataloader.dataset.data_root': root,
+            f'{split}_dataloader.{dataset}.data_root': root,
             f'{split}_dataloader.num_workers': 0,
             f'{split}_dataloader.persistent_workers': False,
         })

@@ -14,10 +14,10 @@ repository root is put on ``sys.path`` so the script works from a plain clone.
 Launched by ``tools/dist_train.sh`` / ``tools/slurm_train.sh`` it trains with one
 process per device. On GPUs that is mmseg's NCCL + SyncBN + DDP setup, unchanged; on a
 machine without CUDA the same scripts train on CPU with gloo (SyncBN becomes BN, see
-:mod:`mmseg_reclip.utils.dist`). Training data is augmented under per-sample seeds
-from (seed, epoch, position, rank) (:mod:`mmseg_reclip.utils.data_seeding`;
-``step_seeded_data = False`` in the config turns it off), so runs are reproducible
-and ``--resume`` continues bit-identically.
+:mod:`mmseg_reclip.utils.dist`); that is all this script adds to mmseg's. Everything
+else is in the config (e.g. per-sample augmentation seeds: the ``StepSeededSampler`` /
+``StepSeededDataset`` of ``configs/_base_/datasets``), so mmseg's own ``tools/train.py``
+gives the same run on one process.
 """
 import argparse
 import logging
@@ -35,8 +35,7 @@ from mmengine.logging import print_log  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 from mmseg.registry import RUNNERS  # noqa: E402
 
-from mmseg_reclip.utils import (seed_train_dataloader, setup_distributed,  # noqa: E402
-                                teardown_distributed)
+from mmseg_reclip.utils import setup_distributed, teardown_distributed  # noqa: E402
 
 _CFG_OPTIONS_HELP = (
     'override some settings in the used config, the key-value pair in xxx=yyy '
@@ -112,7 +111,6 @@ def build_cfg(args):
         enable_amp(cfg)
 
     cfg.resume = args.resume
-    seed_train_dataloader(cfg)
     return cfg
 
 

@@ -5,6 +5,11 @@ env_cfg = dict(
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
     dist_cfg=dict(backend='nccl'),
 )
+# Logs and images under the work dir. For TensorBoard (`tensorboard` is in the pinned
+# requirements, or `pip install "mmseg-reclip[tensorboard]"`), in your config:
+#   visualizer = dict(vis_backends=[dict(type='LocalVisBackend'),
+#                                   dict(type='TensorboardVisBackend')])
+# then `tensorboard --logdir work_dirs/<config>/<timestamp>/vis_data`.
 vis_backends = [dict(type='LocalVisBackend')]
 visualizer = dict(type='SegLocalVisualizer', vis_backends=vis_backends, name='visualizer')
 log_processor = dict(by_epoch=False)

@@ -25,7 +25,7 @@ train_pipeline = [
     dict(type='PhotoMetricDistortion'),
     dict(type='PackSegInputs')
 ]
-train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+train_dataloader = dict(dataset=dict(dataset=dict(pipeline=train_pipeline)))
 
 model = dict(
     teacher=dict(

@@ -23,5 +23,5 @@ train_pipeline = [
                    'scale_factor', 'flip', 'flip_direction', 'reduce_zero_label',
                    'pseudo_label_path'))
 ]
-train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+train_dataloader = dict(dataset=dict(dataset=dict(pipeline=train_pipeline)))
 model = dict(target='pseudo_label')

@@ -24,8 +24,10 @@ the global generators, different on every rank. On ``--resume`` mmengine's
 sampler hands out the same positions and the resumed run continues bit-identically
 (Gumbel noise is seeded per step too: :func:`mmseg_reclip.models.utils.step_seed`).
 
-``tools/train.py`` wraps ``train_dataloader`` this way (:func:`seed_train_dataloader`)
-unless the config sets ``step_seeded_data = False``.
+The dataset base configs (``configs/_base_/datasets``) set both wrappers in
+``train_dataloader``, so the config alone describes the run: mmseg's own
+``tools/train.py`` and ours give the same one. :func:`seed_train_dataloader` wraps
+the train dataloader of another config (e.g. one built on mmseg's dataset bases).
 """
 import random
 from typing import Any, Iterator, Optional

@@ -255,7 +255,7 @@ def test_base_config_is_unsupervised(name):
     assert tuple(cfg.crop_size) == spec['crop']
 
     for pipeline in (cfg.train_pipeline,
-                     cfg.train_dataloader.dataset.pipeline):
+                     cfg.train_dataloader.dataset.dataset.pipeline):
         types = [t['type'] for t in pipeline]
         assert types == [
             'LoadImageFromFile', 'RandomResize', 'RandomCrop', 'RandomFlip',
@@ -274,7 +274,10 @@ def test_base_config_is_unsupervised(name):
     ]
     assert tuple(cfg.test_pipeline[1]['scale']) == (2048, spec['short'])
     assert cfg.test_dataloader.dataset.pipeline == cfg.test_pipeline
-    assert cfg.train_dataloader.sampler.type == 'InfiniteSampler'
+    # per-sample augmentation seeds, in the config (mmseg's own train.py gets them too)
+    assert cfg.train_dataloader.sampler.type == 'StepSeededSampler'
+    assert cfg.train_dataloader.sampler.sampler.type == 'InfiniteSampler'
+    assert cfg.train_dataloader.dataset.type == 'StepSeededDataset'
     assert cfg.train_dataloader.batch_size == 4
     assert cfg.train_dataloader.num_workers == 4
     assert cfg.train_dataloader.persistent_workers is True
@@ -322,7 +325,7 @@ def test_voc20_train_pipeline_reads_no_labels(voc_root, tmp_path):
     root = str(tmp_path / 'voc_nolabels')
     shutil.copytree(voc_root, root)
     shutil.rmtree(osp.join(root, 'SegmentationClass'))
-    ds = DATASETS.build(_with_root(cfg.train_dataloader.dataset, root))
+    ds = DATASETS.build(_with_root(cfg.train_dataloader.dataset.dataset, root))
     assert len(ds) == 4
     for i in range(len(ds)):
         out = ds[i]
@@ -351,7 +354,7 @@ def test_cocostuff27_test_dataset(tmp_path):
         expected = convert_labels(raw[raw_path + '.png'])
         np.testing.assert_array_equal(
             sample.gt_sem_seg.data.numpy()[0], expected)
-    train = DATASETS.build(_with_root(cfg.train_dataloader.dataset, root))
+    train = DATASETS.build(_with_root(cfg.train_dataloader.dataset.dataset, root))
     assert len(train) == 2
     assert 'gt_sem_seg' not in train[0]['data_samples']
 
@@ -377,5 +380,5 @@ def test_mmseg_base_config_test_dataset(tmp_path, name, maker, reduce_zero):
         expected = label
     np.testing.assert_array_equal(gt, expected)
     assert min(out['inputs'].shape[1:]) == BASE_CFGS[name]['short']
-    train = DATASETS.build(_with_root(cfg.train_dataloader.dataset, root))
+    train = DATASETS.build(_with_root(cfg.train_dataloader.dataset.dataset, root))
     assert 'gt_sem_seg' not in train[0]['data_samples']

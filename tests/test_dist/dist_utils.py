@@ -71,8 +71,10 @@ test_pipeline = [
     dict(type='LoadAnnotations'),
     dict(type='PackSegInputs')
 ]
+# the train dataset is wrapped by StepSeededDataset in the dataset base config
 train_dataloader = dict(batch_size={batch_size}, num_workers=0, persistent_workers=False,
-                        dataset=dict(data_root=data_root, pipeline=train_pipeline))
+                        dataset=dict(dataset=dict(data_root=data_root,
+                                                  pipeline=train_pipeline)))
 test_dataloader = dict(num_workers=0, persistent_workers=False,
                        dataset=dict(data_root=data_root, pipeline=test_pipeline))
 val_dataloader = None

@@ -245,14 +245,24 @@ def test_augmentation_is_independent_of_workers(tmp_path):
 
 def test_seed_train_dataloader_wraps_once():
     cfg = _cfg('none')
-    assert seed_train_dataloader(cfg)
+    # the configs carry the wrappers themselves (so mmseg's own train.py seeds too)
     loader = cfg.train_dataloader
     assert loader.sampler == dict(type='StepSeededSampler',
                                   sampler=dict(type='InfiniteSampler', shuffle=True))
     assert loader.dataset.type == 'StepSeededDataset'
     assert loader.dataset.dataset.type == 'PascalVOC20Dataset'
     assert not seed_train_dataloader(cfg)
+    # a plain config (e.g. on mmseg's dataset bases) is wrapped once
+    loader.sampler, loader.dataset = loader.sampler.sampler, loader.dataset.dataset
+    assert seed_train_dataloader(cfg)
+    assert loader.sampler == dict(type='StepSeededSampler',
+                                  sampler=dict(type='InfiniteSampler', shuffle=True))
+    assert loader.dataset.type == 'StepSeededDataset'
+    assert loader.dataset.dataset.type == 'PascalVOC20Dataset'
+    assert not seed_train_dataloader(cfg)
     off = _cfg('none')
+    off.train_dataloader.sampler = off.train_dataloader.sampler.sampler
+    off.train_dataloader.dataset = off.train_dataloader.dataset.dataset
     off.step_seeded_data = False
     assert not seed_train_dataloader(off)
     assert off.train_dataloader.sampler.type == 'InfiniteSampler'

@@ -358,10 +358,10 @@ def test_distill_configs():
         weights = {l['type']: l['loss_weight'] for l in head.loss_decode}
         assert weights == dict(MaskGuidedCELoss=1.0, FeatureGuidedL1Loss=0.5,
                                TextGuidedContrastiveLoss=0.5)
-        crop = [t for t in cfg.train_dataloader.dataset.pipeline if t['type'] == 'RandomCrop']
+        pipeline = cfg.train_dataloader.dataset.dataset.pipeline  # inside StepSeededDataset
+        crop = [t for t in pipeline if t['type'] == 'RandomCrop']
         assert crop[0]['crop_size'] == (crops[ds], crops[ds]), path
-        assert not any(t['type'] == 'LoadAnnotations'
-                       for t in cfg.train_dataloader.dataset.pipeline), path
+        assert not any(t['type'] == 'LoadAnnotations' for t in pipeline), path
         backbone = model.backbone
         types.add(backbone.type)
         if backbone.type == 'ResNetV1c':

@@ -27,13 +27,14 @@ STAGE2 = 'configs/reclip/reclip-distill_deeplabv2-r101_voc.py'
 def data_options(data_root):
     opts = []
     for split in ('train', 'val', 'test'):
-        opts += [f'{split}_dataloader.dataset.data_root={data_root}',
+        dataset = 'dataset.dataset' if split == 'train' else 'dataset'  # StepSeededDataset
+        opts += [f'{split}_dataloader.{dataset}.data_root={data_root}',
                  f'{split}_dataloader.num_workers=0',
                  f'{split}_dataloader.persistent_workers=False']
     return opts + [
         'train_dataloader.batch_size=2',
-        'train_dataloader.dataset.pipeline.1.scale=(128,64)',  # RandomResize
-        'train_dataloader.dataset.pipeline.2.crop_size=(64,64)',  # RandomCrop
+        'train_dataloader.dataset.dataset.pipeline.1.scale=(128,64)',  # RandomResize
+        'train_dataloader.dataset.dataset.pipeline.2.crop_size=(64,64)',  # RandomCrop
         'train_cfg.max_iters=2',
         'default_hooks.checkpoint.interval=2',
         'default_hooks.logger.interval=1',
@@ -176,7 +177,7 @@ def test_offline_pseudo_labels_then_distillation(stages, tmp_path):
     opts = [o.replace('pipeline.1.scale', 'pipeline.2.scale').replace(
         'pipeline.2.crop_size', 'pipeline.3.crop_size') for o in opts]
     opts += [f'pseudo_label_dir={pl_dir}',
-             f'train_dataloader.dataset.pipeline.1.pseudo_label_dir={pl_dir}']
+             f'train_dataloader.dataset.dataset.pipeline.1.pseudo_label_dir={pl_dir}']
     proc = run_tool(['tools/generate_pseudo_labels.py', offline, '--cfg-options'] + opts)
     assert '3 written' in proc.stdout + proc.stderr
     names = open(osp.join(stages['data'], 'ImageSets/Segmentation/train.txt')).read().split()

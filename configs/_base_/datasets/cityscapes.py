@@ -34,13 +34,21 @@ train_dataloader = dict(
     batch_size=4,
     num_workers=4,
     persistent_workers=True,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
+    # Each sample is augmented under its own seed from (seed, epoch, position, rank),
+    # the same with any num_workers and under mmseg's own tools/train.py
+    # (mmseg_reclip.utils.data_seeding). Plain mmseg behaviour: use the inner sampler
+    # and dataset directly. Dataset keys live one level down:
+    #   --cfg-options train_dataloader.dataset.dataset.data_root=DIR
+    sampler=dict(
+        type='StepSeededSampler', sampler=dict(type='InfiniteSampler', shuffle=True)),
     dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        data_prefix=dict(
-            img_path='leftImg8bit/train', seg_map_path='gtFine/train'),
-        pipeline=train_pipeline))
+        type='StepSeededDataset',
+        dataset=dict(
+            type=dataset_type,
+            data_root=data_root,
+            data_prefix=dict(
+                img_path='leftImg8bit/train', seg_map_path='gtFine/train'),
+            pipeline=train_pipeline)))
 val_dataloader = dict(
     batch_size=1,
     num_workers=4,

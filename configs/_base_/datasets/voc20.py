@@ -3,8 +3,8 @@
 # RandomCrop with cat_max_ratio=1.0 so no label is ever looked at).
 # The train split is VOC 2012 `train.txt` (1464 images). To train on the SBD
 # "aug" list instead, override e.g.
-#   train_dataloader = dict(dataset=dict(
-#       ann_file='ImageSets/Segmentation/trainaug.txt'))
+#   train_dataloader = dict(dataset=dict(dataset=dict(
+#       ann_file='ImageSets/Segmentation/trainaug.txt')))
 # (any list of basenames works: labels are not read during training).
 
 dataset_type = 'PascalVOC20Dataset'
@@ -39,14 +39,22 @@ train_dataloader = dict(
     batch_size=4,
     num_workers=4,
     persistent_workers=True,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
+    # Each sample is augmented under its own seed from (seed, epoch, position, rank),
+    # the same with any num_workers and under mmseg's own tools/train.py
+    # (mmseg_reclip.utils.data_seeding). Plain mmseg behaviour: use the inner sampler
+    # and dataset directly. Dataset keys live one level down:
+    #   --cfg-options train_dataloader.dataset.dataset.data_root=DIR
+    sampler=dict(
+        type='StepSeededSampler', sampler=dict(type='InfiniteSampler', shuffle=True)),
     dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        data_prefix=dict(
-            img_path='JPEGImages', seg_map_path='SegmentationClass'),
-        ann_file='ImageSets/Segmentation/train.txt',
-        pipeline=train_pipeline))
+        type='StepSeededDataset',
+        dataset=dict(
+            type=dataset_type,
+            data_root=data_root,
+            data_prefix=dict(
+                img_path='JPEGImages', seg_map_path='SegmentationClass'),
+            ann_file='ImageSets/Segmentation/train.txt',
+            pipeline=train_pipeline)))
 val_dataloader = dict(
     batch_size=1,
     num_workers=4,

@@ -1,9 +1,5 @@
 # MaskCLIP (training-free): frozen OpenAI CLIP ViT-B/16, dense value-path features,
-# template-ensemble queries. `clip_model` / `clip_pretrained` are shared by every CLIP part;
-# `clip_pretrained` is an open_clip tag ('openai', downloads where there is internet) or a
-# local weights file path.
-clip_model = 'ViT-B-16'
-clip_pretrained = 'openai'
+# template-ensemble queries.
 data_preprocessor = dict(
     type='SegDataPreProcessor',
     # CLIP's RGB mean/std in 0-255 units (method §0).
@@ -16,15 +12,22 @@ data_preprocessor = dict(
 model = dict(
     type='MaskCLIP',
     data_preprocessor=data_preprocessor,
-    backbone=dict(type='CLIPViTBackbone', model_name=clip_model, pretrained=clip_pretrained),
+    # The one CLIP of the model: built once, the backbone uses its image tower, the
+    # text encoder its text tower (the crop-vote hook and, in stage 2, the teacher read
+    # the same entry). `pretrained`: an open_clip tag ('openai' downloads where there is
+    # internet) or a local weights file, e.g.
+    #   --cfg-options model.clip.pretrained=/data/clip/vitb16.bin
+    # quick_gelu=True: OpenAI's weights need QuickGELU, also when read from a file.
+    # Keys set on the backbone / text_encoder themselves override these.
+    clip=dict(model_name='ViT-B-16', pretrained='openai', quick_gelu=True),
+    backbone=dict(type='CLIPViTBackbone'),
     decode_head=dict(
         type='MaskCLIPHead',
         in_channels=512,
         num_classes=20,
         class_names='voc20',
         templates='reclip85',
-        text_encoder=dict(
-            type='OpenCLIPTextEncoder', model_name=clip_model, pretrained=clip_pretrained)),
+        text_encoder=dict(type='OpenCLIPTextEncoder')),
     pd_threshold=None,
     train_cfg=dict(),
     test_cfg=dict(mode='whole'))

@@ -21,6 +21,9 @@ model = dict(
     type='ReCLIPDistiller',
     data_preprocessor={{_base_.data_preprocessor}},
     teacher=teacher,
+    # The teacher's CLIP (merged over teacher.clip): one switch, as in stage 1, e.g.
+    #   --cfg-options model.clip.pretrained=/data/clip/vitb16.bin
+    clip={{_base_.model.clip}},
     # Stage-1 checkpoint: set per dataset, or --cfg-options model.teacher_checkpoint=PATH.
     teacher_checkpoint=None,
     target='online',  # 'pseudo_label': CE target from tools/generate_pseudo_labels.py

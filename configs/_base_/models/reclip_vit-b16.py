@@ -1,15 +1,11 @@
 # ReCLIP++ rectification (stage 1) on a frozen OpenAI CLIP ViT-B/16.
 # Every value of the method doc (§3-§6) is a field here; defaults follow the released code.
 _base_ = ['./maskclip_vit-b16.py']
-clip_model = 'ViT-B-16'
-clip_pretrained = 'openai'
+# CLIP: `model.clip` of the MaskCLIP base (one switch for every part).
 model = dict(
     type='ReCLIP',
-    backbone=dict(type='CLIPViTBackbone', model_name=clip_model, pretrained=clip_pretrained),
     decode_head=dict(
         type='ReCLIPHead',
-        text_encoder=dict(
-            type='OpenCLIPTextEncoder', model_name=clip_model, pretrained=clip_pretrained),
         num_context=73,  # M shared context vectors
         ctx_init='token0',  # token embedding of id 0
         ref_norm='global',  # R / ||R||_F

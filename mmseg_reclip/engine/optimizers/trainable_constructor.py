@@ -14,6 +14,15 @@ class TrainableOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     vectors, PE projection and mask decoder. ``paramwise_cfg`` works as usual.
     """
 
+    def add_params(self, params: list, module: nn.Module, prefix: str = '',
+                   is_dcn_module=None) -> None:
+        # A fully frozen submodule (CLIP: ~300 tensors for ViT-B-16) never reaches the
+        # paramwise rules, whose per-parameter "skipped since requires_grad=False"
+        # warnings would flood the log.
+        if not any(p.requires_grad for p in module.parameters()):
+            return
+        super().add_params(params, module, prefix, is_dcn_module)
+
     def __call__(self, model: nn.Module) -> OptimWrapper:
         if hasattr(model, 'module'):
             model = model.module

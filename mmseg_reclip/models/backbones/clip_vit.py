@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 from mmseg.registry import MODELS
 
-from ..utils import create_clip, freeze, resize_pos_embed_grid
+from ..utils import (create_clip, freeze, resize_pos_embed_grid,
+                     set_block_layernorm_eps)
 
 
 def patch_tokens(visual: nn.Module, img: torch.Tensor) -> Tuple[torch.Tensor, tuple]:
@@ -86,6 +87,8 @@ class CLIPViTBackbone(BaseModule):
         pretrained (str, optional): open_clip tag (``'openai'``) or local weights file.
         ln_eps (float, optional): block LayerNorm eps override of the image tower
             (released code: 1e-6; CLIP: 1e-5).
+        quick_gelu (bool, optional): QuickGELU activations (see
+            :func:`~mmseg_reclip.models.utils.create_clip`).
         save_weights (bool): keep the frozen CLIP weights in checkpoints. Default False.
 
     Shapes:
@@ -97,10 +100,15 @@ class CLIPViTBackbone(BaseModule):
                  model_name: str = 'ViT-B-16',
                  pretrained: Optional[str] = 'openai',
                  ln_eps: Optional[float] = None,
+                 quick_gelu: Optional[bool] = None,
                  save_weights: bool = False,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
-        clip = create_clip(model_name, pretrained, ln_eps=ln_eps)
+        # One CLIP may be shared with the text encoder (shared_clip_models): the eps
+        # override goes on this tower only (the released code's 1e-6 is image-side).
+        clip = create_clip(model_name, pretrained, quick_gelu=quick_gelu)
+        if ln_eps is not None:
+            set_block_layernorm_eps(clip.visual, ln_eps)
         self.visual = freeze(clip.visual, save_weights=save_weights)
         self.patch_size = tuple(self.visual.patch_size)
         self.embed_dim = self.visual.proj.shape[1]

@@ -13,6 +13,7 @@ from mmseg.registry import MODELS
 from mmseg.utils import SampleList, add_prefix
 
 from ..utils import freeze
+from ..utils.model_meta import set_model_meta
 from .maskclip import logits_to_input_size, prompt_denoise
 
 
@@ -60,6 +61,9 @@ class ReCLIPDistiller(EncoderDecoder):
         teacher (dict): stage-1 model config (``type='ReCLIP'``).
         teacher_checkpoint (str): stage-1 checkpoint (e.g.
             ``work_dirs/reclip_vit-b16_voc/iter_20000.pth``).
+        clip (dict, optional): the teacher's CLIP (``model_name``, ``pretrained``, ...),
+            merged over ``teacher['clip']``: ``--cfg-options model.clip.pretrained=FILE``
+            switches the teacher's (and so the crop-vote hook's) CLIP.
         student_input_norm (dict, optional): ``mean``/``std`` (RGB, 0-255) of the student.
         target (str): ``'online'`` — the CE target is the teacher's argmax on the batch;
             ``'pseudo_label'`` — offline mode: the CE target is the pseudo-label PNG
@@ -75,6 +79,7 @@ class ReCLIPDistiller(EncoderDecoder):
                  decode_head: dict,
                  teacher: dict,
                  teacher_checkpoint: Optional[str] = None,
+                 clip: Optional[dict] = None,
                  neck: Optional[dict] = None,
                  auxiliary_head: Optional[dict] = None,
                  student_input_norm: Optional[dict] = None,
@@ -100,7 +105,13 @@ class ReCLIPDistiller(EncoderDecoder):
             data_preprocessor=data_preprocessor,
             pretrained=pretrained,
             init_cfg=init_cfg)
+        # The config's one CLIP switch reaches the teacher (its own keys are overridden).
+        if clip:
+            teacher = teacher.copy()
+            teacher['clip'] = {**(teacher.get('clip') or {}), **clip}
+        self.clip_cfg = dict(clip) if clip else None
         self.teacher_cfg = teacher
+        set_model_meta(self, self.decode_head.class_names, decode_head.get('class_names'))
         self.teacher_checkpoint = teacher_checkpoint
         self.target = target
         self.pd_threshold = pd_threshold
@@ -190,8 +201,12 @@ class ReCLIPDistiller(EncoderDecoder):
             errors.append(f'the teacher was trained on a dataset with {len(classes)} classes '
                           f'({list(classes)[:5]}...), the student has {head.num_classes}')
         dataset_meta = getattr(self, 'dataset_meta', None) or {}
+        # the dataset's display names (what the runner saves) or the first class names
+        known = {tuple(n[0] for n in head.class_names)}
+        if dataset_meta.get('classes') is not None:
+            known.add(tuple(dataset_meta['classes']))
         if (classes is not None and dataset_meta.get('classes') is not None
-                and tuple(classes) != tuple(dataset_meta['classes'])):
+                and tuple(classes) not in known):
             errors.append(f'teacher classes {tuple(classes)} differ from the dataset\'s '
                           f'{tuple(dataset_meta["classes"])}')
         teacher_head = self.teacher_cfg.get('decode_head', {})

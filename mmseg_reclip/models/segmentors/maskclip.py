@@ -1,10 +1,14 @@
 """Training-free MaskCLIP segmentor (frozen CLIP, argmax of F·Qᵀ)."""
-from typing import List, Optional, Sequence
+import inspect
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from mmseg.models.segmentors import EncoderDecoder
 from mmseg.registry import MODELS
+
+from ..utils import merge_clip_cfg, shared_clip_models
+from ..utils.model_meta import set_model_meta
 
 #: Where prompt denoising measures each class's peak: on the logits at the input size
 #: (after upsampling; works for ``whole`` and ``slide`` tests), or on the grid-level
@@ -50,6 +54,12 @@ class MaskCLIP(EncoderDecoder):
     """MaskCLIP baseline as an mmseg segmentor (``whole`` and ``slide`` test modes).
 
     Args:
+        clip (dict, optional): the one CLIP of the model, e.g. ``dict(model_name=
+            'ViT-B-16', pretrained='openai', quick_gelu=True)``: filled into the backbone
+            and ``decode_head.text_encoder`` configs (keys set there win), and built
+            once, the backbone taking its image tower and the text encoder its text
+            tower (:func:`~mmseg_reclip.models.utils.shared_clip_models`). So
+            ``--cfg-options model.clip.pretrained=FILE`` switches every CLIP part.
         pd_threshold (float, optional): prompt-denoising threshold; ``None`` disables it.
         pd_temperature (float): softmax temperature of prompt denoising (10).
         pd_mode (str): where the class peaks are measured. ``'upsampled'`` (default):
@@ -77,7 +87,10 @@ class MaskCLIP(EncoderDecoder):
     """
 
     def __init__(self,
+                 backbone: dict,
+                 decode_head: dict,
                  *args,
+                 clip: Optional[dict] = None,
                  pd_threshold: Optional[float] = None,
                  pd_temperature: float = 10.0,
                  pd_mode: str = 'upsampled',
@@ -89,7 +102,12 @@ class MaskCLIP(EncoderDecoder):
         if upsample_mode not in UPSAMPLE_MODES:
             raise ValueError(
                 f'upsample_mode must be one of {UPSAMPLE_MODES}, got {upsample_mode!r}')
-        super().__init__(*args, **kwargs)
+        backbone, decode_head = inject_clip_cfg(backbone, decode_head, clip)
+        self.clip_cfg = dict(clip) if clip else None
+        with shared_clip_models():
+            super().__init__(backbone, decode_head, *args, **kwargs)
+        # classes + palette for mmseg's APIs (init_model, MMSegInferencer, visualiser)
+        set_model_meta(self, self.decode_head.class_names, decode_head.get('class_names'))
         self.pd_threshold = pd_threshold
         self.pd_temperature = pd_temperature
         self.pd_mode = pd_mode
@@ -156,6 +174,31 @@ class MaskCLIP(EncoderDecoder):
         if self.pd_threshold is not None and self.pd_mode == 'upsampled':
             seg_logits = self.denoise(seg_logits)
         return seg_logits
+
+
+def inject_clip_cfg(backbone: dict, decode_head: dict,
+                    clip: Optional[dict]) -> Tuple[dict, dict]:
+    """Fill the model-level ``clip`` keys into the CLIP backbone and the head's text
+    encoder (copies; keys already set on a part win)."""
+    if not clip:
+        return backbone, decode_head
+    if isinstance(backbone, dict) and _is_clip_part(backbone):
+        backbone = merge_clip_cfg(backbone, clip)
+    if isinstance(decode_head, dict) and isinstance(decode_head.get('text_encoder'), dict):
+        decode_head = decode_head.copy()
+        decode_head['text_encoder'] = merge_clip_cfg(decode_head['text_encoder'], clip)
+    return backbone, decode_head
+
+
+def _is_clip_part(cfg: dict) -> bool:
+    """Whether a config builds a CLIP part (a class taking ``model_name``/``pretrained``)."""
+    part = cfg.get('type')
+    if isinstance(part, str):
+        part = MODELS.get(part)
+    if part is None:
+        return False
+    params = inspect.signature(part).parameters
+    return 'model_name' in params and 'pretrained' in params
 
 
 def logits_to_input_size(logits: torch.Tensor,

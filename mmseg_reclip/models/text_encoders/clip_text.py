@@ -11,7 +11,7 @@ from mmengine.utils import ProgressBar
 from mmseg.registry import MODELS
 
 from ..backbones.clip_vit import vit_pos_embed_grid
-from ..utils import create_clip, freeze
+from ..utils import create_clip, freeze, set_block_layernorm_eps
 
 
 def block_qkv(block: nn.Module, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
@@ -100,6 +100,8 @@ class OpenCLIPTextEncoder(BaseModule):
         ln_eps (float, optional): block LayerNorm eps override. The released code keeps
             CLIP's 1e-5 on the text tower (its 1e-6 is on the image tower only), so
             leave it ``None`` to reproduce it.
+        quick_gelu (bool, optional): QuickGELU activations (see
+            :func:`~mmseg_reclip.models.utils.create_clip`).
         save_weights (bool): keep the text tower in checkpoints. Default False.
     """
 
@@ -107,12 +109,19 @@ class OpenCLIPTextEncoder(BaseModule):
                  model_name: str = 'ViT-B-16',
                  pretrained: Optional[str] = 'openai',
                  ln_eps: Optional[float] = None,
+                 quick_gelu: Optional[bool] = None,
                  save_weights: bool = False,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
-        clip = create_clip(model_name, pretrained, ln_eps=ln_eps)
+        # One CLIP may be shared with the backbone (shared_clip_models): the eps override
+        # goes on the text tower only.
+        clip = create_clip(model_name, pretrained, quick_gelu=quick_gelu)
+        if ln_eps is not None:
+            set_block_layernorm_eps(clip.transformer, ln_eps)
         self.model_name = model_name
         self.weights_id = weights_identity(model_name, pretrained, ln_eps)
+        if quick_gelu is not None and self.weights_id is not None:
+            self.weights_id += f'|quick_gelu={bool(quick_gelu)}'  # Q depends on it
         self.tokenizer = open_clip.get_tokenizer(model_name)
         self.context_length = clip.context_length
         tower = nn.Module()

@@ -1,4 +1,6 @@
-from .clip_loader import check_model_name, check_pretrained, create_clip, register_model_configs
+from .clip_loader import (CLIP_PRETRAINED_KEY, check_model_name, check_pretrained, create_clip,
+                          merge_clip_cfg, register_model_configs, set_block_layernorm_eps,
+                          shared_clip_models)
 from .clip_ops import (class_max_over_names, dense_class_logits, gumbel_softmax_hard,
                        resize_pos_embed_grid)
 from .seeding import step_generator, step_seed
@@ -6,7 +8,9 @@ from .frozen import freeze
 from .io import atomic_torch_save
 
 __all__ = [
-    'check_model_name', 'check_pretrained', 'create_clip', 'register_model_configs',
+    'CLIP_PRETRAINED_KEY', 'check_model_name', 'check_pretrained', 'create_clip',
+    'merge_clip_cfg', 'register_model_configs', 'set_block_layernorm_eps',
+    'shared_clip_models',
     'class_max_over_names', 'dense_class_logits', 'resize_pos_embed_grid', 'freeze',
     'gumbel_softmax_hard', 'atomic_torch_save', 'step_generator', 'step_seed'
 ]

@@ -1,9 +1,10 @@
 """Build frozen open_clip models from a model name and a ``pretrained`` tag or file."""
+import contextlib
 import difflib
 import logging
 import os
 import os.path as osp
-from typing import Optional
+from typing import Dict, Iterator, Optional, Tuple
 
 import open_clip
 import torch.nn as nn
@@ -14,6 +15,44 @@ _WEIGHT_SUFFIXES = ('.pt', '.pth', '.bin', '.safetensors', '.ckpt', '.npz')
 #: Non-weight entries of a state dict taken from OpenAI's TorchScript CLIP archive. The
 #: released ReCLIP++ code drops them, open_clip only when it opens the archive itself.
 _ARCHIVE_KEYS = ('input_resolution', 'context_length', 'vocab_size')
+# The config key that switches CLIP's weights everywhere (see merge_clip_cfg).
+CLIP_PRETRAINED_KEY = 'model.clip.pretrained'
+
+# Models created inside `shared_clip_models()`, by (model_name, pretrained, ln_eps).
+_shared_models: Optional[Dict[Tuple, nn.Module]] = None
+
+
+@contextlib.contextmanager
+def shared_clip_models() -> Iterator[None]:
+    """Within this context, :func:`create_clip` creates each CLIP once.
+
+    The segmentors build their backbone and text encoder inside it, so both take their
+    towers from one open_clip model (one load, one copy in memory) when they ask for the
+    same ``(model_name, pretrained, ln_eps)``. Nested uses share the outer cache.
+    """
+    global _shared_models
+    outer = _shared_models
+    if outer is None:
+        _shared_models = {}
+    try:
+        yield
+    finally:
+        if outer is None:
+            _shared_models = None
+
+
+def merge_clip_cfg(part_cfg: Optional[dict], clip: Optional[dict]) -> Optional[dict]:
+    """Return a copy of a CLIP part's config with the model-level ``clip`` keys filled in.
+
+    Keys set on the part itself (``model_name``, ``pretrained``, ``ln_eps``) win: they
+    are per-part overrides of the one ``clip=dict(...)`` entry of the config.
+    """
+    if part_cfg is None or not clip:
+        return part_cfg
+    merged = part_cfg.copy()
+    for key, value in clip.items():
+        merged.setdefault(key, value)
+    return merged
 
 
 def register_model_configs() -> None:
@@ -69,7 +108,8 @@ def check_pretrained(model_name: str, pretrained: Optional[str]) -> None:
 
 def create_clip(model_name: str,
                 pretrained: Optional[str] = None,
-                ln_eps: Optional[float] = None) -> nn.Module:
+                ln_eps: Optional[float] = None,
+                quick_gelu: Optional[bool] = None) -> nn.Module:
     """Create an open_clip CLIP model in eval mode with gradients off.
 
     Args:
@@ -79,16 +119,25 @@ def create_clip(model_name: str,
             fp32 or fp16; the non-weight keys of OpenAI's TorchScript archive are dropped).
             ``None`` keeps random weights (a warning says so: only for tests).
         ln_eps (float, optional): override the eps of every transformer-block LayerNorm
-            of this model (CLIP uses 1e-5). The released ReCLIP++ code forces 1e-6 on
-            the image tower only, so only the backbone's copy takes it.
+            of the given tower (CLIP uses 1e-5). The released ReCLIP++ code forces 1e-6
+            on the image tower only, so only the backbone asks for it.
+        quick_gelu (bool, optional): use QuickGELU (OpenAI's CLIP weights need it, also
+            when they come from a local file). ``None``: what the open_clip tag says
+            (``'openai'``: True), False for a file.
+
+    Inside :func:`shared_clip_models` a second call with the same arguments returns
+    the same model object.
 
     Returns:
         nn.Module: the open_clip model.
     """
+    key = (model_name, pretrained, ln_eps, quick_gelu)
+    if _shared_models is not None and key in _shared_models:
+        return _shared_models[key]
     check_model_name(model_name)
     check_pretrained(model_name, pretrained)
-    force_quick_gelu = False
-    if pretrained and not osp.isfile(pretrained):
+    force_quick_gelu = bool(quick_gelu)
+    if quick_gelu is None and pretrained and not osp.isfile(pretrained):
         tag_cfg = open_clip.get_pretrained_cfg(model_name, pretrained)
         # OpenAI weights were trained with QuickGELU; plain 'ViT-B-16' would use nn.GELU.
         force_quick_gelu = bool(tag_cfg.get('quick_gelu', False))
@@ -98,13 +147,27 @@ def create_clip(model_name: str,
     if pretrained and osp.isfile(pretrained):
         model = _create_from_file(model_name, pretrained, force_quick_gelu)
     else:
-        model = open_clip.create_model(
-            model_name, pretrained=pretrained or None, force_quick_gelu=force_quick_gelu,
-            pretrained_text=False)
+        try:
+            model = open_clip.create_model(
+                model_name, pretrained=pretrained or None,
+                force_quick_gelu=force_quick_gelu, pretrained_text=False)
+        except RuntimeError as exc:
+            if not (pretrained and 'download' in str(exc)):
+                raise
+            raise RuntimeError(
+                f'Could not download the CLIP weights of open_clip tag {pretrained!r} for '
+                f'model {model_name!r} (no network?). On a machine with internet run '
+                f'`python -c "import open_clip; open_clip.create_model(\'{model_name}\', '
+                f'pretrained=\'{pretrained}\')"` and copy the downloaded file (under '
+                '~/.cache/huggingface), then point every CLIP part at it with '
+                f'`--cfg-options {CLIP_PRETRAINED_KEY}=/path/to/weights.bin`. '
+                f'open_clip said: {exc}') from exc
     if ln_eps is not None:
         set_block_layernorm_eps(model, ln_eps)
     model.eval()
     model.requires_grad_(False)
+    if _shared_models is not None:
+        _shared_models[key] = model
     return model
 
 
@@ -144,7 +207,10 @@ def _create_from_file(model_name: str, path: str, force_quick_gelu: bool) -> nn.
 
 
 def set_block_layernorm_eps(model: nn.Module, eps: float) -> None:
-    """Set eps of ``ln_1``/``ln_2`` in every residual block (both towers)."""
+    """Set eps of ``ln_1``/``ln_2`` in every residual block under ``model``.
+
+    Pass ``clip.visual`` or ``clip.transformer`` to change one tower only.
+    """
     for name, module in model.named_modules():
         if isinstance(module, nn.LayerNorm) and name.rsplit('.', 1)[-1] in ('ln_1', 'ln_2'):
             module.eps = eps
