@@ -2,6 +2,7 @@
 import difflib
 import os
 import os.path as osp
+import pickle
 from typing import Optional
 
 import open_clip
@@ -89,14 +90,36 @@ def create_clip(model_name: str,
     if not pretrained:
         print_log(f'CLIP {model_name}: no `pretrained` given, using RANDOM weights. '
                   'Predictions are meaningless.', logger='current', level=30)
-    model = open_clip.create_model(
-        model_name, pretrained=pretrained or None, force_quick_gelu=force_quick_gelu,
-        pretrained_text=False)
+    try:
+        model = open_clip.create_model(
+            model_name, pretrained=pretrained or None, force_quick_gelu=force_quick_gelu,
+            pretrained_text=False)
+    except (RuntimeError, OSError, EOFError, AssertionError, KeyError, ValueError,
+            pickle.UnpicklingError) as err:
+        if not (pretrained and osp.isfile(pretrained)):
+            raise
+        raise ValueError(weights_error_message(model_name, pretrained, err)) from err
     if ln_eps is not None:
         set_block_layernorm_eps(model, ln_eps)
     model.eval()
     model.requires_grad_(False)
     return model
+
+
+def weights_error_message(model_name: str, path: str, err: BaseException) -> str:
+    """One line naming the weights file, what went wrong and what to do."""
+    reason = (str(err).strip().splitlines() or [''])[0].split('. ')[0][:200].rstrip('.')
+    reason = reason or 'unexpected end of file'
+    unreadable = isinstance(err, (OSError, EOFError, pickle.UnpicklingError)) or any(
+        s in reason for s in ('PytorchStreamReader', 'zip archive', 'storage', 'corrupt'))
+    where = f'CLIP weights file {osp.abspath(path)!r} ({osp.getsize(path)} bytes)'
+    if unreadable:
+        return (f'Cannot read the {where}: {type(err).__name__}: {reason}. The file is '
+                'truncated or not a weights file: download or copy it again.')
+    return (f'The {where} does not fit open_clip model {model_name!r} '
+            f'({type(err).__name__}: {reason}). It holds another architecture: set '
+            '`model_name` to the model the file was saved from (e.g. ViT-B-16 for OpenAI '
+            'ViT-B/16), or point `pretrained` at weights of this model.')
 
 
 def set_block_layernorm_eps(model: nn.Module, eps: float) -> None:
