@@ -4,6 +4,7 @@ checkpoint, and loading a checkpoint of another class set is an error on every l
 ``mmseg.apis.init_model``, the distiller's teacher checkpoint)."""
 import copy
 import logging
+import re
 
 import pytest
 import torch
@@ -211,3 +212,33 @@ def test_distilled_checkpoint_carries_the_class_set(clip_file, ckpt, tmp_path):
     other = build(student_cfg(clip_file, None, names=OTHER4, teacher_names=OTHER4))
     with pytest.raises(ClassSetMismatchError, match='other classes'):
         load_checkpoint(other, path, map_location='cpu')
+
+
+# -- the real tools/test.py ---------------------------------------------------------------
+def test_tools_test_refuses_a_checkpoint_of_other_classes(clip_file, tmp_path):
+    """tools/test.py CONFIG CKPT with a VOC checkpoint and a config whose 20 class names
+    differ: a clear error naming both lists, no mIoU."""
+    from tests.clip_utils import small_data_options, tiny_clip_options
+    from tests.data_utils import make_voc_layout
+    from tool_utils import run_tool
+    config = 'configs/reclip/reclip_vit-b16_voc.py'
+    opts = tiny_clip_options(clip_file) + ['model.decode_head.query_cache_dir=None']
+    cfg = Config.fromfile(config)  # the same model as `opts` give tools/test.py
+    cfg.model.backbone.update(model_name=TINY, pretrained=clip_file)
+    cfg.model.decode_head.update(in_channels=64, templates='single', query_cache_dir=None)
+    cfg.model.decode_head.text_encoder.update(model_name=TINY, pretrained=clip_file)
+    model = build(cfg.model)
+    model.init_weights()
+    ckpt = str(tmp_path / 'voc.pth')
+    torch.save(dict(meta=dict(), state_dict=model.state_dict()), ckpt)
+    data = make_voc_layout(str(tmp_path / 'voc'), n_generated=1)
+    other = '[' + ','.join(f'thing{i}' for i in range(20)) + ']'
+    proc = run_tool(['tools/test.py', config, ckpt, '--work-dir', str(tmp_path / 'wd'),
+                     '--cfg-options'] + opts + small_data_options(data, ('test', )) +
+                    [f'model.decode_head.class_names={other}'], check=False)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert 'ClassSetMismatchError: The checkpoint was trained for other classes' in log
+    assert 'checkpoint: [airplane, bicycle, bird' in log
+    assert 'config:     [thing0, thing1' in log
+    assert not re.search(r'mIoU: \d', log)  # nothing was evaluated
