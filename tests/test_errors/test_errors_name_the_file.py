@@ -11,7 +11,7 @@ from mmengine.registry import init_default_scope
 from PIL import Image
 
 import mmseg_reclip  # noqa: F401
-from mmseg.registry import DATASETS, MODELS
+from mmseg.registry import DATASETS
 from mmseg_reclip.models.utils import create_clip
 from tests.clip_utils import TINY, save_random_clip
 from tests.data_utils import make_voc_layout

@@ -40,8 +40,9 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
 
     The student therefore needs no CLIP model at all — not for inference, not for its
     checkpoint. Its checkpoint stores the class names (and the teacher's template set);
-    loading one of other classes is an error. :meth:`load_from_teacher` copies the tensors from a stage-1
-    :class:`ReCLIPHead` (the :class:`ReCLIPDistiller` does it when it loads the teacher).
+    loading one of other classes is an error. :meth:`load_from_teacher` copies the
+    tensors from a stage-1 :class:`ReCLIPHead` (the :class:`ReCLIPDistiller` does it
+    when it loads the teacher).
 
     Args:
         in_channels (int | list[int]): channels of the selected backbone / neck output(s).
