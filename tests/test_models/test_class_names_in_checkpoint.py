@@ -242,3 +242,13 @@ def test_tools_test_refuses_a_checkpoint_of_other_classes(clip_file, tmp_path):
     assert 'checkpoint: [airplane, bicycle, bird' in log
     assert 'config:     [thing0, thing1' in log
     assert not re.search(r'mIoU: \d', log)  # nothing was evaluated
+
+
+def test_student_never_inherited_with_missing_tensors(clip_file, ckpt, tmp_path):
+    model = build(student_cfg(clip_file, ckpt))
+    model.init_weights()
+    state = {k: v for k, v in model.state_dict().items() if k != 'decode_head.reference'}
+    fresh = build(student_cfg(clip_file, None))
+    with pytest.raises(ValueError, match=r"lacks \['reference'\]"):
+        fresh.load_state_dict(state, strict=False)
+    assert not bool(fresh.decode_head.inherited)

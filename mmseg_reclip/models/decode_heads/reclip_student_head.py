@@ -202,9 +202,17 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
         self._bias_cache.clear()
         teacher_head.train(was_training)
 
-    def _load_from_state_dict(self, *args, **kwargs):
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         self._bias_cache.clear()
-        super()._load_from_state_dict(*args, **kwargs)
+        # `inherited` may only be True with every inherited tensor loaded (mmengine's
+        # non-strict load would keep the missing ones at zero with only a warning).
+        lacking = [name for name in INHERITED_BUFFERS if prefix + name not in state_dict]
+        claims = state_dict.get(prefix + 'inherited')
+        if lacking and claims is not None and bool(claims):
+            raise ValueError(
+                f'The checkpoint marks {prefix}inherited but lacks {lacking}: it is '
+                'incomplete. Use the full checkpoint written by the distillation run.')
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _check_inherited(self) -> None:
         if not bool(self.inherited):
