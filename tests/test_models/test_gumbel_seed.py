@@ -44,9 +44,9 @@ def _rank_worker(rank: int, world_size: int, init_file: str, out_dir: str) -> No
 @pytest.fixture(scope='module')
 def two_rank_masks(tmp_path_factory):
     root = tmp_path_factory.mktemp('gumbel_ranks')
-    # fork: the workers inherit the imports (seconds instead of re-importing mmseg)
+    # spawn, not fork: forking after torch's OpenMP pool has run deadlocks the workers
     mp.start_processes(_rank_worker, args=(2, str(root / 'init'), str(root)), nprocs=2,
-                       join=True, start_method='fork')
+                       join=True, start_method='spawn')
     return [torch.load(root / f'rank{r}.pth', weights_only=True) for r in range(2)]
 
 
