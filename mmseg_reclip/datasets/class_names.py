@@ -102,8 +102,9 @@ def get_class_names(
         to mutate); names are stripped of surrounding whitespace.
 
     Raises:
-        ValueError: unknown key, empty class list, a class without names, or
-            an empty / blank name.
+        ValueError: unknown key, empty class list, a class without names, an
+            empty / blank name, or a name given twice (case-insensitive: CLIP's
+            tokenizer lower-cases, so two entries would be the same query).
         TypeError: an entry that is neither a str nor a sequence of str.
     """
     if isinstance(key_or_list, str):
@@ -120,6 +121,7 @@ def get_class_names(
     if len(entries) == 0:
         raise ValueError('class-name list is empty')
     out: List[List[str]] = []
+    seen: Dict[str, int] = {}
     for i, entry in enumerate(entries):
         names = [entry] if isinstance(entry, str) else entry
         try:
@@ -136,6 +138,14 @@ def get_class_names(
                                 f'{type(name).__name__}')
             if not name.strip():
                 raise ValueError(f'class {i}: empty class name')
+            key = name.strip().casefold()
+            if key in seen:
+                where = 'twice in class' if seen[key] == i else f'in classes {seen[key]} and'
+                raise ValueError(
+                    f'Duplicate class name {name.strip()!r} ({where} {i}): every name must '
+                    'be unique, otherwise two classes get the same query and the argmax '
+                    'between them is arbitrary. Remove or rename the duplicate.')
+            seen[key] = i
             clean.append(name.strip())
         out.append(clean)
     return out

@@ -22,6 +22,8 @@ import numpy as np
 from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 
+from .checks import CheckedDatasetMixin
+
 __all__ = [
     'COCOStuff27Dataset', 'COCOSTUFF27_CLASSES', 'COCOSTUFF27_PALETTE',
     'COCOSTUFF_FINE_TO_COARSE27', 'COCOSTUFF27_SEG_MAP_SUFFIX',
@@ -262,7 +264,7 @@ def convert_labels(label: np.ndarray) -> np.ndarray:
 
 
 @DATASETS.register_module()
-class COCOStuff27Dataset(BaseSegDataset):
+class COCOStuff27Dataset(CheckedDatasetMixin, BaseSegDataset):
     """COCO-Stuff-164k with the 27 mid-level classes (STEGO / PiCIE protocol).
 
     Label maps must already be converted to 0..26 (255 = ignore) with

@@ -2,11 +2,13 @@
 from mmseg.datasets import PascalVOCDataset
 from mmseg.registry import DATASETS
 
+from .checks import CheckedDatasetMixin
+
 __all__ = ['PascalVOC20Dataset']
 
 
 @DATASETS.register_module()
-class PascalVOC20Dataset(PascalVOCDataset):
+class PascalVOC20Dataset(CheckedDatasetMixin, PascalVOCDataset):
     """PASCAL VOC 2012 without the background class (method doc §9).
 
     Same folder layout as mmseg's :class:`PascalVOCDataset`

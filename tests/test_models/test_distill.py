@@ -287,6 +287,9 @@ def test_loss_weights_are_the_lambdas(files):
     torch.testing.assert_close(b['decode.loss_mask_ce'], a['decode.loss_mask_ce'])
     torch.testing.assert_close(b['decode.loss_feat_l1'], 0.5 * a['decode.loss_feat_l1'])
     torch.testing.assert_close(b['decode.loss_text'], 0.5 * a['decode.loss_text'])
+    # a dropped term (returning 0) would satisfy the ratios above: each must be non-zero
+    for key in ('decode.loss_mask_ce', 'decode.loss_feat_l1', 'decode.loss_text'):
+        assert a[key].abs() > 1e-4 and torch.isfinite(a[key]), key
 
 
 def test_global_class_scores_delegate_to_teacher(files):

@@ -50,7 +50,8 @@ TRAINABLE = [
 ]
 # Buffers of the frozen query head: not in released files, rebuilt from CLIP.
 QUERY_BUFFERS = {'decode_head.query_embeds', 'decode_head.name_to_class',
-                 'decode_head.query_ready'}
+                 'decode_head.query_ready',
+                 'decode_head._extra_state'}  # class set: not in released files (warned)
 
 
 def released_tensors(seed=0, num_classes=C, linear_pe=True, ctx_batch_dim=True):

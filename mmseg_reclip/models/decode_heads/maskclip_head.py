@@ -11,6 +11,7 @@ from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.registry import MODELS
 
 from ..utils import atomic_torch_save, dense_class_logits
+from ..utils.class_set import ClassSetStateMixin, templates_id
 
 
 def normalize_class_names(class_names: Union[str, Sequence]) -> List[List[str]]:
@@ -20,13 +21,18 @@ def normalize_class_names(class_names: Union[str, Sequence]) -> List[List[str]]:
 
 
 @MODELS.register_module()
-class MaskCLIPHead(BaseDecodeHead):
+class MaskCLIPHead(ClassSetStateMixin, BaseDecodeHead):
     """Fixed query head of MaskCLIP / ReCLIP++ (method §2).
 
     Holds the frozen CLIP text side and the query embeddings ``Q`` (one unit vector per
     class name, 85-template ensemble). ``Q`` is computed once, the first time it is needed
     (or loaded from a checkpoint), and stored as a buffer; it is never recomputed at
     train or test time.
+
+    The class names and template set are saved in the checkpoint
+    (``decode_head._extra_state``); loading a checkpoint of other classes raises
+    :class:`~mmseg_reclip.models.utils.class_set.ClassSetMismatchError` (see
+    ``docs/errors.md``).
 
     Args:
         class_names (str | list): a dataset key of
@@ -69,6 +75,7 @@ class MaskCLIPHead(BaseDecodeHead):
                 "dataset's order, or fix num_classes.")
         from mmseg_reclip.datasets.templates import get_templates
         self.templates = get_templates(templates)
+        self.templates_id = templates_id(templates, self.templates)
         self.text_encoder = MODELS.build(text_encoder)
         if self.text_encoder.embed_dim != in_channels:
             raise ValueError(f'in_channels={in_channels} but the CLIP text embedding has '
@@ -85,6 +92,17 @@ class MaskCLIPHead(BaseDecodeHead):
     def init_weights(self) -> None:
         super().init_weights()
         self.queries()
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # `query_ready` may only be True for queries that were built or loaded: a
+        # checkpoint without `query_embeds` (converted from the released code) keeps
+        # whatever this head had; shape mismatches were refused by the mixin.
+        ready_before = bool(self.query_ready)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        if prefix + 'query_embeds' not in state_dict:
+            self.query_ready.fill_(ready_before)
+        elif prefix + 'query_ready' not in state_dict:
+            self.query_ready.fill_(True)
 
     @torch.no_grad()
     def queries(self) -> torch.Tensor:

@@ -10,6 +10,7 @@ from mmseg.registry import MODELS
 from mmseg.utils import SampleList
 
 from ..utils import dense_class_logits, gumbel_softmax_hard, resize_pos_embed_grid, step_generator
+from ..utils.class_set import ClassSetStateMixin
 from .aspp_v2_head import ASPPV2  # noqa: F401  (registers the default feature module)
 from .maskclip_head import normalize_class_names
 from .reclip_head import bias_logits, hypothesis_multi_hot, rectify
@@ -22,7 +23,7 @@ INHERITED_BUFFERS = ('query_embeds', 'name_to_class', 'reference', 'pos_embed',
 
 
 @MODELS.register_module()
-class ReCLIPStudentHead(BaseDecodeHead):
+class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
     """The distillation student's head (method §7).
 
     Trainable: the feature module (``ASPPV2`` by default) and the 1x1 projection into
@@ -38,8 +39,10 @@ class ReCLIPStudentHead(BaseDecodeHead):
       BN always uses its running statistics.
 
     The student therefore needs no CLIP model at all — not for inference, not for its
-    checkpoint. :meth:`load_from_teacher` copies the tensors from a stage-1
-    :class:`ReCLIPHead` (the :class:`ReCLIPDistiller` does it when it loads the teacher).
+    checkpoint. Its checkpoint stores the class names (and the teacher's template set);
+    loading one of other classes is an error. :meth:`load_from_teacher` copies the
+    tensors from a stage-1 :class:`ReCLIPHead` (the :class:`ReCLIPDistiller` does it
+    when it loads the teacher).
 
     Args:
         in_channels (int | list[int]): channels of the selected backbone / neck output(s).
@@ -102,6 +105,8 @@ class ReCLIPStudentHead(BaseDecodeHead):
                              f'num_classes={num_classes}.')
         rectify(torch.zeros(1), torch.zeros(1), bias_mode)  # validate early
         self.bias_mode = bias_mode
+        # Template set of the inherited Q (the teacher's); the student has none of its own.
+        self.templates_id: Optional[str] = None
         self.embed_dim = embed_dim
         self.decoder_kernel = decoder_kernel
         self.gumbel_scale = gumbel_scale
@@ -192,13 +197,22 @@ class ReCLIPStudentHead(BaseDecodeHead):
                     f'{hints.get(key, "config")} to match the teacher.')
             buf.copy_(value.detach().to(buf.dtype))
         self.decoder_bn_eps.fill_(norm.eps)
+        self.templates_id = getattr(teacher_head, 'templates_id', None)
         self.inherited.fill_(True)
         self._bias_cache.clear()
         teacher_head.train(was_training)
 
-    def _load_from_state_dict(self, *args, **kwargs):
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         self._bias_cache.clear()
-        super()._load_from_state_dict(*args, **kwargs)
+        # `inherited` may only be True with every inherited tensor loaded (mmengine's
+        # non-strict load would keep the missing ones at zero with only a warning).
+        lacking = [name for name in INHERITED_BUFFERS if prefix + name not in state_dict]
+        claims = state_dict.get(prefix + 'inherited')
+        if lacking and claims is not None and bool(claims):
+            raise ValueError(
+                f'The checkpoint marks {prefix}inherited but lacks {lacking}: it is '
+                'incomplete. Use the full checkpoint written by the distillation run.')
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _check_inherited(self) -> None:
         if not bool(self.inherited):

@@ -1,5 +1,6 @@
 """ReCLIP++ stage 2: distil the frozen rectified CLIP (teacher) into any mmseg student."""
 import os.path as osp
+import pickle
 from typing import List, Optional, Sequence
 
 import torch
@@ -14,6 +15,7 @@ from mmseg.utils import SampleList, add_prefix
 
 from ..utils import freeze
 from ..utils.model_meta import set_model_meta
+from ..utils.class_set import ClassSetMismatchError, check_class_set, decode_class_set
 from .maskclip import logits_to_input_size, prompt_denoise
 
 
@@ -157,7 +159,14 @@ class ReCLIPDistiller(EncoderDecoder):
                 f'(model.teacher_checkpoint={path!r}). Train the stage-1 ReCLIP model first '
                 f'with `{stage1}`, or point model.teacher_checkpoint at it '
                 '(--cfg-options model.teacher_checkpoint=PATH).')
-        checkpoint = _load_checkpoint(path, map_location='cpu')
+        try:
+            checkpoint = _load_checkpoint(path, map_location='cpu')
+        except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:
+            reason = (str(err).strip().splitlines() or [''])[0][:200]
+            raise ValueError(
+                f'Cannot read the teacher checkpoint {osp.abspath(path)!r} '
+                f'({type(err).__name__}: {reason}). It is truncated or not a PyTorch '
+                'checkpoint: copy it again, or re-run stage 1 to write it.') from err
         state = checkpoint.get('state_dict', checkpoint)
         state = {k[len('module.'):] if k.startswith('module.') else k: v
                  for k, v in state.items()}
@@ -166,12 +175,18 @@ class ReCLIPDistiller(EncoderDecoder):
         with DefaultScope.overwrite_default_scope('mmseg'):
             teacher = MODELS.build(self.teacher_cfg)
         teacher = revert_sync_batchnorm(teacher)  # frozen: BN only uses running stats
-        missing = sorted(set(teacher.state_dict()) - set(state))  # frozen CLIP: not saved
+        # Frozen CLIP is not saved; the class-set record is absent from old checkpoints.
+        missing = sorted(k for k in set(teacher.state_dict()) - set(state)
+                         if not k.endswith('_extra_state'))
         if missing:
             raise ValueError(f'Teacher checkpoint {path!r} lacks {missing[:6]} (of '
                              f'{len(missing)}): it does not fit model.teacher (a stage-1 '
                              'ReCLIP config with the same settings is needed).')
-        load_state_dict(teacher, state, strict=False, logger='current')
+        try:
+            load_state_dict(teacher, state, strict=False, logger='current')
+        except ClassSetMismatchError as err:
+            raise ClassSetMismatchError(f'Teacher checkpoint {path!r} does not fit '
+                                        f'model.teacher: {err}') from None
         teacher = freeze(teacher)
         teacher.to(self.decode_head.reference.device)
         self.decode_head.load_from_teacher(teacher.decode_head)
@@ -179,6 +194,15 @@ class ReCLIPDistiller(EncoderDecoder):
 
     def _check_teacher_checkpoint(self, path: str, state: dict, meta: dict) -> None:
         head = self.decode_head
+        stored = state.get('decode_head._extra_state')
+        if stored is not None:  # checkpoints store their class names (see class_set.py)
+            try:
+                check_class_set(decode_class_set(stored), head.class_names, None,
+                                'student decode_head', check_templates=False)
+            except ClassSetMismatchError as err:
+                raise ClassSetMismatchError(
+                    f'Teacher checkpoint {path!r} does not match the student: '
+                    f'{err}') from None
         errors = []
         conv = state.get('decode_head.decoder_conv.weight')
         if conv is None:

@@ -4,6 +4,7 @@ import difflib
 import logging
 import os
 import os.path as osp
+import pickle
 from typing import Dict, Iterator, Optional, Tuple
 
 import open_clip
@@ -194,7 +195,11 @@ def _create_from_file(model_name: str, path: str, force_quick_gelu: bool) -> nn.
             pretrained_text=False)
     finally:
         logging.getLogger().removeFilter(quiet)
-    result = open_clip.load_checkpoint(model, path, strict=False)
+    try:
+        result = open_clip.load_checkpoint(model, path, strict=False)
+    except (RuntimeError, OSError, EOFError, AssertionError, KeyError, ValueError,
+            pickle.UnpicklingError) as err:
+        raise ValueError(weights_error_message(model_name, path, err)) from err
     unexpected = [k for k in result.unexpected_keys if k not in _ARCHIVE_KEYS]
     if result.missing_keys or unexpected:
         raise RuntimeError(
@@ -204,6 +209,22 @@ def _create_from_file(model_name: str, path: str, force_quick_gelu: bool) -> nn.
             f'{unexpected[:5]}{"..." if len(unexpected) > 5 else ""}. Check `model_name` '
             "(OpenAI weights: 'ViT-B-16' / 'ViT-B-16-quickgelu') or the file.")
     return model
+
+
+def weights_error_message(model_name: str, path: str, err: BaseException) -> str:
+    """One line naming the weights file, what went wrong and what to do."""
+    reason = (str(err).strip().splitlines() or [''])[0].split('. ')[0][:200].rstrip('.')
+    reason = reason or 'unexpected end of file'
+    unreadable = isinstance(err, (OSError, EOFError, pickle.UnpicklingError)) or any(
+        s in reason for s in ('PytorchStreamReader', 'zip archive', 'storage', 'corrupt'))
+    where = f'CLIP weights file {osp.abspath(path)!r} ({osp.getsize(path)} bytes)'
+    if unreadable:
+        return (f'Cannot read the {where}: {type(err).__name__}: {reason}. The file is '
+                'truncated or not a weights file: download or copy it again.')
+    return (f'The {where} does not fit open_clip model {model_name!r} '
+            f'({type(err).__name__}: {reason}). It holds another architecture: set '
+            '`model_name` to the model the file was saved from (e.g. ViT-B-16 for OpenAI '
+            'ViT-B/16), or point `pretrained` at weights of this model.')
 
 
 def set_block_layernorm_eps(model: nn.Module, eps: float) -> None:
