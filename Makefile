@@ -13,11 +13,12 @@ export PIP_DISABLE_PIP_VERSION_CHECK = 1
 export PIP_ROOT_USER_ACTION = ignore
 export PIP_NO_INPUT = 1
 
+LINT_PATHS  ?= mmseg_reclip tools tests configs benchmarks setup.py _mmseg_reclip_hook.py
 PYTEST_ARGS ?= -q -rs --durations=15
 DEMO_ARGS   ?= --out demo_out
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test demo clean distclean
+.PHONY: help venv test lint format demo clean distclean
 
 help:
 	@echo "mmseg-reclip make targets:"
@@ -25,6 +26,8 @@ help:
 	@echo "                  requirements + this package (editable); redone only when"
 	@echo "                  requirements*.txt or setup.py change (stamp $(STAMP))"
 	@echo "  make test       run the test suite: $(VENV_PY) -m pytest tests $(PYTEST_ARGS)"
+	@echo "  make lint       flake8 + isort --check + yapf --diff (settings in setup.cfg)"
+	@echo "  make format     isort + yapf in place"
 	@echo "  make demo       run tools/demo.py $(DEMO_ARGS)"
 	@echo "  make clean      remove work_dirs/, demo_out/, build/, caches"
 	@echo "  make distclean  clean, and remove $(VENV) too"
@@ -44,6 +47,15 @@ $(STAMP): $(REQUIREMENTS) | $(VENV_PY)
 
 test: venv
 	$(VENV_PY) -m pytest tests $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV_PY) -m flake8 $(LINT_PATHS)
+	$(VENV_PY) -m isort --check-only --diff $(LINT_PATHS)
+	$(VENV_PY) -m yapf --diff --recursive $(LINT_PATHS)
+
+format: venv
+	$(VENV_PY) -m isort $(LINT_PATHS)
+	$(VENV_PY) -m yapf --in-place --recursive $(LINT_PATHS)
 
 demo: venv
 	$(VENV_PY) tools/demo.py $(DEMO_ARGS)
