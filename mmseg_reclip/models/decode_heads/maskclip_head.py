@@ -10,7 +10,7 @@ from mmengine.logging import print_log
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.registry import MODELS
 
-from ..utils import atomic_torch_save, dense_class_logits
+from ..utils import atomic_torch_save, autocast_off, dense_class_logits
 
 
 def normalize_class_names(class_names: Union[str, Sequence]) -> List[List[str]]:
@@ -95,7 +95,10 @@ class MaskCLIPHead(BaseDecodeHead):
         (weights, names, templates), so a new run does not re-encode the templates.
         """
         if not bool(self.query_ready):
-            self.query_embeds.copy_(self._load_or_build_queries())
+            # Q is kept (buffer, checkpoint, disk cache): always built in fp32, even when
+            # first needed inside an autocast region (AMP training or inference).
+            with autocast_off():
+                self.query_embeds.copy_(self._load_or_build_queries())
             self.query_ready.fill_(True)
         return self.query_embeds
 

@@ -4,9 +4,11 @@ from .clip_ops import (class_max_over_names, dense_class_logits, gumbel_softmax_
 from .seeding import step_generator, step_seed
 from .frozen import freeze
 from .io import atomic_torch_save
+from .amp import autocast_dtype, autocast_off, fp32, precision_context, resolve_precision
 
 __all__ = [
     'check_model_name', 'check_pretrained', 'create_clip', 'register_model_configs',
     'class_max_over_names', 'dense_class_logits', 'resize_pos_embed_grid', 'freeze',
-    'gumbel_softmax_hard', 'atomic_torch_save', 'step_generator', 'step_seed'
+    'gumbel_softmax_hard', 'atomic_torch_save', 'step_generator', 'step_seed',
+    'autocast_dtype', 'autocast_off', 'fp32', 'precision_context', 'resolve_precision'
 ]
