@@ -541,11 +541,22 @@ class CropVoteHypothesisHook(Hook):
         partial: Dict[str, List[torch.Tensor]] = {}
         total_crops = self._announce(model, paths)
         done_crops, start = 0, time.perf_counter()
-        for crops, owners in self._iter_batches(model, paths):
-            scores = self._scores(model, crops)
-            done_crops += crops.shape[0]
-            num_classes = scores.shape[1]
-            rows = (scores.argmax(dim=1) if self.mode == 'crop_vote' else scores).cpu()
+        pending = None  # the previous batch: read back after the next one is queued
+        for batch in _with_end(self._iter_batches(model, paths)):
+            if batch is not None:
+                crops, owners = batch
+                scores = self._scores(model, crops)
+                num_classes = scores.shape[1]
+                rows_dev = scores.argmax(dim=1) if self.mode == 'crop_vote' else scores
+                batch, pending = pending, (rows_dev, owners, crops.shape[0])
+            else:
+                batch, pending = pending, None
+            if batch is None:
+                continue
+            # On GPUs this .cpu() waits for the previous batch only, while the current
+            # one is already queued: reading, resizing and bookkeeping overlap CLIP.
+            rows, owners, n_rows = batch[0].cpu(), batch[1], batch[2]
+            done_crops += n_rows
             offset = 0
             for path, total, take in owners:
                 partial.setdefault(path, []).append(rows[offset:offset + take])
@@ -606,6 +617,12 @@ def _norm_params(pre) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
     if not getattr(pre, '_enable_normalize', hasattr(pre, 'mean')):
         return None, None
     return pre.mean.reshape(-1, 1, 1), pre.std.reshape(-1, 1, 1)
+
+
+def _with_end(iterator):
+    """The items of ``iterator``, then one ``None``."""
+    yield from iterator
+    yield None
 
 
 def _sync(device: torch.device) -> None:

@@ -131,7 +131,17 @@ class MaskCLIPHead(BaseDecodeHead):
 
     def query_logits(self, feats: torch.Tensor) -> torch.Tensor:
         """``Lq = F·Qᵀ`` ``[B, C, h, w]`` (max over synonyms)."""
-        return dense_class_logits(feats, self.queries(), self.name_to_class, self.num_classes)
+        return dense_class_logits(feats, self.queries(), self.name_map, self.num_classes)
+
+    @property
+    def name_map(self) -> Optional[torch.Tensor]:
+        """``name_to_class``, or ``None`` when every class has exactly one name.
+
+        Then the map is the identity by construction, and passing ``None`` spares
+        :func:`class_max_over_names` its identity check, a device→host sync per call on
+        GPUs (which would stall the crop-vote and training pipelines).
+        """
+        return None if len(self.flat_names) == self.num_classes else self.name_to_class
 
     def forward(self, inputs: Tuple[torch.Tensor, ...]) -> torch.Tensor:
         return self.query_logits(inputs[0])

@@ -199,7 +199,7 @@ class ReCLIPHead(MaskCLIPHead):
         feats = inputs[0]
         masks = self.sample_masks(self.forward(inputs))
         hypothesis = hypothesis_multi_hot(batch_data_samples, self.num_classes, feats.device)
-        loss = self.loss_decode(feats, masks, self.queries(), hypothesis, self.name_to_class)
+        loss = self.loss_decode(feats, masks, self.queries(), hypothesis, self.name_map)
         return {self.loss_decode.loss_name: loss}
 
 
