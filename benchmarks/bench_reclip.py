@@ -54,26 +54,33 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def measure(fn, repeats, device):
-    """Seconds of ``fn`` after one warm-up call, and its peak GPU memory (GiB).
+def measure_together(fns, repeats, device):
+    """Seconds per call of several functions measured side by side.
 
-    ``s`` is the fastest of ``repeats`` timed calls (each synchronised): on a shared
-    machine other processes only ever add time, so the minimum is the least noisy
-    estimate; ``mean_s`` is kept too. Ratios use ``s``.
+    After one warm-up call each, every round times each function once (synchronised),
+    so that a change of machine load hits all of them alike and their ratios stay
+    meaningful on a shared machine. ``s`` is the fastest round (other processes only
+    ever add time), ``mean_s`` the mean; ratios use ``s``. Peak GPU memory (GiB) is
+    per function.
     """
-    fn()
+    times = {name: [] for name in fns}
+    peaks = {name: 0.0 for name in fns}
+    for fn in fns.values():
+        fn()  # warm-up
     sync(device)
-    if device.type == 'cuda':
-        torch.cuda.reset_peak_memory_stats()
-    times = []
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == 'cuda' else None
-    return dict(s=round(min(times), 5), mean_s=round(sum(times) / len(times), 5),
-                peak_gib=None if peak is None else round(peak, 3))
+        for name, fn in fns.items():
+            if device.type == 'cuda':
+                torch.cuda.reset_peak_memory_stats()
+            start = time.perf_counter()
+            fn()
+            sync(device)
+            times[name].append(time.perf_counter() - start)
+            if device.type == 'cuda':
+                peaks[name] = max(peaks[name], torch.cuda.max_memory_allocated() / 2**30)
+    return {name: dict(s=round(min(t), 5), mean_s=round(sum(t) / len(t), 5),
+                       peak_gib=round(peaks[name], 3) if device.type == 'cuda' else None)
+            for name, t in times.items()}
 
 
 def ratio(a, b):
@@ -202,9 +209,9 @@ def main():
                     scaler.update()
 
                 model.train()
-                row = dict(frozen_forward=measure(frozen, args.repeats, device),
-                           reference_fwd_bwd=measure(reference, args.repeats, device),
-                           train_step=measure(step, args.repeats, device))
+                row = measure_together(dict(frozen_forward=frozen,
+                                            reference_fwd_bwd=reference,
+                                            train_step=step), args.repeats, device)
                 floor = dict(s=row['frozen_forward']['s'] + row['reference_fwd_bwd']['s'])
                 row['step_over_frozen_plus_reference'] = ratio(row['train_step'], floor)
                 row['step_over_frozen'] = ratio(row['train_step'], row['frozen_forward'])
@@ -237,8 +244,8 @@ def main():
                         m.encode_decode(img, metas)
                 return run
 
-            row = dict(reclip=measure(infer(model), args.repeats, device),
-                       maskclip=measure(infer(maskclip), args.repeats, device))
+            row = measure_together(dict(reclip=infer(model), maskclip=infer(maskclip)),
+                                   args.repeats, device)
             row['reclip_over_maskclip'] = ratio(row['reclip'], row['maskclip'])
             result['inference'][precision] = row
             print(f'[inference] {precision}: {json.dumps(row)}', flush=True)
@@ -283,8 +290,8 @@ def main():
                 reps = max(1, args.repeats // 2)
                 row = dict(crops=n_crops, images=len(paths), window=window,
                            workers=args.vote_workers, batch=args.vote_batch,
-                           pipeline=measure(vote, reps, device),
-                           encode_image=measure(encode_only, reps, device))
+                           **measure_together(dict(pipeline=vote, encode_image=encode_only),
+                                              reps, device))
                 row['pipeline_crops_per_s'] = round(n_crops / row['pipeline']['s'], 1)
                 row['encode_image_crops_per_s'] = round(n_crops / row['encode_image']['s'], 1)
                 row['pipeline_over_encode_image_throughput'] = round(
@@ -312,11 +319,11 @@ def main():
         result['reference_encoding']['max_abs_diff_fp32'] = diff
         result['reference_encoding']['context'] = int(ctx.shape[0])
         for precision in args.precisions:
-            row = dict(ours=measure(ref_step(enc.encode_context_prompts, precision),
-                                    args.repeats, device))
+            fns = dict(ours=ref_step(enc.encode_context_prompts, precision))
             if not args.no_naive:
-                row['naive'] = measure(ref_step(enc.encode_context_prompts_naive, precision),
-                                       max(1, args.repeats // 2), device)
+                fns['naive'] = ref_step(enc.encode_context_prompts_naive, precision)
+            row = measure_together(fns, args.repeats, device)
+            if not args.no_naive:
                 row['naive_over_ours'] = ratio(row['naive'], row['ours'])
             result['reference_encoding'][precision] = row
             print(f'[reference] {precision}: {json.dumps(row)}', flush=True)

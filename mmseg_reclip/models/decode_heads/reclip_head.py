@@ -206,14 +206,12 @@ class ReCLIPHead(MaskCLIPHead):
 def hypothesis_multi_hot(data_samples: SampleList, num_classes: int,
                          device: torch.device) -> torch.Tensor:
     """``[B, C]`` bool from each sample's ``metainfo['hypothesis']`` (class indices)."""
-    rows = []
-    for sample in data_samples:
+    # Built on the host and moved once: no per-sample device copies in the step.
+    out = torch.zeros(len(data_samples), num_classes, dtype=torch.bool)
+    for i, sample in enumerate(data_samples):
         if 'hypothesis' not in sample.metainfo:
             raise KeyError(
                 'A training sample carries no crop-vote hypothesis. Add '
                 "dict(type='CropVoteHypothesisHook') to custom_hooks (the ReCLIP configs do).")
-        row = torch.zeros(num_classes, dtype=torch.bool, device=device)
-        idx = torch.as_tensor(list(sample.metainfo['hypothesis']), dtype=torch.long)
-        row[idx.to(device)] = True
-        rows.append(row)
-    return torch.stack(rows)
+        out[i, torch.as_tensor(list(sample.metainfo['hypothesis']), dtype=torch.long)] = True
+    return out.to(device)
