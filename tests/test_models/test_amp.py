@@ -10,11 +10,10 @@ import copy
 
 import pytest
 import torch
-from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 from mmseg.structures import SegDataSample
 
-import mmseg_reclip  # noqa: F401
+import mmseg_reclip  # noqa: F401  (registrations)
 from mmseg_reclip.models.losses import reclip_contrastive_loss
 from mmseg_reclip.models.utils import gumbel_softmax_hard, precision_context
 from tests.clip_utils import save_random_clip
@@ -82,15 +81,9 @@ def train_step(model, wrapper, inputs, data):
     with wrapper.optim_context(model):
         losses = model.loss(inputs, data)
     loss = sum(v for k, v in losses.items() if 'loss' in k)
-    grads = None
-
-    def keep_grads():
-        nonlocal grads
-        grads = {n: p.grad.detach().clone() for n, p in model.named_parameters()
-                 if p.grad is not None}
-
     wrapper.backward(loss)
-    keep_grads()
+    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters()
+             if p.grad is not None}
     wrapper.step()
     wrapper.zero_grad()
     return losses, grads

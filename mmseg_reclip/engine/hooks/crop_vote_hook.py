@@ -15,8 +15,8 @@ read: the hook opens the image files listed by the training dataset, nothing els
 import hashlib
 import logging
 import os
-import time
 import os.path as osp
+import time
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import mmcv

@@ -271,15 +271,16 @@ class OpenCLIPTextEncoder(BaseModule):
         Keyed by the token tensors' identity and in-place version counters (``ref_tokens``
         / ``ref_eot`` are fixed buffers of the head), the prefix length, the device and
         the version counters of the token/position embeddings; recomputed when any
-        changes. Built without autograd (they do
-        not depend on anything trainable).
+        changes. Built without autograd: they depend on nothing trainable.
         """
         emb, pos = self.tower.token_embedding.weight, self.tower.positional_embedding
         key = (id(name_tokens), name_tokens._version, tuple(name_tokens.shape),
                id(eot_index), eot_index._version, num_prefix, name_tokens.device,
                emb._version, pos._version, pos.dtype)  # (a loaded state dict bumps them)
         cache = self.__dict__.setdefault('_prompt_cache', {})
-        if key not in cache:
+        hit = cache.get(key)
+        # ids are only unique among live objects (and a deepcopy copies the cache)
+        if hit is None or hit['refs'][0] is not name_tokens or hit['refs'][1] is not eot_index:
             cache.clear()  # one live entry: the head's Reference prompt
             with torch.no_grad():
                 # States after the furthest feature token never influence it (causal).
