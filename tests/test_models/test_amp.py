@@ -236,9 +236,7 @@ def test_stage1_fp16_with_loss_scaler_on_gpu(files, wrapper_type):
     ref, amp = ref_losses['decode.loss_contrast'], amp_losses['decode.loss_contrast']
     assert amp.dtype == torch.float32 and torch.isfinite(amp)
     assert abs(amp.item() - ref.item()) <= 0.05 * abs(ref.item())
-    # grads seen before step() are scaled by the loss scale: unscale to compare magnitudes
-    scale = wrapper.loss_scaler.get_scale()
-    assert scale > 1
+    assert wrapper.loss_scaler.get_scale() > 1  # dynamic loss scaling is active
     for g in amp_grads.values():
         assert torch.isfinite(g).all()
     assert all(torch.isfinite(p).all() for p in amp_model.parameters())

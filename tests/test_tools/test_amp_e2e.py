@@ -21,8 +21,11 @@ def test_train_amp_then_test_fp16(tmp_path):
     log = proc.stdout + proc.stderr
     losses = [float(v) for v in re.findall(r'decode\.loss_contrast: (\d+\.\d+)', log)]
     assert len(losses) == 2 and all(0 < v < 100 for v in losses)  # finite, not NaN
-    assert 'CLIP in bfloat16' in log  # the crop-vote pre-pass followed the AMP setting
-    expect = 'AmpOptimWrapper' if torch.cuda.is_available() else 'DeviceAmpOptimWrapper'
+    # --amp: fp16 AmpOptimWrapper on GPUs (as mmseg), bf16 DeviceAmpOptimWrapper on CPU
+    gpu = torch.cuda.is_available()
+    dtype = 'float16' if gpu else 'bfloat16'
+    assert f'CLIP in {dtype}' in log  # the crop-vote pre-pass followed the AMP setting
+    expect = 'AmpOptimWrapper' if gpu else 'DeviceAmpOptimWrapper'
     ckpt = torch.load(str(work / 'iter_2.pth'), map_location='cpu', weights_only=False)
     assert 'loss_scaler' in ckpt['optimizer']
     assert expect in open(glob.glob(str(work / '*' / 'vis_data' / 'config.py'))[0]).read()
@@ -32,7 +35,7 @@ def test_train_amp_then_test_fp16(tmp_path):
     cache = glob.glob(str(work / 'reclip_hypotheses_*.pth'))
     assert len(cache) == 1
     settings = torch.load(cache[0], weights_only=True)['settings']
-    assert settings['precision'] == 'torch.bfloat16'
+    assert settings['precision'] == f'torch.{dtype}'
 
     test = run_tool(['tools/test.py', STAGE1, str(work / 'iter_2.pth'), '--work-dir',
                      str(tmp_path / 'test'), '--cfg-options'] + clip_options(clip) +
