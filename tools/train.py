@@ -80,9 +80,14 @@ def default_work_dir(config_path):
 
 
 def enable_amp(cfg):
-    """Switch ``OptimWrapper`` to ``AmpOptimWrapper`` with a dynamic loss scale."""
+    """Switch ``OptimWrapper`` to ``AmpOptimWrapper`` with a dynamic loss scale.
+
+    Without a GPU, mmengine's ``AmpOptimWrapper`` refuses to start: use
+    ``DeviceAmpOptimWrapper`` with bf16 CPU autocast instead (docs/speed.md).
+    """
+    import torch
     wrapper_type = cfg.optim_wrapper.type
-    if wrapper_type == 'AmpOptimWrapper':
+    if wrapper_type in ('AmpOptimWrapper', 'DeviceAmpOptimWrapper'):
         print_log(
             'AMP training is already enabled in your config.',
             logger='current',
@@ -93,6 +98,9 @@ def enable_amp(cfg):
         f'`OptimWrapper` but got {wrapper_type}.')
     cfg.optim_wrapper.type = 'AmpOptimWrapper'
     cfg.optim_wrapper.loss_scale = 'dynamic'
+    if not torch.cuda.is_available():
+        cfg.optim_wrapper.type = 'DeviceAmpOptimWrapper'
+        cfg.optim_wrapper.dtype = 'bfloat16'
 
 
 def build_cfg(args):

@@ -16,12 +16,12 @@ import hashlib
 import logging
 import os
 import os.path as osp
+import time
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import mmcv
 import numpy as np
 import torch
-import torch.nn.functional as F
 from mmengine import fileio
 from mmengine.dist import (all_gather_object, barrier, broadcast_object_list,
                            get_dist_info, is_main_process)
@@ -29,7 +29,9 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmseg.registry import HOOKS
-from ...models.utils import atomic_torch_save
+from ...datasets.crop_vote_crops import (CropVoteCrops, batch_crops, build_crop_loader,
+                                         prepare_crops)
+from ...models.utils import atomic_torch_save, precision_context, resolve_precision
 
 __all__ = [
     'CropVoteHypothesisHook', 'window_boxes', 'votes_to_hypothesis', 'global_hypothesis',
@@ -268,6 +270,14 @@ class CropVoteHypothesisHook(Hook):
         score_scale (float): multiplier of the cosines in ``'global'`` mode (100).
         input_size (int): CLIP's input size ``S`` each crop is resized to (224).
         batch_size (int): crops per forward pass (crops of several images are batched).
+        num_workers (int): ``DataLoader`` worker processes that read, decode and cut the
+            images (:class:`~mmseg_reclip.datasets.crop_vote_crops.CropVoteCrops`) while
+            CLIP runs; ``0`` reads them in the main process. Default 2.
+        precision (str): CLIP's precision for the votes: ``'fp32'``, ``'bf16'``,
+            ``'fp16'`` (GPU only) or ``'auto'`` (default): the training's mixed
+            precision when the optim wrapper is an ``AmpOptimWrapper`` (its ``dtype``;
+            mmengine's default when unset: fp16 on GPU, bf16 on CPU), else fp32. Any
+            precision other than fp32 is part of the cache key (votes may differ).
         cache_dir (str, optional): where the cache lives; default ``runner.work_dir``.
         img_scale (int, optional): rescale each image to this shorter side (keeping the
             aspect ratio, cv2 bilinear like mmseg's ``Resize``) before voting; ``None``
@@ -292,7 +302,9 @@ class CropVoteHypothesisHook(Hook):
                  cache_dir: Optional[str] = None,
                  img_scale: Optional[int] = None,
                  backend_args: Optional[dict] = None,
-                 log_interval: int = 100) -> None:
+                 log_interval: int = 100,
+                 num_workers: int = 2,
+                 precision: str = 'auto') -> None:
         if mode not in ('crop_vote', 'global'):
             raise ValueError(f"mode must be 'crop_vote' or 'global', got {mode!r}")
         if mode == 'crop_vote':
@@ -312,6 +324,10 @@ class CropVoteHypothesisHook(Hook):
             raise ValueError('input_size and batch_size must be >= 1')
         if img_scale is not None and int(img_scale) < 1:
             raise ValueError(f'img_scale must be None or >= 1, got {img_scale}')
+        if int(num_workers) < 0:
+            raise ValueError(f'num_workers must be >= 0, got {num_workers}')
+        if precision != 'auto':
+            resolve_precision(precision)  # clear error for an unknown name
         self.window = window
         self.stride = stride
         self.min_frequency = float(min_frequency)
@@ -325,6 +341,10 @@ class CropVoteHypothesisHook(Hook):
         self.img_scale = None if img_scale is None else int(img_scale)
         self.backend_args = backend_args
         self.log_interval = max(1, int(log_interval))
+        self.num_workers = int(num_workers)
+        self.precision = precision
+        # Resolved in before_train ('auto' looks at the runner's optim wrapper).
+        self.cast_dtype: Optional[torch.dtype] = None
         self.hypotheses: Dict[str, List[int]] = {}
         self.cache_path: Optional[str] = None
         self.cache_key: Optional[str] = None
@@ -341,6 +361,8 @@ class CropVoteHypothesisHook(Hook):
         else:
             s.update(score_threshold=self.score_threshold, top_k=self.top_k,
                      score_scale=self.score_scale)
+        if self.cast_dtype is not None:  # fp32 keeps the keys of existing caches
+            s['precision'] = str(self.cast_dtype)
         if model is not None:
             pre = model.data_preprocessor
             s['bgr_to_rgb'] = bool(getattr(pre, 'channel_conversion', False))
@@ -369,6 +391,7 @@ class CropVoteHypothesisHook(Hook):
             if not hasattr(model, attr):
                 raise TypeError(f'CropVoteHypothesisHook needs a model with `{attr}` '
                                 f'(ReCLIP and its distiller); got {type(model).__name__}')
+        self.cast_dtype = self._resolve_cast_dtype(runner)
         dataset = runner.train_dataloader.dataset
         img_paths = collect_img_paths(dataset)
         if not img_paths:
@@ -434,68 +457,107 @@ class CropVoteHypothesisHook(Hook):
             result = merged
         return {p: result[p] for p in sorted(result)}
 
+    def _resolve_cast_dtype(self, runner) -> Optional[torch.dtype]:
+        """The autocast dtype of the votes (``None``: fp32), see ``precision``."""
+        if self.precision != 'auto':
+            return resolve_precision(self.precision)
+        wrapper = getattr(runner, 'optim_wrapper', None)
+        if wrapper is None or not hasattr(wrapper, 'loss_scaler'):  # not an AMP wrapper
+            return None
+        dtype = getattr(wrapper, 'cast_dtype', None)
+        if dtype is None:  # mmengine's autocast default
+            dtype = torch.float16 if torch.cuda.is_available() else torch.bfloat16
+        return resolve_precision(dtype)
+
+    def _crop_dataset(self, model, paths: List[str]) -> CropVoteCrops:
+        return CropVoteCrops(
+            paths, mode=self.mode, window=self.window, stride=self.stride,
+            img_scale=self.img_scale,
+            bgr_to_rgb=bool(getattr(model.data_preprocessor, 'channel_conversion', False)),
+            backend_args=self.backend_args)
+
     def _image_crops(self, model, path: str) -> torch.Tensor:
         """The raw crops of one image, ``[n, 3, h, w]`` float (RGB if the preprocessor
         converts), on the model's device (one crop: the whole image in ``'global'``)."""
-        pre = model.data_preprocessor
-        img = read_image(path, self.backend_args)
-        if self.img_scale is not None:
-            h, w = img.shape[:2]
-            scale = self.img_scale / min(h, w)
-            new_wh = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
-            img = mmcv.imresize(img, new_wh, interpolation='bilinear')
-        if getattr(pre, 'channel_conversion', False):
-            img = img[..., ::-1]
-        mean, std = _norm_params(pre)
-        device = mean.device if mean is not None else _model_device(model)
-        t = torch.from_numpy(np.ascontiguousarray(img)).to(device).permute(2, 0, 1).float()
-        if self.mode == 'global':
-            return t[None]
-        boxes = window_boxes(t.shape[1], t.shape[2], self.window, self.stride)
-        return torch.stack([t[:, y0:y1, x0:x1] for y0, x0, y1, x1 in boxes])
+        crops = self._crop_dataset(model, [path])[0]['crops']
+        return crops.to(self._device(model)).float()
 
     def _prepare(self, model, crops: torch.Tensor) -> torch.Tensor:
         """Resize raw crops to ``input_size²`` (bilinear, no antialias) and normalise."""
-        crops = F.interpolate(crops, size=(self.input_size, self.input_size),
-                              mode='bilinear', align_corners=False, antialias=False)
         mean, std = _norm_params(model.data_preprocessor)
-        if mean is not None:
-            crops = (crops - mean) / std
-        return crops
+        return prepare_crops(crops, self.input_size, mean, std)
+
+    @staticmethod
+    def _device(model) -> torch.device:
+        mean, _ = _norm_params(model.data_preprocessor)
+        return mean.device if mean is not None else _model_device(model)
 
     def _iter_batches(self, model,
                       paths: List[str]) -> Iterator[Tuple[torch.Tensor, list]]:
         """Batches of ≤ ``batch_size`` prepared crops (possibly from several images).
 
-        Crops are resized per image (windows of one image share a size), then batched.
+        Images are read and cut by ``num_workers`` ``DataLoader`` workers
+        (:class:`CropVoteCrops`); crops are resized per image (windows of one image share
+        a size) on the model's device, then batched (:func:`batch_crops`).
 
         Yields ``(crops, owners)`` with ``owners`` a list of ``(path, n_crops_of_path,
         count_in_this_batch)``.
         """
-        buf, owners, n_buf = [], [], 0
-        for path in paths:
-            crops = self._image_crops(model, path)
-            total, start = crops.shape[0], 0
-            while start < total:
-                take = min(self.batch_size - n_buf, total - start)
-                buf.append(self._prepare(model, crops[start:start + take]))
-                owners.append((path, total, take))
-                n_buf += take
-                start += take
-                if n_buf == self.batch_size:
-                    yield torch.cat(buf), owners
-                    buf, owners, n_buf = [], [], 0
-        if buf:
-            yield torch.cat(buf), owners
+        device = self._device(model)
+        loader = build_crop_loader(self._crop_dataset(model, paths), self.num_workers,
+                                   pin_memory=device.type == 'cuda')
+        mean, std = _norm_params(model.data_preprocessor)
+        yield from batch_crops(iter(loader), self.batch_size, self.input_size, mean, std,
+                               device)
+
+    def _scores(self, model, crops: torch.Tensor) -> torch.Tensor:
+        """``[N, C]`` fp32 crop scores, CLIP at the vote precision."""
+        with precision_context(self.cast_dtype, crops.device):
+            return model.global_class_scores(crops).float()
+
+    def _announce(self, model, paths: List[str]) -> int:
+        """Log the number of images and crops and an ETA from a timed probe batch."""
+        dataset = self._crop_dataset(model, paths)
+        total = sum(dataset.num_crops(i) for i in range(len(paths)))
+        # Two probe passes cost at most ~10 % of the pre-pass (small runs, CPU demos).
+        probe_n = max(1, min(self.batch_size, total // 20))
+        probe = torch.zeros(probe_n, 3, self.input_size, self.input_size,
+                            device=self._device(model))
+        self._scores(model, probe)  # warm-up (kernels, allocator, lazy Q)
+        _sync(probe.device)
+        start = time.perf_counter()
+        self._scores(model, probe)
+        _sync(probe.device)
+        rate = probe_n / max(time.perf_counter() - start, 1e-9)
+        dtype = 'fp32' if self.cast_dtype is None else str(self.cast_dtype).split('.')[-1]
+        print_log(f'Crop-vote pre-pass: {len(paths)} images, {total} crops, batch '
+                  f'{self.batch_size}, {self.num_workers} reader workers, CLIP in {dtype}; '
+                  f'~{rate:.0f} crops/s measured on a probe batch, ETA '
+                  f'{_fmt_seconds(total / rate)}', logger='current')
+        return total
 
     @torch.no_grad()
     def _compute(self, model, paths: List[str]) -> Dict[str, List[int]]:
         result: Dict[str, List[int]] = {}
         partial: Dict[str, List[torch.Tensor]] = {}
-        for crops, owners in self._iter_batches(model, paths):
-            scores = model.global_class_scores(crops).float()
-            num_classes = scores.shape[1]
-            rows = (scores.argmax(dim=1) if self.mode == 'crop_vote' else scores).cpu()
+        total_crops = self._announce(model, paths)
+        done_crops, start = 0, time.perf_counter()
+        pending = None  # the previous batch: read back after the next one is queued
+        for batch in _with_end(self._iter_batches(model, paths)):
+            if batch is not None:
+                crops, owners = batch
+                scores = self._scores(model, crops)
+                num_classes = scores.shape[1]
+                rows_dev = scores.argmax(dim=1) if self.mode == 'crop_vote' else scores
+                batch, pending = pending, (rows_dev, owners, crops.shape[0])
+            else:
+                batch, pending = pending, None
+            if batch is None:
+                continue
+            # On GPUs this .cpu() waits for the previous batch only, while the current
+            # one is already queued: reading, resizing and bookkeeping overlap CLIP.
+            rows, owners, n_rows = batch[0].cpu(), batch[1], batch[2]
+            done_crops += n_rows
             offset = 0
             for path, total, take in owners:
                 partial.setdefault(path, []).append(rows[offset:offset + take])
@@ -509,7 +571,11 @@ class CropVoteHypothesisHook(Hook):
                         result[path] = global_hypothesis(self.score_scale * out[0],
                                                          self.score_threshold, self.top_k)
                     if len(result) % self.log_interval == 0 or len(result) == len(paths):
-                        print_log(f'Crop-vote hypotheses: {len(result)}/{len(paths)} images',
+                        elapsed = time.perf_counter() - start
+                        rate = done_crops / max(elapsed, 1e-9)
+                        left = max(total_crops - done_crops, 0) / max(rate, 1e-9)
+                        print_log(f'Crop-vote hypotheses: {len(result)}/{len(paths)} images, '
+                                  f'{rate:.0f} crops/s, ETA {_fmt_seconds(left)}',
                                   logger='current')
         return result
 
@@ -592,6 +658,24 @@ def _norm_params(pre) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
     if not getattr(pre, '_enable_normalize', hasattr(pre, 'mean')):
         return None, None
     return pre.mean.reshape(-1, 1, 1), pre.std.reshape(-1, 1, 1)
+
+
+def _with_end(iterator):
+    """The items of ``iterator``, then one ``None``."""
+    yield from iterator
+    yield None
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def _fmt_seconds(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f'{h}h{m:02d}m{s:02d}s' if h else f'{m}m{s:02d}s'
 
 
 def _model_device(model) -> torch.device:

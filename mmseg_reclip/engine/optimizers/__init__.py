@@ -1,3 +1,4 @@
+from .amp_optim_wrapper import DeviceAmpOptimWrapper
 from .trainable_constructor import TrainableOptimWrapperConstructor
 
-__all__ = ['TrainableOptimWrapperConstructor']
+__all__ = ['DeviceAmpOptimWrapper', 'TrainableOptimWrapperConstructor']

@@ -10,7 +10,7 @@ from mmengine.logging import print_log
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.registry import MODELS
 
-from ..utils import atomic_torch_save, dense_class_logits
+from ..utils import atomic_torch_save, autocast_off, dense_class_logits
 from ..utils.class_set import ClassSetStateMixin, templates_id
 
 
@@ -113,7 +113,10 @@ class MaskCLIPHead(ClassSetStateMixin, BaseDecodeHead):
         (weights, names, templates), so a new run does not re-encode the templates.
         """
         if not bool(self.query_ready):
-            self.query_embeds.copy_(self._load_or_build_queries())
+            # Q is kept (buffer, checkpoint, disk cache): always built in fp32, even when
+            # first needed inside an autocast region (AMP training or inference).
+            with autocast_off():
+                self.query_embeds.copy_(self._load_or_build_queries())
             self.query_ready.fill_(True)
         return self.query_embeds
 
@@ -179,7 +182,17 @@ class MaskCLIPHead(ClassSetStateMixin, BaseDecodeHead):
 
     def query_logits(self, feats: torch.Tensor) -> torch.Tensor:
         """``Lq = F·Qᵀ`` ``[B, C, h, w]`` (max over synonyms)."""
-        return dense_class_logits(feats, self.queries(), self.name_to_class, self.num_classes)
+        return dense_class_logits(feats, self.queries(), self.name_map, self.num_classes)
+
+    @property
+    def name_map(self) -> Optional[torch.Tensor]:
+        """``name_to_class``, or ``None`` when every class has exactly one name.
+
+        Then the map is the identity by construction, and passing ``None`` spares
+        :func:`class_max_over_names` its identity check, a device→host sync per call on
+        GPUs (which would stall the crop-vote and training pipelines).
+        """
+        return None if len(self.flat_names) == self.num_classes else self.name_to_class
 
     def forward(self, inputs: Tuple[torch.Tensor, ...]) -> torch.Tensor:
         return self.query_logits(inputs[0])

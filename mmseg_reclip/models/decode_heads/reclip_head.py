@@ -9,7 +9,8 @@ from mmengine.model.weight_init import constant_init, kaiming_init
 from mmseg.registry import MODELS
 from mmseg.utils import SampleList
 
-from ..utils import gumbel_softmax_hard, resize_pos_embed_grid, step_generator
+from ..utils import (autocast_dtype, autocast_off, gumbel_softmax_hard, resize_pos_embed_grid,
+                     step_generator)
 from .maskclip_head import MaskCLIPHead
 
 
@@ -153,7 +154,9 @@ class ReCLIPHead(MaskCLIPHead):
         """Bias logits ``B`` ``[C, h, w]``; cached per grid size outside training."""
         if self.training:
             return bias_logits(self.positional_features(size), self.reference_embeddings())
-        key = (tuple(size), self.context.device, self.context.dtype)
+        # A bias computed under autocast is rounded: keep it apart from the fp32 one.
+        key = (tuple(size), self.context.device, self.context.dtype,
+               autocast_dtype(self.context.device))
         if key not in self._bias_cache:
             with torch.no_grad():
                 self._bias_cache[key] = bias_logits(self.positional_features(size),
@@ -170,8 +173,14 @@ class ReCLIPHead(MaskCLIPHead):
 
     # -- mask decoder -------------------------------------------------------------------
     def decode(self, feats: torch.Tensor, rectified: torch.Tensor) -> torch.Tensor:
-        """``BN(conv(concat(F, Lr)))`` ``[B, C, h, w]`` (no activation)."""
-        return self.decoder_norm(self.decoder_conv(torch.cat([feats, rectified], dim=1)))
+        """``BN(conv(concat(F, Lr)))`` ``[B, C, h, w]`` (no activation).
+
+        Under autocast the conv runs in low precision; BatchNorm (its batch statistics
+        and running buffers) always runs in fp32.
+        """
+        out = self.decoder_conv(torch.cat([feats, rectified.to(feats.dtype)], dim=1))
+        with autocast_off():
+            return self.decoder_norm(out.float())
 
     def forward(self, inputs: Tuple[torch.Tensor, ...]) -> torch.Tensor:
         feats = inputs[0]
@@ -190,21 +199,19 @@ class ReCLIPHead(MaskCLIPHead):
         feats = inputs[0]
         masks = self.sample_masks(self.forward(inputs))
         hypothesis = hypothesis_multi_hot(batch_data_samples, self.num_classes, feats.device)
-        loss = self.loss_decode(feats, masks, self.queries(), hypothesis, self.name_to_class)
+        loss = self.loss_decode(feats, masks, self.queries(), hypothesis, self.name_map)
         return {self.loss_decode.loss_name: loss}
 
 
 def hypothesis_multi_hot(data_samples: SampleList, num_classes: int,
                          device: torch.device) -> torch.Tensor:
     """``[B, C]`` bool from each sample's ``metainfo['hypothesis']`` (class indices)."""
-    rows = []
-    for sample in data_samples:
+    # Built on the host and moved once: no per-sample device copies in the step.
+    out = torch.zeros(len(data_samples), num_classes, dtype=torch.bool)
+    for i, sample in enumerate(data_samples):
         if 'hypothesis' not in sample.metainfo:
             raise KeyError(
                 'A training sample carries no crop-vote hypothesis. Add '
                 "dict(type='CropVoteHypothesisHook') to custom_hooks (the ReCLIP configs do).")
-        row = torch.zeros(num_classes, dtype=torch.bool, device=device)
-        idx = torch.as_tensor(list(sample.metainfo['hypothesis']), dtype=torch.long)
-        row[idx.to(device)] = True
-        rows.append(row)
-    return torch.stack(rows)
+        out[i, torch.as_tensor(list(sample.metainfo['hypothesis']), dtype=torch.long)] = True
+    return out.to(device)

@@ -9,7 +9,8 @@ from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.registry import MODELS
 from mmseg.utils import SampleList
 
-from ..utils import dense_class_logits, gumbel_softmax_hard, resize_pos_embed_grid, step_generator
+from ..utils import (autocast_off, dense_class_logits, gumbel_softmax_hard,
+                     resize_pos_embed_grid, step_generator)
 from ..utils.class_set import ClassSetStateMixin
 from .aspp_v2_head import ASPPV2  # noqa: F401  (registers the default feature module)
 from .maskclip_head import normalize_class_names
@@ -252,7 +253,9 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
         (everything it depends on is frozen)."""
         key = (tuple(size), self.reference.device, self.reference.dtype)
         if key not in self._bias_cache:
-            self._bias_cache[key] = bias_logits(self.positional_features(size), self.reference)
+            with autocast_off():  # cached: always fp32, even if first built under autocast
+                self._bias_cache[key] = bias_logits(self.positional_features(size),
+                                                    self.reference)
         return self._bias_cache[key]
 
     def decode(self, feats: torch.Tensor) -> torch.Tensor:
@@ -260,11 +263,13 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
         self._check_inherited()
         rectified = rectify(self.query_logits(feats), self.bias(feats.shape[-2:]),
                             self.bias_mode)
-        out = F.conv2d(torch.cat([feats, rectified], dim=1), self.decoder_weight,
-                       self.decoder_bias, padding=self.decoder_kernel // 2)
-        return F.batch_norm(out, self.decoder_bn_mean, self.decoder_bn_var,
-                            self.decoder_bn_weight, self.decoder_bn_bias, training=False,
-                            eps=float(self.decoder_bn_eps))
+        out = F.conv2d(torch.cat([feats, rectified.to(feats.dtype)], dim=1),
+                       self.decoder_weight, self.decoder_bias,
+                       padding=self.decoder_kernel // 2)
+        with autocast_off():  # BN with the inherited statistics: fp32 under autocast
+            return F.batch_norm(out.float(), self.decoder_bn_mean, self.decoder_bn_var,
+                                self.decoder_bn_weight, self.decoder_bn_bias,
+                                training=False, eps=float(self.decoder_bn_eps))
 
     def forward(self, inputs: Tuple[torch.Tensor, ...]) -> torch.Tensor:
         return self.decode(self.forward_features(inputs))

@@ -6,7 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmseg.registry import MODELS
 
-from ..utils import class_max_over_names
+from ..utils import class_max_over_names, fp32
 
 
 def mask_pooled_features(feats: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -23,6 +23,7 @@ def mask_pooled_features(feats: torch.Tensor, masks: torch.Tensor) -> torch.Tens
     return torch.einsum('bdhw,bchw->bcd', feats, masks.to(feats.dtype)) / (h * w)
 
 
+@fp32  # pooling sums and CE over 100·cos logits stay fp32 under autocast
 def reclip_contrastive_loss(feats: torch.Tensor,
                             masks: torch.Tensor,
                             queries: torch.Tensor,

@@ -23,6 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmseg.registry import MODELS
 
+from ..utils import fp32
 from .contrastive_loss import reclip_contrastive_loss
 
 
@@ -33,6 +34,7 @@ def upsample_to(x: torch.Tensor, size: tuple, align_corners: bool = False) -> to
     return F.interpolate(x, size=tuple(size), mode='bilinear', align_corners=align_corners)
 
 
+@fp32  # sums over every pixel: fp32 under autocast
 def mask_guided_ce_loss(student_logits: torch.Tensor,
                         teacher_target: torch.Tensor,
                         ignore_index: int = 255,
@@ -51,6 +53,7 @@ def mask_guided_ce_loss(student_logits: torch.Tensor,
     return ce / count.clamp_min(1).to(ce.dtype)
 
 
+@fp32  # sums over every pixel: fp32 under autocast
 def feature_guided_l1_loss(student_feats: torch.Tensor,
                            teacher_feats: torch.Tensor,
                            valid: Optional[torch.Tensor] = None,

@@ -39,5 +39,5 @@ class ReCLIP(MaskCLIP):
         """
         emb = self.backbone.encode_image(crops)
         head = self.decode_head
-        return class_max_over_names(emb @ head.queries().t(), head.name_to_class,
+        return class_max_over_names(emb @ head.queries().t(), head.name_map,
                                     head.num_classes, dim=-1)

@@ -38,38 +38,73 @@ def block_finish(block: nn.Module, x: torch.Tensor, heads_out: torch.Tensor) -> 
     return x + block.ls_2(block.mlp(block.ln_2(x)))
 
 
-def encode_shared_prefix(blocks: Sequence[nn.Module], prefix: torch.Tensor,
-                         suffix: torch.Tensor) -> torch.Tensor:
+def shared_prefix_mask(num_prefix: int, num_suffix: int,
+                       device: torch.device) -> torch.Tensor:
+    """``[S, P + S]`` bool attention mask of the suffix queries (True: may attend).
+
+    Suffix query ``i`` sits at position ``P + i``: it sees all of the prefix and the
+    suffix tokens ``j <= i``.
+    """
+    return torch.ones(num_suffix, num_prefix + num_suffix, dtype=torch.bool,
+                      device=device).tril(diagonal=num_prefix)
+
+
+def encode_shared_prefix(blocks: Sequence[nn.Module],
+                         prefix: torch.Tensor,
+                         suffix: torch.Tensor,
+                         mask: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Causal text transformer over ``[prefix ; suffix_c]`` for C suffixes, prefix once.
 
     Under the causal mask the prefix tokens never see a suffix token, so their states
     (and per-layer keys/values) are the same for every class: run them once and let each
     class-specific suffix attend to the cached prefix keys/values.
 
+    Every per-token operation (LayerNorms, the qkv and output projections, the MLP) runs
+    as one matrix over the ``P + C·S`` prefix and suffix tokens together, so a layer is
+    ~10 kernels whatever ``C`` (GPUs are latency-bound on this small text side); only
+    the attention is split (causal prefix; suffixes against ``[prefix keys ; own
+    keys]``). The last layer's prefix outputs are never used and are not computed.
+
     Args:
-        blocks: the text transformer's residual blocks.
+        blocks: the text transformer's residual blocks (open_clip
+            ``ResidualAttentionBlock`` with ``nn.MultiheadAttention``).
         prefix (Tensor): ``[P, W]`` embedded prefix (position embeddings added).
         suffix (Tensor): ``[C, S, W]`` embedded suffixes (position embeddings added).
+        mask (Tensor, optional): :func:`shared_prefix_mask` ``(P, S)``, when the caller
+            keeps it; built here otherwise.
 
     Returns:
         Tensor: ``[C, S, W]`` suffix states after the last block.
     """
-    num_prefix, num_suffix = prefix.shape[0], suffix.shape[1]
-    x_p, x_s = prefix[None], suffix
-    # suffix query i sits at position P + i: it sees all of the prefix and suffix j <= i.
-    mask = torch.ones(num_suffix, num_prefix + num_suffix, dtype=torch.bool,
-                      device=suffix.device).tril(diagonal=num_prefix)
-    for block in blocks:
-        q_p, k_p, v_p = block_qkv(block, x_p)
-        q_s, k_s, v_s = block_qkv(block, x_s)
-        out_p = F.scaled_dot_product_attention(q_p, k_p, v_p, is_causal=True)
-        num_cls = x_s.shape[0]
+    num_prefix = prefix.shape[0]
+    num_cls, num_suffix, width = suffix.shape
+    if mask is None:
+        mask = shared_prefix_mask(num_prefix, num_suffix, suffix.device)
+    x = torch.cat([prefix.to(suffix.dtype), suffix.reshape(num_cls * num_suffix, width)])
+    last = len(blocks) - 1
+    for i, block in enumerate(blocks):
+        attn = block.attn
+        heads = attn.num_heads
+        qkv = F.linear(block.ln_1(x), attn.in_proj_weight, attn.in_proj_bias)
+        qkv = qkv.view(-1, 3, heads, width // heads)  # q | k | v, each split into heads
+        q_p, k_p, v_p = qkv[:num_prefix].permute(1, 2, 0, 3).unsqueeze(1)  # [1, H, P, d]
+        q_s, k_s, v_s = qkv[num_prefix:].view(num_cls, num_suffix, 3, heads, -1).permute(
+            2, 0, 3, 1, 4)  # each [C, H, S, d]
         keys = torch.cat([k_p.expand(num_cls, -1, -1, -1), k_s], dim=2)
         values = torch.cat([v_p.expand(num_cls, -1, -1, -1), v_s], dim=2)
         out_s = F.scaled_dot_product_attention(q_s, keys, values, attn_mask=mask)
-        x_p = block_finish(block, x_p, out_p)
-        x_s = block_finish(block, x_s, out_s)
-    return x_s
+        out_s = out_s.transpose(1, 2).reshape(num_cls * num_suffix, width)
+        if i == last:  # only the suffix states are returned
+            x = x[num_prefix:]
+            out = out_s
+        else:
+            out_p = F.scaled_dot_product_attention(q_p, k_p, v_p, is_causal=True)
+            out = torch.cat([out_p[0].transpose(0, 1).reshape(num_prefix, width), out_s])
+        x = x + block.ls_1(attn.out_proj(out))
+        x = x + block.ls_2(block.mlp(block.ln_2(x)))
+    if last < 0:
+        x = x[num_prefix:]
+    return x.view(num_cls, num_suffix, width)
 
 
 def weights_identity(model_name: str, pretrained: Optional[str],
@@ -103,6 +138,12 @@ class OpenCLIPTextEncoder(BaseModule):
         quick_gelu (bool, optional): QuickGELU activations (see
             :func:`~mmseg_reclip.models.utils.create_clip`).
         save_weights (bool): keep the text tower in checkpoints. Default False.
+        compile_mode (str, optional): run the Reference-prompt encoding
+            (:func:`encode_shared_prefix`, forward and backward) through
+            ``torch.compile`` with this mode: ``'default'``, ``'reduce-overhead'`` (CUDA
+            graphs on GPUs: the fixed-shape text side becomes one graph launch) or
+            ``'max-autotune'``. ``None`` (default): eager. Compiling costs start-up time
+            (tens of seconds) and needs a C++ compiler on CPU.
     """
 
     def __init__(self,
@@ -111,8 +152,10 @@ class OpenCLIPTextEncoder(BaseModule):
                  ln_eps: Optional[float] = None,
                  quick_gelu: Optional[bool] = None,
                  save_weights: bool = False,
+                 compile_mode: Optional[str] = None,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
+        self.compile_mode = compile_mode
         # One CLIP may be shared with the backbone (shared_clip_models): the eps override
         # goes on the text tower only.
         clip = create_clip(model_name, pretrained, quick_gelu=quick_gelu)
@@ -221,18 +264,61 @@ class OpenCLIPTextEncoder(BaseModule):
         Returns:
             Tensor: ``[C, D]`` (not normalised).
         """
-        sos = self.token_embeddings(name_tokens.new_full((1, ), self.sot_token_id))
-        prefix = torch.cat([sos, context.to(sos.dtype)], dim=0)
-        num_prefix = prefix.shape[0]
-        # States after the furthest feature token never influence it (causal mask).
-        num_suffix = int(eot_index.max()) - num_prefix + 1
-        suffix = self.token_embeddings(name_tokens[:, :num_suffix])
-        pos = self.tower.positional_embedding
-        prefix = prefix + pos[:num_prefix]
-        suffix = suffix + pos[num_prefix:num_prefix + num_suffix]
-        x = encode_shared_prefix(self.tower.transformer.resblocks, prefix, suffix)
-        x = x[torch.arange(x.shape[0], device=x.device), eot_index - num_prefix]
+        num_prefix = 1 + context.shape[0]
+        # Everything but the context is frozen: the SOS row, the suffix embeddings, the
+        # mask and the gather indices are built once per (tokens, shape) and reused.
+        fixed = self._prompt_constants(name_tokens, eot_index, num_prefix)
+        prefix = torch.cat([fixed['sos'], context.to(fixed['sos'].dtype)], dim=0)
+        prefix = prefix + self.tower.positional_embedding[:num_prefix]
+        x = self._encode_shared_prefix(self.tower.transformer.resblocks, prefix,
+                                       fixed['suffix'], fixed['mask'])
+        x = x[fixed['rows'], fixed['eot']]
         return self.tower.ln_final(x) @ self.tower.text_projection
+
+    def _prompt_constants(self, name_tokens: torch.Tensor, eot_index: torch.Tensor,
+                          num_prefix: int) -> dict:
+        """The frozen pieces of :meth:`encode_context_prompts`, cached.
+
+        Keyed by the token tensors' identity and in-place version counters (``ref_tokens``
+        / ``ref_eot`` are fixed buffers of the head), the prefix length, the device and
+        the version counters of the token/position embeddings; recomputed when any
+        changes. Built without autograd: they depend on nothing trainable.
+        """
+        emb, pos = self.tower.token_embedding.weight, self.tower.positional_embedding
+        key = (id(name_tokens), name_tokens._version, tuple(name_tokens.shape),
+               id(eot_index), eot_index._version, num_prefix, name_tokens.device,
+               emb._version, pos._version, pos.dtype)  # (a loaded state dict bumps them)
+        cache = self.__dict__.setdefault('_prompt_cache', {})
+        hit = cache.get(key)
+        # ids are only unique among live objects (and a deepcopy copies the cache)
+        if hit is None or hit['refs'][0] is not name_tokens or hit['refs'][1] is not eot_index:
+            cache.clear()  # one live entry: the head's Reference prompt
+            with torch.no_grad():
+                # States after the furthest feature token never influence it (causal).
+                num_suffix = int(eot_index.max()) - num_prefix + 1
+                pos = self.tower.positional_embedding
+                suffix = self.token_embeddings(name_tokens[:, :num_suffix])
+                suffix = suffix + pos[num_prefix:num_prefix + num_suffix]
+                sos = self.token_embeddings(name_tokens.new_full((1, ), self.sot_token_id))
+                cache[key] = dict(
+                    sos=sos, suffix=suffix,
+                    mask=shared_prefix_mask(num_prefix, num_suffix, name_tokens.device),
+                    rows=torch.arange(name_tokens.shape[0], device=name_tokens.device),
+                    eot=eot_index - num_prefix,
+                    # keep the keyed tensors alive so that their ids stay theirs
+                    refs=(name_tokens, eot_index))
+        return cache[key]
+
+    def _encode_shared_prefix(self, blocks, prefix, suffix, mask):
+        """:func:`encode_shared_prefix`, through ``torch.compile`` when ``compile_mode``."""
+        mode = getattr(self, 'compile_mode', None)
+        if mode is None:
+            return encode_shared_prefix(blocks, prefix, suffix, mask)
+        compiled = self.__dict__.get('_compiled_encode')
+        if compiled is None:
+            compiled = torch.compile(encode_shared_prefix, mode=mode, dynamic=False)
+            self.__dict__['_compiled_encode'] = compiled
+        return compiled(blocks, prefix, suffix, mask)
 
     def encode_context_prompts_naive(self, context: torch.Tensor, name_tokens: torch.Tensor,
                                      eot_index: torch.Tensor) -> torch.Tensor:

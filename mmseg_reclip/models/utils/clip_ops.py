@@ -4,6 +4,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from .amp import fp32
+
 
 def resize_pos_embed_grid(pos_embed: torch.Tensor, size: tuple) -> torch.Tensor:
     """Resize a ViT patch positional-embedding grid bicubically.
@@ -60,6 +62,7 @@ def dense_class_logits(feats: torch.Tensor, embeds: torch.Tensor,
     return class_max_over_names(logits, name_to_class, num_classes, dim=1)
 
 
+@fp32  # scale-100 logits and argmax ties: bf16/fp16 would change the winning class
 def gumbel_softmax_hard(logits: torch.Tensor,
                         tau: float = 1.0,
                         dim: int = 1,
@@ -67,6 +70,7 @@ def gumbel_softmax_hard(logits: torch.Tensor,
     """Straight-through hard Gumbel-softmax with an explicit generator.
 
     Forward value is one-hot along ``dim``; the gradient is that of the soft sample.
+    Always computed in fp32 (autocast off): the logits are multiplied by 100 before.
 
     Args:
         logits (Tensor): e.g. ``[B, C, h, w]`` (already multiplied by the Gumbel scale).
