@@ -13,6 +13,7 @@ from mmseg.models.segmentors import EncoderDecoder
 from mmseg.registry import MODELS
 from mmseg.utils import SampleList, add_prefix
 
+from ...compat import UnsafeCheckpointError
 from ..utils import freeze
 from ..utils.model_meta import set_model_meta
 from ..utils.class_set import ClassSetMismatchError, check_class_set, decode_class_set
@@ -161,6 +162,8 @@ class ReCLIPDistiller(EncoderDecoder):
                 '(--cfg-options model.teacher_checkpoint=PATH).')
         try:
             checkpoint = _load_checkpoint(path, map_location='cpu')
+        except UnsafeCheckpointError:
+            raise  # already one line naming the file and the refused global
         except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:
             reason = (str(err).strip().splitlines() or [''])[0][:200]
             raise ValueError(
