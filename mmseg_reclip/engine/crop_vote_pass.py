@@ -8,6 +8,7 @@ hypothesis per image by a ``vote`` function (:func:`votes_to_hypothesis` or
 :func:`global_hypothesis`). Ranks share the images and gather the result. Progress and
 an ETA are logged. Nothing here reads a label.
 """
+import logging
 import time
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -16,8 +17,12 @@ from mmengine.dist import all_gather_object, get_dist_info
 from mmengine.logging import print_log
 
 from ..datasets.crop_vote_crops import CropVoteCrops, batch_crops, build_crop_loader
+from ..models.utils import resolve_precision
 
-__all__ = ['compute_hypotheses', 'norm_params']
+__all__ = [
+    'compute_hypotheses', 'norm_params', 'vote_dtype', 'model_fingerprint', 'model_device',
+    'log_summary'
+]
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
 VoteFn = Callable[[torch.Tensor, int], List[int]]
@@ -157,3 +162,63 @@ def _fmt_seconds(seconds: float) -> str:
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f'{h}h{m:02d}m{s:02d}s' if h else f'{m}m{s:02d}s'
+
+
+def vote_dtype(precision: str, optim_wrapper=None) -> Optional[torch.dtype]:
+    """CLIP's autocast dtype for the votes (``None``: fp32).
+
+    Args:
+        precision (str): ``'fp32'``, ``'bf16'``, ``'fp16'`` or ``'auto'``: the dtype of
+            an ``AmpOptimWrapper`` (mmengine's default when unset: fp16 on GPU, bf16 on
+            CPU), fp32 with any other wrapper.
+        optim_wrapper: the runner's optim wrapper (``'auto'`` only).
+    """
+    if precision != 'auto':
+        return resolve_precision(precision)
+    if optim_wrapper is None or not hasattr(optim_wrapper, 'loss_scaler'):  # not AMP
+        return None
+    dtype = getattr(optim_wrapper, 'cast_dtype', None)
+    if dtype is None:  # mmengine's autocast default
+        dtype = torch.float16 if torch.cuda.is_available() else torch.bfloat16
+    return resolve_precision(dtype)
+
+
+def log_summary(hypotheses: Dict[str, List[int]], mode: str) -> None:
+    """Log the mean hypothesis size; warn loudly when most hypotheses are empty."""
+    n = len(hypotheses)
+    sizes = [len(v) for v in hypotheses.values()]
+    empty = sum(1 for s in sizes if s == 0)
+    print_log(f'Crop-vote hypotheses ({mode}): {n} images, {sum(sizes) / max(n, 1):.2f} '
+              f'classes per image on average, {empty} empty', logger='current')
+    if n and empty * 2 > n:
+        # an empty hypothesis masks every class out of the loss of that image
+        print_log(f'{empty} of {n} training images have an EMPTY hypothesis: their loss '
+                  'is zero and nothing learns from them. Check the class names, the CLIP '
+                  'weights and min_frequency / score_threshold.', logger='current',
+                  level=logging.WARNING)
+
+
+def model_device(model) -> torch.device:
+    """The device of the model's first parameter (CPU without parameters)."""
+    for p in model.parameters():
+        return p.device
+    return torch.device('cpu')
+
+
+def model_fingerprint(model, input_size: int) -> list:
+    """``(name, tensor)`` pairs that identify what the model votes with.
+
+    ``Q`` (``decode_head.queries()``) covers the CLIP weights, the class names and the
+    templates; ``name_to_class`` the synonym mapping. A model without a query head is
+    fingerprinted by its scores on a fixed probe image (rounded: device noise must not
+    change the key).
+    """
+    head = getattr(model, 'decode_head', None)
+    if head is not None and hasattr(head, 'queries'):
+        out = [('queries', head.queries())]
+        if hasattr(head, 'name_to_class'):
+            out.append(('name_to_class', head.name_to_class))
+        return out
+    probe = torch.randn(2, 3, input_size, input_size, generator=torch.Generator().manual_seed(0))
+    scores = model.global_class_scores(probe.to(model_device(model))).float()
+    return [('probe_scores', torch.round(scores * 1e3).to(torch.int64))]

@@ -5,7 +5,6 @@ the pre-pass :mod:`mmseg_reclip.engine.crop_vote_pass`, the image listing
 :mod:`mmseg_reclip.datasets.image_listing` and the cache
 :class:`~mmseg_reclip.models.utils.cache.KeyedCache`.
 """
-import logging
 from functools import partial
 from typing import Dict, List, Optional, Sequence
 
@@ -22,7 +21,8 @@ from ...models.utils import precision_context, resolve_precision
 from ...models.utils.cache import KeyedCache, digest
 from ...models.utils.crop_vote import (Length, global_hypothesis, hypotheses_problem,
                                        resolve_length, votes_to_hypothesis, window_boxes)
-from ..crop_vote_pass import compute_hypotheses, norm_params
+from ..crop_vote_pass import (compute_hypotheses, log_summary, model_device,
+                              model_fingerprint, norm_params, vote_dtype)
 
 __all__ = ['CropVoteHypothesisHook', 'window_boxes', 'votes_to_hypothesis', 'global_hypothesis']
 
@@ -152,7 +152,7 @@ class CropVoteHypothesisHook(Hook):
     def compute_key(self, model, img_paths: Sequence[str]) -> str:
         """SHA-256 over every setting, the images (path, size, mtime_ns) and ``Q``."""
         files = [(p, *file_signature(p)) for p in sorted(img_paths)]
-        return digest(self.settings(model), files, _model_fingerprint(model, self.input_size))
+        return digest(self.settings(model), files, model_fingerprint(model, self.input_size))
 
     def before_train(self, runner) -> None:
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
@@ -160,7 +160,7 @@ class CropVoteHypothesisHook(Hook):
             if not hasattr(model, attr):
                 raise TypeError(f'CropVoteHypothesisHook needs a model with `{attr}` '
                                 f'(ReCLIP and its distiller); got {type(model).__name__}')
-        self.cast_dtype = self._resolve_cast_dtype(runner)
+        self.cast_dtype = vote_dtype(self.precision, getattr(runner, 'optim_wrapper', None))
         img_paths = collect_img_paths(runner.train_dataloader.dataset)
         if not img_paths:
             raise ValueError('CropVoteHypothesisHook: the training dataset has no image')
@@ -190,7 +190,7 @@ class CropVoteHypothesisHook(Hook):
                 barrier()
         finally:
             model.train(was_training)
-        _log_summary(self.hypotheses, self.mode)
+        log_summary(self.hypotheses, self.mode)
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         if data_batch is None or 'data_samples' not in data_batch:
@@ -205,22 +205,10 @@ class CropVoteHypothesisHook(Hook):
                     'not change after before_train.')
             sample.set_metainfo(dict(hypothesis=list(self.hypotheses[path])))
 
-    def _resolve_cast_dtype(self, runner) -> Optional[torch.dtype]:
-        """The autocast dtype of the votes (``None``: fp32), see ``precision``."""
-        if self.precision != 'auto':
-            return resolve_precision(self.precision)
-        wrapper = getattr(runner, 'optim_wrapper', None)
-        if wrapper is None or not hasattr(wrapper, 'loss_scaler'):  # not an AMP wrapper
-            return None
-        dtype = getattr(wrapper, 'cast_dtype', None)
-        if dtype is None:  # mmengine's autocast default
-            dtype = torch.float16 if torch.cuda.is_available() else torch.bfloat16
-        return resolve_precision(dtype)
-
     def _compute(self, model, img_paths: List[str]) -> Dict[str, List[int]]:
         pre = model.data_preprocessor
         mean, std = norm_params(pre)
-        device = mean.device if mean is not None else _model_device(model)
+        device = mean.device if mean is not None else model_device(model)
         crops = CropVoteCrops(img_paths, self.mode, self.window, self.stride, self.img_scale,
                               bool(getattr(pre, 'channel_conversion', False)),
                               self.backend_args)
@@ -257,42 +245,3 @@ def _content_problem(data: dict, img_paths: Sequence[str],
     if not isinstance(data.get('hypotheses'), dict):
         return 'not a hypothesis cache'
     return hypotheses_problem(data['hypotheses'], img_paths, num_classes)
-
-
-def _log_summary(hypotheses: Dict[str, List[int]], mode: str) -> None:
-    n = len(hypotheses)
-    sizes = [len(v) for v in hypotheses.values()]
-    empty = sum(1 for s in sizes if s == 0)
-    print_log(f'Crop-vote hypotheses ({mode}): {n} images, {sum(sizes) / max(n, 1):.2f} '
-              f'classes per image on average, {empty} empty', logger='current')
-    if n and empty * 2 > n:
-        # an empty hypothesis masks every class out of the loss of that image
-        print_log(f'{empty} of {n} training images have an EMPTY hypothesis: their loss '
-                  'is zero and nothing learns from them. Check the class names, the CLIP '
-                  'weights and min_frequency / score_threshold.', logger='current',
-                  level=logging.WARNING)
-
-
-def _model_device(model) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    return torch.device('cpu')
-
-
-def _model_fingerprint(model, input_size: int) -> list:
-    """``(name, tensor)`` pairs that identify what the model votes with.
-
-    ``Q`` (``decode_head.queries()``) covers the CLIP weights, the class names and the
-    templates; ``name_to_class`` the synonym mapping. A model without a query head is
-    fingerprinted by its scores on a fixed probe image (rounded: device noise must not
-    change the key).
-    """
-    head = getattr(model, 'decode_head', None)
-    if head is not None and hasattr(head, 'queries'):
-        out = [('queries', head.queries())]
-        if hasattr(head, 'name_to_class'):
-            out.append(('name_to_class', head.name_to_class))
-        return out
-    probe = torch.randn(2, 3, input_size, input_size, generator=torch.Generator().manual_seed(0))
-    scores = model.global_class_scores(probe.to(_model_device(model))).float()
-    return [('probe_scores', torch.round(scores * 1e3).to(torch.int64))]
