@@ -46,7 +46,7 @@ from PIL import Image  # noqa: E402
 
 from mmseg_reclip.datasets.transforms.pseudo_label import (  # noqa: E402
     PSEUDO_LABEL_META, pseudo_label_name)
-from mmseg_reclip.engine.hooks.crop_vote_hook import collect_img_paths  # noqa: E402
+from mmseg_reclip.datasets.image_listing import collect_img_paths  # noqa: E402
 from mmseg_reclip.engine.runner.work_dir import remove_stale_tmp_files  # noqa: E402
 from mmseg_reclip.models.utils.io import TMP_PREFIX  # noqa: E402
 

@@ -22,6 +22,7 @@ model = dict(
 custom_hooks = [
     # Crop-vote hypotheses for the text-guided loss, by the teacher's CLIP; same
     # settings as stage 1 (they depend only on the image and the frozen CLIP).
-    dict(type='CropVoteHypothesisHook', window=85, stride=None, min_frequency=0.0),
+    dict(type='CropVoteHypothesisHook', window={{_base_.crop_vote_window}}, stride=None,
+         min_frequency=0.0),
     dict(type='DatasetClassCheckHook'),
 ]

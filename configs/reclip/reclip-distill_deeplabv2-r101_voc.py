@@ -5,27 +5,11 @@
 #   python tools/test.py configs/reclip/reclip-distill_deeplabv2-r101_voc.py \
 #       work_dirs/reclip-distill_deeplabv2-r101_voc/iter_20000.pth             # no CLIP needed
 # Another teacher: --cfg-options model.teacher_checkpoint=PATH.
+# VOC distillation crop 512 (stage 1: 336): configs/_base_/datasets/voc20_distill.py.
 _base_ = [
-    '../_base_/models/reclip-distill_deeplabv2-r101.py', '../_base_/datasets/voc20.py',
+    '../_base_/models/reclip-distill_deeplabv2-r101.py', '../_base_/datasets/voc20_distill.py',
     '../_base_/schedules/schedule_distill_20k.py', '../_base_/default_runtime.py'
 ]
-
-# VOC distillation crop is 512 (stage 1: 336), method §8. The pipeline is redefined
-# because the dataset base built its pipeline with crop 336. Images only: no labels.
-crop_size = (512, 512)
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(
-        type='RandomResize',
-        scale={{_base_.train_scale}},
-        ratio_range=(0.5, 2.0),
-        keep_ratio=True),
-    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=1.0),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PhotoMetricDistortion'),
-    dict(type='PackSegInputs')
-]
-train_dataloader = dict(dataset=dict(dataset=dict(pipeline=train_pipeline)))
 
 model = dict(
     teacher=dict(
@@ -39,6 +23,7 @@ model = dict(
 custom_hooks = [
     # Crop-vote hypotheses for the text-guided loss, by the teacher's CLIP; same
     # settings as stage 1 (they depend only on the image and the frozen CLIP).
-    dict(type='CropVoteHypothesisHook', window=56, stride=None, min_frequency=0.0),
+    dict(type='CropVoteHypothesisHook', window={{_base_.crop_vote_window}}, stride=None,
+         min_frequency=0.0),
     dict(type='DatasetClassCheckHook'),
 ]

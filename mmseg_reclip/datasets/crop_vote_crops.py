@@ -19,6 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from ..models.utils.crop_vote import window_boxes
+from .image_listing import read_image
+
 __all__ = ['CropVoteCrops', 'build_crop_loader', 'batch_crops', 'prepare_crops']
 
 
@@ -69,7 +72,6 @@ class CropVoteCrops(Dataset):
         return max(1, int(round(h * scale))), max(1, int(round(w * scale)))
 
     def __getitem__(self, idx: int) -> Dict[str, object]:
-        from mmseg_reclip.engine.hooks.crop_vote_hook import read_image, window_boxes
         path = self.img_paths[idx]
         img = read_image(path, self.backend_args)
         if self.img_scale is not None:
@@ -93,7 +95,6 @@ class CropVoteCrops(Dataset):
         if self.mode == 'global':
             return 1
         from PIL import Image
-        from mmseg_reclip.engine.hooks.crop_vote_hook import window_boxes
         with Image.open(self.img_paths[idx]) as im:
             w, h = im.size
         return len(window_boxes(*self.scaled_size(h, w), self.window, self.stride))

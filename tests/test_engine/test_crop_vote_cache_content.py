@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mmseg_reclip.engine.hooks import CropVoteHypothesisHook
-from mmseg_reclip.engine.hooks.crop_vote_hook import _hypotheses_problem
+from mmseg_reclip.models.utils.crop_vote import hypotheses_problem
 from tests.test_engine.test_crop_vote_hook import (clip_file, get_hook,  # noqa: F401
                                                     read_log, trained)
 from tests.test_security.test_untrusted_files import write_payload
@@ -14,12 +14,12 @@ from tests.test_security.test_untrusted_files import write_payload
 
 def test_problem_detection():
     paths = ['a', 'b']
-    assert _hypotheses_problem({'a': [0, 3], 'b': []}, paths, 4) is None
-    assert 'outside [0, 4)' in _hypotheses_problem({'a': [-1], 'b': []}, paths, 4)
-    assert 'outside [0, 4)' in _hypotheses_problem({'a': [4], 'b': []}, paths, 4)
-    assert 'not an int' in _hypotheses_problem({'a': [1.0], 'b': []}, paths, 4)
-    assert 'not an int' in _hypotheses_problem({'a': [True], 'b': []}, paths, 4)
-    assert 'lacks 1 of 2' in _hypotheses_problem({'a': [1]}, paths, 4)
+    assert hypotheses_problem({'a': [0, 3], 'b': []}, paths, 4) is None
+    assert 'outside [0, 4)' in hypotheses_problem({'a': [-1], 'b': []}, paths, 4)
+    assert 'outside [0, 4)' in hypotheses_problem({'a': [4], 'b': []}, paths, 4)
+    assert 'not an int' in hypotheses_problem({'a': [1.0], 'b': []}, paths, 4)
+    assert 'not an int' in hypotheses_problem({'a': [True], 'b': []}, paths, 4)
+    assert 'lacks 1 of 2' in hypotheses_problem({'a': [1]}, paths, 4)
 
 
 def _rewrite(path, **change):

@@ -14,6 +14,9 @@ class_names = 'voc20'  # key of mmseg_reclip.datasets.CLASS_NAMES
 crop_size = (336, 336)
 train_scale = (2048, 512)  # RandomResize base scale (long, short)
 test_scale = (2048, 336)  # short side 336, long side <= 2048
+# ReCLIP++ per-dataset values (read by the leaf configs through {{_base_.*}}):
+crop_vote_window = 56  # crop-vote window, released crop_size / 6 (method §5)
+pd_threshold = 1.0  # released test-time prompt-denoising threshold (method §8)
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),

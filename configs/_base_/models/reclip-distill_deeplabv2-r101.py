@@ -16,19 +16,18 @@ lambda_text = 0.5  # λ2, text-guided contrastive
 student_norm_cfg = dict(type='SyncBN', requires_grad=True)
 teacher = {{_base_.model}}
 
+# The distiller keeps the stage-1 model's data_preprocessor, `clip` (the teacher's CLIP,
+# merged over teacher.clip: one switch, e.g. --cfg-options model.clip.pretrained=PATH),
+# train_cfg and test_cfg; it replaces the backbone and the head with the student's.
 model = dict(
-    _delete_=True,
     type='ReCLIPDistiller',
-    data_preprocessor={{_base_.data_preprocessor}},
     teacher=teacher,
-    # The teacher's CLIP (merged over teacher.clip): one switch, as in stage 1, e.g.
-    #   --cfg-options model.clip.pretrained=/data/clip/vitb16.bin
-    clip={{_base_.model.clip}},
     # Stage-1 checkpoint: set per dataset, or --cfg-options model.teacher_checkpoint=PATH.
     teacher_checkpoint=None,
     target='online',  # 'pseudo_label': CE target from tools/generate_pseudo_labels.py
     student_input_norm=dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375]),
     backbone=dict(
+        _delete_=True,  # the student's, not CLIP
         type='ResNetV1c',
         depth=101,
         num_stages=4,
@@ -41,6 +40,7 @@ model = dict(
         contract_dilation=True,
         init_cfg=dict(type='Pretrained', checkpoint='open-mmlab://resnet101_v1c')),
     decode_head=dict(
+        _delete_=True,  # the student's, not ReCLIPHead
         type='ReCLIPStudentHead',
         in_channels=2048,
         in_index=3,
@@ -62,6 +62,4 @@ model = dict(
             dict(type='TextGuidedContrastiveLoss', loss_weight=lambda_text,
                  logit_scale=100.0),
         ]),
-    pd_threshold=None,  # no prompt denoising in distillation eval (method §8)
-    train_cfg=dict(),
-    test_cfg=dict(mode='whole'))
+    pd_threshold=None)  # no prompt denoising in distillation eval (method §8)

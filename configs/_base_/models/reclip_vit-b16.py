@@ -1,11 +1,31 @@
 # ReCLIP++ rectification (stage 1) on a frozen OpenAI CLIP ViT-B/16.
 # Every value of the method doc (§3-§6) is a field here; defaults follow the released code.
-_base_ = ['./maskclip_vit-b16.py']
-# CLIP: `model.clip` of the MaskCLIP base (one switch for every part).
+# Self-contained (no base of its own) so that the released, distillation and leaf configs
+# built on it stay at most three files deep; the CLIP part equals maskclip_vit-b16.py.
+data_preprocessor = dict(
+    type='SegDataPreProcessor',
+    # CLIP's RGB mean/std in 0-255 units (method §0).
+    mean=[122.771, 116.746, 104.094],
+    std=[68.501, 66.632, 70.323],
+    bgr_to_rgb=True,
+    pad_val=0,
+    seg_pad_val=255,
+    size_divisor=16)
 model = dict(
     type='ReCLIP',
+    data_preprocessor=data_preprocessor,
+    # The one CLIP of the model (backbone, text encoder, crop votes and, in stage 2, the
+    # teacher read it), e.g. --cfg-options model.clip.pretrained=/data/clip/vitb16.bin
+    # quick_gelu=True: OpenAI's weights need QuickGELU, also when read from a file.
+    clip=dict(model_name='ViT-B-16', pretrained='openai', quick_gelu=True),
+    backbone=dict(type='CLIPViTBackbone'),
     decode_head=dict(
         type='ReCLIPHead',
+        in_channels=512,
+        num_classes=20,
+        class_names='voc20',
+        templates='reclip85',
+        text_encoder=dict(type='OpenCLIPTextEncoder'),
         num_context=73,  # M shared context vectors
         ctx_init='token0',  # token embedding of id 0
         ref_norm='global',  # R / ||R||_F
@@ -16,5 +36,7 @@ model = dict(
         gumbel_tau=1.0,
         norm_cfg=dict(type='SyncBN', requires_grad=True),
         loss_decode=dict(type='ReCLIPContrastiveLoss', logit_scale=100.0, loss_weight=1.0)),
+    # Test-time prompt denoising: each leaf sets the dataset base's pd_threshold.
     pd_threshold=None,
+    train_cfg=dict(),
     test_cfg=dict(mode='whole'))

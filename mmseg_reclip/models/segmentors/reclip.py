@@ -3,7 +3,7 @@ import torch
 from mmseg.models.segmentors import EncoderDecoder
 from mmseg.registry import MODELS
 
-from ..utils import class_max_over_names
+from ..utils.crop_vote import global_class_scores
 from .maskclip import MaskCLIP
 
 
@@ -27,17 +27,7 @@ class ReCLIP(MaskCLIP):
 
     loss = EncoderDecoder.loss
 
-    @torch.no_grad()
     def global_class_scores(self, crops: torch.Tensor) -> torch.Tensor:
-        """Cosine scores of CLIP's global image embedding against ``Q`` (crop voting).
-
-        Args:
-            crops (Tensor): ``[N, 3, S, S]`` normalised crops at CLIP's input size.
-
-        Returns:
-            Tensor: ``[N, C]`` (max over synonyms).
-        """
-        emb = self.backbone.encode_image(crops)
-        head = self.decode_head
-        return class_max_over_names(emb @ head.queries().t(), head.name_map,
-                                    head.num_classes, dim=-1)
+        """``[N, C]`` crop-vote scores of ``[N, 3, S, S]`` normalised crops, see
+        :func:`~mmseg_reclip.models.utils.crop_vote.global_class_scores`."""
+        return global_class_scores(self.backbone, self.decode_head, crops)
