@@ -1,0 +1,76 @@
+# Your own images: every image under `data_root` (recursive, sorted), no annotation,
+# no split file. The two settings you need (edit them here or in a copy of this file):
+data_root = 'data/my_images'  # the folder of images
+class_names = 'data/my_images/classes.txt'  # one class per line; synonyms: 'a, b'
+# From a script, the same two settings are (stage 1; stage 2 adds model.teacher.):
+#   --cfg-options train_dataloader.dataset.dataset.data_root=DIR \
+#                 model.decode_head.class_names=FILE
+# Optional validation on a labelled folder (label PNGs hold class indices in the order
+# of the class file, 255 = ignore, same file names as the images): set both folders,
+# and the run evaluates mIoU with IoUMetric. Left at None there is no val loop at all.
+val_img_dir = None  # e.g. 'data/my_val/images'
+val_ann_dir = None  # e.g. 'data/my_val/labels'
+val_img_suffix = '.jpg'
+
+num_classes = None  # taken from the class-name file
+crop_size = (336, 336)
+train_scale = (2048, 512)  # RandomResize base scale (long, short)
+test_scale = (2048, 448)  # short side 448, long side <= 2048
+
+# Unsupervised: images only (no LoadAnnotations; cat_max_ratio=1.0 never reads labels).
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='RandomResize', scale=train_scale, ratio_range=(0.5, 2.0), keep_ratio=True),
+    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=1.0),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PhotoMetricDistortion'),
+    dict(type='PackSegInputs')
+]
+# Inference pipeline (tools/infer.py, init_model/inference_model, MMSegInferencer).
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=test_scale, keep_ratio=True),
+    dict(type='PackSegInputs')
+]
+train_dataloader = dict(
+    batch_size=4,
+    num_workers=4,
+    persistent_workers=True,
+    sampler=dict(
+        type='StepSeededSampler', sampler=dict(type='InfiniteSampler', shuffle=True)),
+    dataset=dict(
+        type='StepSeededDataset',
+        dataset=dict(
+            type='UnlabeledImageDataset', data_root=data_root, pipeline=train_pipeline)))
+# `tools/test.py CONFIG CHECKPOINT` on the unlabeled folder writes the predicted label
+# maps (no metric: there is no ground truth); tools/infer.py also draws them.
+test_dataloader = dict(
+    batch_size=1,
+    num_workers=2,
+    persistent_workers=False,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type='UnlabeledImageDataset', data_root=data_root, class_names=class_names,
+        pipeline=test_pipeline))
+test_evaluator = dict(
+    type='IoUMetric', format_only=True, output_dir='work_dirs/custom_predictions')
+val_dataloader = None
+val_evaluator = None
+if val_img_dir and val_ann_dir:
+    val_dataloader = dict(
+        batch_size=1,
+        num_workers=2,
+        persistent_workers=False,
+        sampler=dict(type='DefaultSampler', shuffle=False),
+        dataset=dict(
+            type='LabelledImageFolderDataset',
+            class_names=class_names,
+            data_prefix=dict(img_path=val_img_dir, seg_map_path=val_ann_dir),
+            img_suffix=val_img_suffix,
+            seg_map_suffix='.png',
+            pipeline=test_pipeline[:2] + [dict(type='LoadAnnotations')] +
+            test_pipeline[2:]))
+    val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
+# The final configs take their val_cfg from here (mmengine needs val_cfg, val_dataloader
+# and val_evaluator all set or all None).
+custom_val_cfg = dict(type='ValLoop') if val_dataloader else None
