@@ -9,7 +9,8 @@ Synonyms are used sparingly, only where the dataset's name is an unusual word.
 import os.path as osp
 from typing import Dict, List, Sequence, Union
 
-__all__ = ['CLASS_NAMES', 'get_class_names', 'read_class_file', 'is_name_file']
+__all__ = ['CLASS_NAMES', 'get_class_names', 'read_class_file', 'is_name_file',
+           'refuse_duplicate_names']
 
 ClassEntry = Union[str, List[str]]
 
@@ -138,21 +139,27 @@ def read_class_file(path: str) -> List[List[str]]:
             class name given twice (names are compared case-insensitively).
     """
     classes: List[List[str]] = []
-    seen: Dict[str, int] = {}
     for i, line in enumerate(_read_lines(path, 'class-name')):
         names = [n.strip() for n in line.split(',')]
         if not all(names):
             raise ValueError(f'class-name file {path!r}, class {i} ({line!r}): empty '
                              'name between commas; separate synonyms by single commas')
+        classes.append(names)
+    refuse_duplicate_names(classes, f'class-name file {path!r}')
+    return classes
+
+
+def refuse_duplicate_names(classes: Sequence[Sequence[str]], source: str) -> None:
+    """Raise ValueError naming ``source`` if a name (case- and space-insensitive)
+    belongs to two classes or twice to one."""
+    seen: Dict[str, int] = {}
+    for i, names in enumerate(classes):
         for name in names:
             key = ' '.join(name.lower().split())
             if key in seen:
-                raise ValueError(
-                    f'class-name file {path!r}: {name!r} appears twice (classes '
-                    f'{seen[key]} and {i}); each name may name one class only')
+                raise ValueError(f'{source}: {name!r} appears twice (classes {seen[key]} '
+                                 f'and {i}); each name may name one class only')
             seen[key] = i
-        classes.append(names)
-    return classes
 
 
 def get_class_names(

@@ -41,7 +41,9 @@ train_dataloader = dict(
     dataset=dict(
         type='StepSeededDataset',
         dataset=dict(
-            type='UnlabeledImageDataset', data_root=data_root, pipeline=train_pipeline)))
+            # class_names only names the classes in the checkpoint's meta; no label is read
+            type='UnlabeledImageDataset', data_root=data_root, class_names=class_names,
+            pipeline=train_pipeline)))
 # `tools/test.py CONFIG CHECKPOINT` on the unlabeled folder writes the predicted label
 # maps (no metric: there is no ground truth); tools/infer.py also draws them.
 test_dataloader = dict(
