@@ -165,20 +165,25 @@ def head_cfgs(cfg: Config) -> List[dict]:
     return heads
 
 
-def checkpoint_classes(checkpoint: str) -> Optional[Tuple[str, ...]]:
-    """The class names saved in a checkpoint's ``meta.dataset_meta`` (None if absent)."""
+def checkpoint_info(checkpoint: str) -> Tuple[Optional[Tuple[str, ...]], Optional[list]]:
+    """(class names of ``meta.dataset_meta``, the head's ``name_to_class`` buffer) of a
+    checkpoint; either is None when the checkpoint does not hold it."""
     from mmengine.runner.checkpoint import CheckpointLoader
     ckpt = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
-    meta = ckpt.get('meta', {}) if isinstance(ckpt, dict) else {}
-    classes = (meta.get('dataset_meta') or {}).get('classes')
-    return tuple(classes) if classes else None
+    if not isinstance(ckpt, dict):
+        return None, None
+    classes = ((ckpt.get('meta') or {}).get('dataset_meta') or {}).get('classes')
+    state = ckpt.get('state_dict', ckpt)
+    name_to_class = state.get('decode_head.name_to_class')
+    return (tuple(classes) if classes else None,
+            None if name_to_class is None else name_to_class.tolist())
 
 
 def build_model(args, classes: Optional[List[List[str]]]):
     """Build the segmentor with mmseg's ``init_model``; returns (model, class names).
 
     Training-free configs are built with the requested classes and templates (the
-    queries are computed from them). A trained model keeps its training classes; a
+    queries are computed from them). A trained model keeps its training classes: a
     request for others raises ValueError listing them.
     """
     from mmseg.apis import init_model
@@ -199,27 +204,41 @@ def build_model(args, classes: Optional[List[List[str]]]):
         get_templates(args.templates_file)  # a clear error before the model is built
         for head in head_cfgs(cfg):
             head['templates'] = args.templates_file
-    trained = None if training_free else checkpoint_classes(checkpoint)
+    trained, name_to_class = (None, None) if training_free else checkpoint_info(checkpoint)
     if classes is not None:
-        if trained is not None and tuple(n[0] for n in classes) != trained:
+        if trained is not None and tuple(n[0] for n in classes) != trained \
+                and classes != _config_class_names(cfg):
             raise ValueError(_mismatch(trained, classes, checkpoint))
         for head in head_cfgs(cfg):
             head.update(class_names=classes, num_classes=len(classes))
-    elif trained is not None:
+    elif not training_free:
         try:
-            names = [list(n) for n in get_class_names(cfg.model.decode_head.class_names)]
-        except (ValueError, FileNotFoundError):  # e.g. the config's class file is gone
-            names = [[c] for c in trained]
-        if len(names) != len(trained):
-            names = [[c] for c in trained]
-        for head in head_cfgs(cfg):
-            head.update(class_names=names, num_classes=len(names))
+            get_class_names(cfg.model.decode_head.class_names)
+        except (ValueError, FileNotFoundError) as err:
+            raise ValueError(
+                f'{err}. The model needs the class names it was trained with: pass its '
+                'class-name file with --classes-file (or set CLASS_NAMES for the custom '
+                f'configs){f"; its classes: {list(trained)}" if trained else ""}.') from None
     model = init_model(cfg, 'none' if checkpoint is None else checkpoint,
                        device=args.device or _default_device())
     names = [list(n) for n in model.decode_head.class_names]
-    if classes is not None and names != classes:  # e.g. a checkpoint without meta
-        raise ValueError(_mismatch(tuple(n[0] for n in names), classes, checkpoint))
+    model_n2c = getattr(model.decode_head, 'name_to_class', None)
+    if name_to_class is not None and model_n2c is not None \
+            and model_n2c.tolist() != name_to_class:
+        # same class count, other synonyms: its trained queries do not fit these names
+        raise ValueError(
+            f'The model {checkpoint} was trained with {len(name_to_class)} class names '
+            f'(synonyms included) mapped to classes {name_to_class}; the class list given '
+            f'has {len(model_n2c)} ({names}). Use the class-name file it was trained with.')
     return model, names
+
+
+def _config_class_names(cfg: Config) -> Optional[List[List[str]]]:
+    """The class names the config gives the head (None if they cannot be read)."""
+    try:
+        return get_class_names(cfg.model.decode_head.class_names)
+    except (ValueError, TypeError, FileNotFoundError):
+        return None
 
 
 def _mismatch(trained: Sequence[str], asked: Sequence[Sequence[str]],

@@ -1,7 +1,7 @@
 # Training-free MaskCLIP on your own images with your own classes: no training, any
 # class list at run time:
-#   python tools/infer.py my_photos/ configs/maskclip/maskclip_vit-b16_custom.py none \
-#       --classes-file my_classes.txt --out predictions/
+#   python tools/infer.py my_photos configs/maskclip/maskclip_vit-b16_custom.py none \
+#       --classes-file my_classes.txt --out predictions
 _base_ = [
     '../_base_/models/maskclip_vit-b16.py', '../_base_/datasets/custom.py',
     '../_base_/default_runtime.py'

@@ -1,12 +1,10 @@
 # ReCLIP++ stage 2 on your own images: distil the stage-1 model of
-# reclip_vit-b16_custom.py into DeepLab V2 ResNet-101 (same data_root / class_names,
-# configs/_base_/datasets/custom.py):
-#   python tools/train.py configs/reclip/reclip-distill_deeplabv2-r101_custom.py
-#   python tools/infer.py my_photos/ configs/reclip/reclip-distill_deeplabv2-r101_custom.py \
-#       work_dirs/reclip-distill_deeplabv2-r101_custom/iter_20000.pth --out predictions/
-# From a script: --cfg-options train_dataloader.dataset.dataset.data_root=DIR
-#   model.decode_head.class_names=FILE model.teacher.decode_head.class_names=FILE
-#   model.teacher_checkpoint=work_dirs/.../iter_N.pth
+# reclip_vit-b16_custom.py into DeepLab V2 ResNet-101 (docs/own_data.md):
+#   DATA_ROOT=my_photos CLASS_NAMES=my_classes.txt \
+#       python tools/train.py configs/reclip/reclip-distill_deeplabv2-r101_custom.py \
+#       --cfg-options model.teacher_checkpoint=work_dirs/reclip_vit-b16_custom/iter_20000.pth
+#   python tools/infer.py my_photos configs/reclip/reclip-distill_deeplabv2-r101_custom.py \
+#       work_dirs/reclip-distill_deeplabv2-r101_custom/iter_20000.pth --out predictions
 _base_ = [
     '../_base_/models/reclip-distill_deeplabv2-r101.py', '../_base_/datasets/custom.py',
     '../_base_/schedules/schedule_distill_20k.py', '../_base_/default_runtime.py'

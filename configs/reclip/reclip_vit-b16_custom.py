@@ -1,8 +1,9 @@
-# ReCLIP++ stage 1 on your own images (no annotation anywhere): set `data_root` and
-# `class_names` in configs/_base_/datasets/custom.py (or pass them, see there), then
-#   python tools/train.py configs/reclip/reclip_vit-b16_custom.py
-#   python tools/infer.py my_photos/ configs/reclip/reclip_vit-b16_custom.py \
-#       work_dirs/reclip_vit-b16_custom/iter_20000.pth --out predictions/
+# ReCLIP++ stage 1 on your own images (no annotation anywhere, docs/own_data.md):
+#   DATA_ROOT=my_photos CLASS_NAMES=my_classes.txt \
+#       python tools/train.py configs/reclip/reclip_vit-b16_custom.py
+#   python tools/infer.py my_photos configs/reclip/reclip_vit-b16_custom.py \
+#       work_dirs/reclip_vit-b16_custom/iter_20000.pth --out predictions
+# (or edit data_root / class_names in configs/_base_/datasets/custom.py).
 _base_ = [
     '../_base_/models/reclip_vit-b16.py', '../_base_/datasets/custom.py',
     '../_base_/schedules/schedule_20k.py', '../_base_/default_runtime.py'

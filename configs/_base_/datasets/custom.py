@@ -1,16 +1,19 @@
 # Your own images: every image under `data_root` (recursive, sorted), no annotation,
-# no split file. The two settings you need (edit them here or in a copy of this file):
-data_root = 'data/my_images'  # the folder of images
-class_names = 'data/my_images/classes.txt'  # one class per line; synonyms: 'a, b'
-# From a script, the same two settings are (stage 1; stage 2 adds model.teacher.):
-#   --cfg-options train_dataloader.dataset.dataset.data_root=DIR \
-#                 model.decode_head.class_names=FILE
-# Optional validation on a labelled folder (label PNGs hold class indices in the order
-# of the class file, 255 = ignore, same file names as the images): set both folders,
-# and the run evaluates mIoU with IoUMetric. Left at None there is no val loop at all.
-val_img_dir = None  # e.g. 'data/my_val/images'
-val_ann_dir = None  # e.g. 'data/my_val/labels'
-val_img_suffix = '.jpg'
+# no split file. Two settings, given as environment variables (mmengine substitutes
+# `{{$VAR:default}}` when it reads the config, so mmseg's own tools see them too) or by
+# editing the defaults here:
+#   DATA_ROOT=my_photos CLASS_NAMES=my_classes.txt \
+#       python tools/train.py configs/reclip/reclip_vit-b16_custom.py
+data_root = '{{$DATA_ROOT:data/my_images}}'  # the folder of images
+# one class per line, synonyms separated by commas, '#' comments (docs/own_data.md)
+class_names = '{{$CLASS_NAMES:data/my_images/classes.txt}}'
+# Optional validation on a labelled folder: VAL_IMG_DIR and VAL_ANN_DIR (label PNGs
+# holding class indices in the order of the class file, 255 = ignore, same file names as
+# the images; VAL_IMG_SUFFIX, default .jpg). Then the run evaluates mIoU with IoUMetric
+# (metrics only: training never reads them). Unset: no val loop at all.
+val_img_dir = '{{$VAL_IMG_DIR:none}}'
+val_ann_dir = '{{$VAL_ANN_DIR:none}}'
+val_img_suffix = '{{$VAL_IMG_SUFFIX:.jpg}}'
 
 num_classes = None  # taken from the class-name file
 crop_size = (336, 336)
@@ -58,7 +61,7 @@ test_evaluator = dict(
     type='IoUMetric', format_only=True, output_dir='work_dirs/custom_predictions')
 val_dataloader = None
 val_evaluator = None
-if val_img_dir and val_ann_dir:
+if val_img_dir not in ('', 'none') and val_ann_dir not in ('', 'none'):
     val_dataloader = dict(
         batch_size=1,
         num_workers=2,
