@@ -299,13 +299,20 @@ def write_json(path: str, obj) -> None:
     atomic_write(path, write, '.json')
 
 
-def overlay(rgb: np.ndarray, label: np.ndarray, names: Sequence[str],
-            opacity: float) -> np.ndarray:
-    """The label colours over the photo, with a legend of the classes present (RGB)."""
+def overlay(rgb: np.ndarray, label: np.ndarray, names: Sequence[str], opacity: float,
+            palette: Optional[Sequence[Sequence[int]]] = None) -> np.ndarray:
+    """The label colours over the photo, with a legend of the classes present (RGB).
+
+    Args:
+        rgb (np.ndarray): uint8 (H, W, 3) photo. label (np.ndarray): (H, W) class
+            indices. names: one name per class. opacity: weight of the colours.
+        palette: one RGB colour per class (the model's ``dataset_meta['palette']``).
+    """
     import imgviz
+    colormap = None if palette is None else np.asarray(palette, dtype=np.uint8)
     return imgviz.label2rgb(label.astype(np.int32), image=rgb, alpha=opacity,
                             label_names=list(names), font_size=max(12, rgb.shape[0] // 40),
-                            loc='rb')
+                            loc='rb', colormap=colormap)
 
 
 def read_image(path: str) -> Optional[np.ndarray]:
@@ -334,6 +341,10 @@ def main(argv=None) -> int:
     write_json(osp.join(out, 'classes.json'),
                {str(i): n for i, n in enumerate(class_names)})
     dtype = np.uint8 if len(names) <= 256 else np.uint16
+    palette = (getattr(model, 'dataset_meta', None) or {}).get('palette')
+    if palette is None or len(palette) != len(names):
+        from mmseg_reclip.models.utils.model_meta import class_palette
+        palette = class_palette(len(names))
     out_names = output_names(paths, base)
     skipped: List[str] = []
     done = 0
@@ -357,7 +368,7 @@ def main(argv=None) -> int:
             name = out_names[i]
             label = result.pred_sem_seg.data[0].cpu().numpy().astype(dtype)
             write_png(osp.join(out, 'label', name + '.png'), label)
-            vis = overlay(img[:, :, ::-1], label, names, args.opacity)
+            vis = overlay(img[:, :, ::-1], label, names, args.opacity, palette)
             write_png(osp.join(out, 'overlay', name + '.png'), vis[:, :, ::-1])
             if args.save_logits:
                 logits = result.seg_logits.data.float().cpu().numpy()
