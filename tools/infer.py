@@ -7,7 +7,8 @@
         [--cfg-options KEY=VALUE ...]
 
 IMAGES is an image file, a folder (searched recursively), a glob (``'photos/*.jpg'``,
-``**`` allowed) or a text file listing image paths (one a line, relative to the list).
+``**`` allowed) or a ``.txt``/``.lst`` file listing image paths (one a line, relative to
+the list; ``#`` comments).
 
 Writes, for each image ``NAME`` (its path relative to the folder, without extension):
 
@@ -52,7 +53,8 @@ from mmseg_reclip.datasets.templates import get_templates  # noqa: E402
 from mmseg_reclip.datasets.unlabeled import IMAGE_EXTENSIONS, list_images  # noqa: E402
 from mmseg_reclip.models.utils.io import TMP_PREFIX  # noqa: E402
 
-TRAINING_FREE = {'MaskCLIP'}  # segmentor types whose classes are free at run time
+TRAINING_FREE = {'MaskCLIP'}
+LIST_EXTENSIONS = ('.txt', '.lst', '.list')  # a file of image paths, one a line  # segmentor types whose classes are free at run time
 
 
 def parse_args(argv=None):
@@ -111,7 +113,7 @@ def collect_images(spec: str) -> Tuple[List[str], str]:
                              f'recursively for {", ".join(IMAGE_EXTENSIONS)})')
         return paths, spec
     if osp.isfile(spec):
-        if spec.lower().endswith(IMAGE_EXTENSIONS):
+        if not spec.lower().endswith(LIST_EXTENSIONS):  # one image, of any format
             return [spec], osp.dirname(spec)
         base = osp.dirname(osp.abspath(spec))
         with open(spec, encoding='utf-8-sig') as f:
