@@ -138,6 +138,8 @@ class StageProgressHook(Hook):
         if self.bar is not None:
             self.bar.update()
 
+    # LOWEST priority: runs after the crop-vote hook's pre-pass, so this step marks it done
+    before_train = _step
     after_train_iter = _step
     after_test_iter = _step
 
@@ -245,7 +247,7 @@ def run_stage(config: str, options: Dict, work_dir: str, train: bool = False,
     """Build a Runner from a real config; optionally train; test → (mIoU, prediction).
 
     With a ``console``, the stage's output goes to ``logs/<stage>.log`` and the console
-    shows one progress bar (training iterations + the test image).
+    shows one progress bar (the crop-vote pre-pass, training iterations, the test image).
     """
     cfg = Config.fromfile(osp.join(_REPO_ROOT, config))
     cfg.merge_from_dict(options)
@@ -256,7 +258,7 @@ def run_stage(config: str, options: Dict, work_dir: str, train: bool = False,
     if not train:
         cfg.train_dataloader = cfg.train_cfg = cfg.optim_wrapper = None
         cfg.param_scheduler = None
-    steps = (cfg.train_cfg.max_iters if train else 0) + 1
+    steps = (cfg.train_cfg.max_iters + 1 if train else 0) + 1  # (pre-pass, iters,) test
     if console is not None:
         console.print(f'{title} ...')
     quiet = console.quiet(osp.basename(work_dir)) if console else contextlib.nullcontext()
