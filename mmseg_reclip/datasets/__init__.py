@@ -7,3 +7,5 @@ from .coco_stuff27 import (COCOSTUFF27_CLASSES, COCOSTUFF27_PALETTE,  # noqa
 from .templates import (IMAGENET_TEMPLATES, SCENE_TEMPLATES,  # noqa: F401
                         TEMPLATE_SETS, get_templates)
 from .voc20 import PascalVOC20Dataset  # noqa: F401
+from .unlabeled import IMAGE_EXTENSIONS, UnlabeledImageDataset, list_images  # noqa: F401
+from .labelled_folder import LabelledImageFolderDataset  # noqa: F401

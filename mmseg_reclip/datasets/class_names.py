@@ -6,9 +6,11 @@ either a str or a list of synonyms; the first name is always the dataset's own
 (readable) class name, and the class score is the max over its names (§2).
 Synonyms are used sparingly, only where the dataset's name is an unusual word.
 """
+import os.path as osp
 from typing import Dict, List, Sequence, Union
 
-__all__ = ['CLASS_NAMES', 'get_class_names']
+__all__ = ['CLASS_NAMES', 'get_class_names', 'read_class_file', 'is_name_file',
+           'refuse_duplicate_names']
 
 ClassEntry = Union[str, List[str]]
 
@@ -86,6 +88,80 @@ CLASS_NAMES: Dict[str, List[ClassEntry]] = {
 }
 
 
+def is_name_file(value: str) -> bool:
+    """Whether a ``class_names`` / ``templates`` str names a file rather than a key:
+    an existing file, or a path ending in ``.txt`` (so a missing one is reported as a
+    missing file, not as an unknown key)."""
+    return osp.isfile(value) or value.lower().endswith('.txt')
+
+
+def _read_lines(path: str, what: str) -> List[str]:
+    """Non-blank lines of a text file with ``#`` comments (to the end of the line)
+    removed and surrounding whitespace stripped."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'{what} file not found: {osp.abspath(path)!r}')
+    try:
+        with open(path, encoding='utf-8-sig') as f:
+            text = f.read()
+    except UnicodeDecodeError as err:
+        raise ValueError(f'{what} file {path!r} is not UTF-8 text ({err}); save it as '
+                         'UTF-8, one entry per line') from None
+    lines = []
+    for line in text.splitlines():
+        line = line.split('#', 1)[0].strip()
+        if line:
+            lines.append(line)
+    if not lines:
+        raise ValueError(f'{what} file {path!r} has no entries (only blank lines or '
+                         "'#' comments); write one entry per line")
+    return lines
+
+
+def read_class_file(path: str) -> List[List[str]]:
+    """Read a class-name file: one class per line, synonyms separated by commas.
+
+    Format (the same as SCLIP/NACLIP ``name_path`` files)::
+
+        # my classes            <- comments and blank lines are ignored
+        cat
+        person, people, human   <- one class, scored as the max over its names
+        sky
+
+    Args:
+        path (str): a UTF-8 text file.
+
+    Returns:
+        List[List[str]]: one list of names per class, in file order.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: no class in the file, an empty synonym (``'cat,,dog'``) or a
+            class name given twice (names are compared case-insensitively).
+    """
+    classes: List[List[str]] = []
+    for i, line in enumerate(_read_lines(path, 'class-name')):
+        names = [n.strip() for n in line.split(',')]
+        if not all(names):
+            raise ValueError(f'class-name file {path!r}, class {i} ({line!r}): empty '
+                             'name between commas; separate synonyms by single commas')
+        classes.append(names)
+    refuse_duplicate_names(classes, f'class-name file {path!r}')
+    return classes
+
+
+def refuse_duplicate_names(classes: Sequence[Sequence[str]], source: str) -> None:
+    """Raise ValueError naming ``source`` if a name (case- and space-insensitive)
+    belongs to two classes or twice to one."""
+    seen: Dict[str, int] = {}
+    for i, names in enumerate(classes):
+        for name in names:
+            key = ' '.join(name.lower().split())
+            if key in seen:
+                raise ValueError(f'{source}: {name!r} appears twice (classes {seen[key]} '
+                                 f'and {i}); each name may name one class only')
+            seen[key] = i
+
+
 def get_class_names(
     key_or_list: Union[str, Sequence[Union[str, Sequence[str]]]]
 ) -> List[List[str]]:
@@ -94,7 +170,9 @@ def get_class_names(
     Args:
         key_or_list (str | Sequence[str | Sequence[str]]): a key of
             :data:`CLASS_NAMES` (``'voc20'``, ``'context59'``, ``'ade150'``,
-            ``'cityscapes19'``, ``'cocostuff27'``), or an explicit list whose
+            ``'cityscapes19'``, ``'cocostuff27'``), the path of a class-name file
+            (:func:`read_class_file`; an existing file or a ``.txt`` path), or an
+            explicit list whose
             entries are class names (str) or lists of synonyms.
 
     Returns:
@@ -107,10 +185,14 @@ def get_class_names(
             tokenizer lower-cases, so two entries would be the same query).
         TypeError: an entry that is neither a str nor a sequence of str.
     """
+    if isinstance(key_or_list, str) and key_or_list not in CLASS_NAMES \
+            and is_name_file(key_or_list):
+        key_or_list = read_class_file(key_or_list)
     if isinstance(key_or_list, str):
         if key_or_list not in CLASS_NAMES:
             raise ValueError(f'Unknown class-name key {key_or_list!r}; known '
-                             f'keys: {sorted(CLASS_NAMES)}')
+                             f'keys: {sorted(CLASS_NAMES)}, or the path of a class-name '
+                             'file (one class per line)')
         entries = CLASS_NAMES[key_or_list]
     else:
         try:

@@ -8,7 +8,8 @@ Each template holds exactly one ``{}`` placeholder for the class name.
 from typing import Dict, List, Sequence, Union
 
 __all__ = [
-    'IMAGENET_TEMPLATES', 'SCENE_TEMPLATES', 'TEMPLATE_SETS', 'get_templates'
+    'IMAGENET_TEMPLATES', 'SCENE_TEMPLATES', 'TEMPLATE_SETS', 'get_templates',
+    'read_template_file'
 ]
 
 #: The 80 ImageNet prompt templates of CLIP, in the original order.
@@ -113,13 +114,37 @@ TEMPLATE_SETS: Dict[str, List[str]] = {
 }
 
 
+def read_template_file(path: str) -> List[str]:
+    """Read a prompt-template file: one template per line, each with one ``{}``.
+
+    ``#`` comments and blank lines are ignored (so a template cannot contain ``#``).
+
+    Args:
+        path (str): a UTF-8 text file.
+
+    Returns:
+        List[str]: the templates, in file order.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: no template in the file, or a line without exactly one ``{}``.
+    """
+    from .class_names import _read_lines
+    templates = _read_lines(path, 'template')
+    for t in templates:
+        if t.count('{}') != 1:
+            raise ValueError(f"template file {path!r}: {t!r} must contain exactly one '{{}}' "
+                             "(where the class name goes), e.g. 'a photo of a {}.'")
+    return templates
+
+
 def get_templates(name_or_list: Union[str, Sequence[str]]) -> List[str]:
     """Resolve a template set.
 
     Args:
         name_or_list (str | Sequence[str]): a key of :data:`TEMPLATE_SETS`
-            (``'reclip85'``, ``'imagenet80'``, ``'scene5'``, ``'single'``)
-            or an explicit list of templates, each containing exactly one ``'{}'``.
+            (``'reclip85'``, ``'imagenet80'``, ``'scene5'``, ``'single'``), the path
+            of a template file (:func:`read_template_file`), or an explicit list of templates, each containing exactly one ``'{}'``.
 
     Returns:
         List[str]: a new list of templates (safe to mutate).
@@ -129,6 +154,10 @@ def get_templates(name_or_list: Union[str, Sequence[str]]) -> List[str]:
             ``'{}'`` placeholder.
         TypeError: the argument is neither a str nor a sequence of str.
     """
+    from .class_names import is_name_file
+    if isinstance(name_or_list, str) and name_or_list not in TEMPLATE_SETS \
+            and is_name_file(name_or_list):
+        name_or_list = read_template_file(name_or_list)
     if isinstance(name_or_list, str):
         if name_or_list not in TEMPLATE_SETS:
             raise ValueError(

@@ -40,7 +40,8 @@ class MaskCLIPHead(ClassSetStateMixin, BaseDecodeHead):
             or a list of synonyms (a class scores the max over its names).
         text_encoder (dict): config of :class:`OpenCLIPTextEncoder`.
         templates (str | list[str]): prompt templates or a key (``'reclip85'``).
-        num_classes (int): ``C``; must equal ``len(class_names)``.
+        num_classes (int, optional): ``C``; must equal ``len(class_names)``. ``None``:
+            taken from ``class_names`` (e.g. the number of classes in a class-name file).
         in_channels (int): feature dim ``D`` (512 for ViT-B-16).
         show_progress (bool): progress bar while building ``Q``.
         query_cache_dir (str, optional): disk cache of ``Q`` for real CLIP weights
@@ -54,13 +55,15 @@ class MaskCLIPHead(ClassSetStateMixin, BaseDecodeHead):
     def __init__(self,
                  class_names: Union[str, Sequence],
                  text_encoder: dict,
-                 num_classes: int,
+                 num_classes: Optional[int] = None,
                  in_channels: int = 512,
                  templates: Union[str, Sequence[str]] = 'reclip85',
                  show_progress: bool = True,
                  query_cache_dir: Optional[str] = '~/.cache/mmseg_reclip',
                  init_cfg: Optional[dict] = None,
                  **kwargs):
+        if num_classes is None:  # one class per entry of the list / line of the file
+            num_classes = len(normalize_class_names(class_names))
         kwargs.setdefault('channels', in_channels)
         # BaseDecodeHead builds a loss even for a training-free head; avoid its CE default.
         kwargs.setdefault('loss_decode', dict(type='ReCLIPContrastiveLoss'))

@@ -71,7 +71,7 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
                  in_channels: Union[int, Sequence[int]],
                  channels: int = 512,
                  *,
-                 num_classes: int,
+                 num_classes: Optional[int] = None,
                  class_names: Union[str, Sequence],
                  embed_dim: int = 512,
                  pe_channels: int = 768,
@@ -91,6 +91,8 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
                  dropout_ratio: float = 0.0,
                  init_cfg: Optional[dict] = None,
                  **kwargs):
+        if num_classes is None:  # one class per entry of the list / line of the file
+            num_classes = len(normalize_class_names(class_names))
         super().__init__(
             in_channels,
             channels,

@@ -237,7 +237,8 @@ class ReCLIPDistiller(EncoderDecoder):
             errors.append(f'teacher classes {tuple(classes)} differ from the dataset\'s '
                           f'{tuple(dataset_meta["classes"])}')
         teacher_head = self.teacher_cfg.get('decode_head', {})
-        if teacher_head.get('num_classes', head.num_classes) != head.num_classes:
+        # num_classes=None: taken from the class names (checked with them above)
+        if teacher_head.get('num_classes') not in (None, head.num_classes):
             errors.append(f'model.teacher.decode_head.num_classes='
                           f'{teacher_head.get("num_classes")} but the student has '
                           f'{head.num_classes}')
