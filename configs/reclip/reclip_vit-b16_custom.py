@@ -11,9 +11,10 @@ _base_ = [
 model = dict(
     decode_head=dict(
         num_classes={{_base_.num_classes}}, class_names={{_base_.class_names}}),
-    pd_threshold=None)  # prompt denoising has no released threshold for your data
+    pd_threshold={{_base_.pd_threshold}})  # dataset base: no released threshold
 custom_hooks = [
-    dict(type='CropVoteHypothesisHook', window=56, stride=None, min_frequency=0.0),
+    dict(type='CropVoteHypothesisHook', window={{_base_.crop_vote_window}}, stride=None,
+         min_frequency=0.0),
     dict(type='DatasetClassCheckHook'),
 ]
 # No labelled validation folder (custom.py): no val loop.

@@ -14,7 +14,8 @@ ALL = sorted(glob.glob(osp.join(ROOT, '**', '*.py'), recursive=True))
 LEAVES = [p for p in ALL if osp.sep + '_base_' + osp.sep not in p]
 # released crop_size / 6 and the released prompt-denoising thresholds (method §5, §8)
 EXPECTED = {'voc20': (56, 1.0), 'context59': (80, 0.85), 'ade20k': (85, 0.5),
-            'cityscapes': (85, 0.5), 'cocostuff27': (85, 0.95)}
+            'cityscapes': (85, 0.5), 'cocostuff27': (85, 0.95),
+            'custom': (56, None)}  # your own images: 336 crop / 6, no released PD
 
 
 def _bases(path):
