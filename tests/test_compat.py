@@ -474,7 +474,13 @@ def test_train_tool_arguments(toy, monkeypatch):
     cfg = tool.build_cfg(args)
     assert (cfg.work_dir, cfg.resume, cfg.launcher) == ('w', True, 'slurm')
     assert cfg.train_cfg.max_iters == 7
-    assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+    # mmseg's fp16 AmpOptimWrapper on GPUs; without one, bf16 CPU autocast (docs/speed.md)
+    import torch
+    if torch.cuda.is_available():
+        assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+    else:
+        assert cfg.optim_wrapper.type == 'DeviceAmpOptimWrapper'
+        assert cfg.optim_wrapper.dtype == 'bfloat16'
     assert cfg.optim_wrapper.loss_scale == 'dynamic'
 
 
