@@ -25,35 +25,42 @@ The frozen query embeddings (``decode_head.query_embeds``) are not in the releas
 files; the head builds them from CLIP on first use, so the runner's (non-strict) load
 reports them as missing: that is expected.
 
-Only torch is needed (no mmseg import); the file is written atomically.
+The file is written atomically (:func:`mmseg_reclip.models.utils.io.atomic_torch_save`).
+Files converted before the head held its bias extractor and mask decoder as modules
+(keys ``decode_head.context``, ``decode_head.pe_proj.*``, ``decode_head.decoder_conv.*``,
+``decode_head.decoder_norm.*``) still load: the head renames them.
 """
 import argparse
 import difflib
-import os
 import os.path as osp
 import pickle
 import sys
-import tempfile
 import zipfile
 from collections import OrderedDict
 from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
 
+try:
+    from mmseg_reclip.models.utils.io import atomic_torch_save
+except ImportError:  # running from a source checkout that is not installed
+    sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
+    from mmseg_reclip.models.utils.io import atomic_torch_save
+
 PREFIX = 'decode_head.'
 
 #: released key -> mmseg-reclip key (without ``decode_head.``)
 KEY_MAP = OrderedDict([
-    ('text_encoder.prompt_token', 'context'),
-    ('pe_proj.weight', 'pe_proj.weight'),
-    ('pe_proj.bias', 'pe_proj.bias'),
-    ('decoder_conv2.weight', 'decoder_conv.weight'),
-    ('decoder_conv2.bias', 'decoder_conv.bias'),
-    ('decoder_norm2.weight', 'decoder_norm.weight'),
-    ('decoder_norm2.bias', 'decoder_norm.bias'),
-    ('decoder_norm2.running_mean', 'decoder_norm.running_mean'),
-    ('decoder_norm2.running_var', 'decoder_norm.running_var'),
-    ('decoder_norm2.num_batches_tracked', 'decoder_norm.num_batches_tracked'),
+    ('text_encoder.prompt_token', 'bias_extractor.context'),
+    ('pe_proj.weight', 'bias_extractor.pe_proj.weight'),
+    ('pe_proj.bias', 'bias_extractor.pe_proj.bias'),
+    ('decoder_conv2.weight', 'mask_decoder.conv.weight'),
+    ('decoder_conv2.bias', 'mask_decoder.conv.bias'),
+    ('decoder_norm2.weight', 'mask_decoder.norm.weight'),
+    ('decoder_norm2.bias', 'mask_decoder.norm.bias'),
+    ('decoder_norm2.running_mean', 'mask_decoder.norm.running_mean'),
+    ('decoder_norm2.running_var', 'mask_decoder.norm.running_var'),
+    ('decoder_norm2.num_batches_tracked', 'mask_decoder.norm.num_batches_tracked'),
 ])
 
 #: keys that may be absent (old PyTorch BatchNorm had no counter); filled with 0.
@@ -245,24 +252,6 @@ def convert_state_dict(state: Mapping[str, torch.Tensor],
     return out, info
 
 
-def save_atomic(obj, path: str) -> None:
-    """``torch.save`` to a temporary file in the target folder, then ``os.replace``."""
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(path) + '.', suffix='.tmp',
-                               dir=folder)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def convert(src: str,
             dst: str,
             num_classes: Optional[int] = None,
@@ -284,7 +273,7 @@ def convert(src: str,
         torch_version=str(torch.__version__),
         **{k: v for k, v in info.items() if not k.startswith('ignored')},
         num_ignored_keys=len(info['ignored_frozen_clip_keys']) + len(info['ignored_other_keys']))
-    save_atomic(dict(meta=meta, state_dict=state_dict), dst)
+    atomic_torch_save(dict(meta=meta, state_dict=state_dict), dst)
     return info
 
 
