@@ -117,8 +117,9 @@ class ReCLIPHead(MaskCLIPHead):
 
     def reset_trainable(self) -> None:
         """Initialise the trainable parts (method §3/§4)."""
-        self.bias_extractor.init_weights()
-        self.mask_decoder.init_weights()
+        for module in (self.bias_extractor, self.mask_decoder):
+            if hasattr(module, 'init_weights'):  # a swapped-in plain nn.Module has none
+                module.init_weights()
 
     def init_weights(self) -> None:
         # mmengine's default init would overwrite the method's initialisation.
