@@ -110,3 +110,15 @@ def test_heads_draw_the_step_noise(head, message_hub, tmp_path):
         assert torch.equal(got, expected)
         per_iter.append(got)
     assert not torch.equal(per_iter[0], per_iter[1])
+
+
+def test_step_and_sample_seeds_are_one_derivation(message_hub):
+    """``step_seed`` (Gumbel noise) and ``sample_seed`` (augmentation) are both
+    ``derive_seed`` of their components, in order."""
+    from mmseg_reclip.models.utils import derive_seed
+    from mmseg_reclip.utils import sample_seed
+    message_hub.update_info('iter', 7)
+    assert step_seed(3) == derive_seed(3, 7, 0)
+    assert sample_seed(3, 1, 7, 0) == derive_seed(3, 1, 7, 0)
+    assert derive_seed(3, 7, 0) != derive_seed(3, 0, 7)  # order matters
+    assert 0 <= derive_seed(-1, 2**40) < 2**63
