@@ -146,3 +146,17 @@ def test_head_takes_a_swapped_bias_extractor(tmp_path):
         # B = 0: the decoder sees the plain query logits
         expected = head.mask_decoder(feats, head.query_logits(feats))
         torch.testing.assert_close(head.forward((feats, )), expected, rtol=0, atol=0)
+
+
+def test_old_head_arguments_get_a_clear_error(tmp_path):
+    clip = save_random_clip(str(tmp_path / 'tiny.pt'), TINY)
+    init_default_scope('mmseg')
+    with pytest.raises(TypeError, match=r"num_context -> bias_extractor.*gumbel_scale -> "
+                       r'mask_decoder'):
+        MODELS.build(ConfigDict(
+            type='ReCLIPHead', class_names=NAMES, num_classes=C, in_channels=D,
+            templates='single', num_context=4, gumbel_scale=100.0,
+            text_encoder=dict(type='OpenCLIPTextEncoder', model_name=TINY, pretrained=clip)))
+    with pytest.raises(TypeError, match='pe_channels -> bias_extractor'):
+        MODELS.build(dict(type='ReCLIPStudentHead', in_channels=D, channels=D, num_classes=C,
+                          class_names=NAMES, embed_dim=D, pe_channels=768))

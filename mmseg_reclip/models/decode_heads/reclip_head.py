@@ -48,6 +48,26 @@ def rectify(query_logits: torch.Tensor, bias: torch.Tensor, mode: str = 'subtrac
     raise ValueError(f"bias_mode must be 'subtract', 'add' or 'none', got {mode!r}")
 
 
+#: Head arguments that moved into the two component configs (old config -> new place).
+MOVED_ARGS: Dict[str, str] = {
+    'num_context': 'bias_extractor', 'ctx_init': 'bias_extractor',
+    'ref_norm': 'bias_extractor', 'name_token_mode': 'bias_extractor',
+    'pe_channels': 'bias_extractor', 'pe_grid': 'bias_extractor',
+    'decoder_kernel': 'mask_decoder (as kernel_size)', 'gumbel_scale': 'mask_decoder',
+    'gumbel_tau': 'mask_decoder', 'noise_seed': 'mask_decoder',
+}
+
+
+def check_moved_args(head: str, kwargs: dict) -> None:
+    """A clear error for a config written for the heads before the two modules."""
+    moved = [k for k in kwargs if k in MOVED_ARGS]
+    if moved:
+        where = '; '.join(f'{k} -> {MOVED_ARGS[k]}' for k in moved)
+        raise TypeError(f'{head}: {moved} are no longer head arguments; set them in the '
+                        f'component configs ({where}), e.g. '
+                        "bias_extractor=dict(num_context=73), mask_decoder=dict(kernel_size=5).")
+
+
 def with_default_type(cfg: Optional[dict], default_type: str) -> dict:
     """A copy of a component config with ``type`` filled in when it is not given (so a
     leaf config or a test can set only, e.g., ``bias_extractor=dict(num_context=4)``)."""
@@ -103,6 +123,7 @@ class ReCLIPHead(MaskCLIPHead):
                  norm_cfg: dict = dict(type='BN'),
                  loss_decode: dict = dict(type='ReCLIPContrastiveLoss'),
                  **kwargs):
+        check_moved_args('ReCLIPHead', kwargs)
         super().__init__(norm_cfg=norm_cfg, loss_decode=loss_decode, **kwargs)
         rectify(torch.zeros(1), torch.zeros(1), bias_mode)  # validate early
         self.bias_mode = bias_mode

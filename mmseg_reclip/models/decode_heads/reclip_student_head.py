@@ -13,7 +13,7 @@ from ..utils import dense_class_logits, freeze, hypothesis_multi_hot, rename_leg
 from ..utils.class_set import ClassSetStateMixin
 from .aspp_v2_head import ASPPV2  # noqa: F401  (registers the default feature module)
 from .maskclip_head import normalize_class_names
-from .reclip_head import rectify, with_default_type
+from .reclip_head import check_moved_args, rectify, with_default_type
 
 #: Frozen tensors of the head itself copied from the teacher (with every tensor of the
 #: bias extractor and the mask decoder, see `ReCLIPStudentHead.inherited_keys`).
@@ -110,6 +110,7 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
                  dropout_ratio: float = 0.0,
                  init_cfg: Optional[dict] = None,
                  **kwargs):
+        check_moved_args('ReCLIPStudentHead', kwargs)
         super().__init__(
             in_channels,
             channels,
