@@ -25,13 +25,15 @@ The frozen query embeddings (``decode_head.query_embeds``) are not in the releas
 files; the head builds them from CLIP on first use, so the runner's (non-strict) load
 reports them as missing: that is expected.
 
-The file is written atomically (:func:`mmseg_reclip.models.utils.io.atomic_torch_save`).
+Only torch is needed (no mmseg import); the file is written atomically by the project's
+helper (:func:`mmseg_reclip.models.utils.io.atomic_torch_save`, loaded on its own).
 Files converted before the head held its bias extractor and mask decoder as modules
 (keys ``decode_head.context``, ``decode_head.pe_proj.*``, ``decode_head.decoder_conv.*``,
 ``decode_head.decoder_norm.*``) still load: the head renames them.
 """
 import argparse
 import difflib
+import importlib.util
 import os.path as osp
 import pickle
 import sys
@@ -41,11 +43,24 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
 
-try:
-    from mmseg_reclip.models.utils.io import atomic_torch_save
-except ImportError:  # running from a source checkout that is not installed
-    sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
-    from mmseg_reclip.models.utils.io import atomic_torch_save
+
+def _shared_io():
+    """``mmseg_reclip/models/utils/io.py`` (the project's one atomic-write helper),
+    loaded on its own: importing the package would import mmseg and mmcv, and this
+    tool needs only torch (its errors stay one clean line)."""
+    here = osp.join(osp.dirname(osp.abspath(__file__)), '..', '..', 'mmseg_reclip')
+    root = here if osp.isdir(here) else None
+    if root is None:  # a copy of the tool outside the checkout: the installed package
+        spec = importlib.util.find_spec('mmseg_reclip')  # finds it without importing it
+        root = osp.dirname(spec.origin)
+    spec = importlib.util.spec_from_file_location(
+        '_mmseg_reclip_io', osp.join(root, 'models', 'utils', 'io.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+atomic_torch_save = _shared_io().atomic_torch_save
 
 PREFIX = 'decode_head.'
 
