@@ -195,8 +195,8 @@ def main():
 
                 def reference():
                     with autocast(precision):
-                        ref = head.reference_embeddings()
-                    head.context.grad = None
+                        ref = head.bias_extractor.reference_embeddings()
+                    head.bias_extractor.context.grad = None
                     ref.float().square().sum().backward()
 
                 def step():
@@ -302,20 +302,20 @@ def main():
     # ------------------------------------------------------------- Reference: naive vs ours
     if 'reference' not in args.skip:
         enc = head.text_encoder
-        ctx = head.context.detach().clone().requires_grad_(True)
+        ctx = head.bias_extractor.context.detach().clone().requires_grad_(True)
 
         def ref_step(fn, precision):
             def run():
                 ctx.grad = None
                 with autocast(precision):
-                    out = fn(ctx, head.ref_tokens, head.ref_eot)
+                    out = fn(ctx, head.bias_extractor.ref_tokens, head.bias_extractor.ref_eot)
                 out.float().sum().backward()
             return run
 
         with torch.no_grad():
-            diff = (enc.encode_context_prompts(ctx, head.ref_tokens, head.ref_eot) -
-                    enc.encode_context_prompts_naive(ctx, head.ref_tokens,
-                                                     head.ref_eot)).abs().max().item()
+            tokens, eot = head.bias_extractor.ref_tokens, head.bias_extractor.ref_eot
+            diff = (enc.encode_context_prompts(ctx, tokens, eot) -
+                    enc.encode_context_prompts_naive(ctx, tokens, eot)).abs().max().item()
         result['reference_encoding']['max_abs_diff_fp32'] = diff
         result['reference_encoding']['context'] = int(ctx.shape[0])
         for precision in args.precisions:

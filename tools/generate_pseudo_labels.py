@@ -29,7 +29,6 @@ import logging
 import os
 import os.path as osp
 import sys
-import tempfile
 
 _REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if _REPO_ROOT not in sys.path:
@@ -48,7 +47,7 @@ from mmseg_reclip.datasets.transforms.pseudo_label import (  # noqa: E402
     PSEUDO_LABEL_META, pseudo_label_name)
 from mmseg_reclip.datasets.image_listing import collect_img_paths  # noqa: E402
 from mmseg_reclip.engine.runner.work_dir import remove_stale_tmp_files  # noqa: E402
-from mmseg_reclip.models.utils.io import TMP_PREFIX  # noqa: E402
+from mmseg_reclip.models.utils.io import atomic_write  # noqa: E402
 
 META_FILE = PSEUDO_LABEL_META
 
@@ -93,25 +92,14 @@ def read_meta(path: str) -> dict:
 
 
 def save_png_atomic(label: np.ndarray, path: str) -> None:
-    folder = osp.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix='.png', dir=folder)
-    os.close(fd)
-    try:
-        Image.fromarray(label.astype(np.uint8), mode='L').save(tmp, format='PNG')
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Write a ``uint8`` label map as a PNG through :func:`atomic_write`."""
+    atomic_write(path, lambda f: Image.fromarray(label.astype(np.uint8), mode='L').save(
+        f, format='PNG'))
 
 
 def write_json_atomic(obj: dict, path: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix='.json', dir=osp.dirname(path))
-    with os.fdopen(fd, 'w') as f:
-        json.dump(obj, f, indent=1)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    """Write ``obj`` as JSON through :func:`atomic_write`."""
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1).encode()))
 
 
 def main(argv=None):

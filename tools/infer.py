@@ -36,8 +36,7 @@ import json
 import os
 import os.path as osp
 import sys
-import tempfile
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 _REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if _REPO_ROOT not in sys.path:
@@ -51,7 +50,7 @@ from mmseg_reclip.datasets.class_names import (get_class_names,  # noqa: E402
                                                read_class_file, refuse_duplicate_names)
 from mmseg_reclip.datasets.templates import get_templates  # noqa: E402
 from mmseg_reclip.datasets.unlabeled import IMAGE_EXTENSIONS, list_images  # noqa: E402
-from mmseg_reclip.models.utils.io import TMP_PREFIX  # noqa: E402
+from mmseg_reclip.models.utils.io import atomic_write  # noqa: E402
 
 TRAINING_FREE = {'MaskCLIP'}
 LIST_EXTENSIONS = ('.txt', '.lst', '.list')  # a file of image paths, one a line  # segmentor types whose classes are free at run time
@@ -258,47 +257,24 @@ def _default_device() -> str:
 
 
 # ---------------------------------------------------------------------------- outputs
-def atomic_write(path: str, write: Callable[[str], None], suffix: str) -> None:
-    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it."""
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=suffix, dir=folder)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def write_png(path: str, array: np.ndarray) -> None:
     import cv2
 
-    def write(tmp):
-        # cv2.imencode + a plain file write: cv2.imwrite mangles non-ASCII paths on some
-        # platforms, and the temporary name's suffix is not the format anyway.
-        ok, buf = cv2.imencode('.png', array)
-        if not ok:
-            raise IOError(f'could not encode {path}')
-        with open(tmp, 'wb') as f:
-            f.write(buf.tobytes())
-    atomic_write(path, write, '.png')
+    # cv2.imencode + a plain file write: cv2.imwrite mangles non-ASCII paths on some
+    # platforms.
+    ok, buf = cv2.imencode('.png', array)
+    if not ok:
+        raise IOError(f'could not encode {path}')
+    atomic_write(path, lambda f: f.write(buf.tobytes()))
 
 
 def write_npy(path: str, array: np.ndarray) -> None:
-    def write(tmp):
-        with open(tmp, 'wb') as f:
-            np.save(f, array)
-    atomic_write(path, write, '.npy')
+    atomic_write(path, lambda f: np.save(f, array))
 
 
 def write_json(path: str, obj) -> None:
-    def write(tmp):
-        with open(tmp, 'w', encoding='utf-8') as f:
-            json.dump(obj, f, indent=2, ensure_ascii=False)
-    atomic_write(path, write, '.json')
+    text = json.dumps(obj, indent=2, ensure_ascii=False)
+    atomic_write(path, lambda f: f.write(text.encode('utf-8')))
 
 
 def overlay(rgb: np.ndarray, label: np.ndarray, names: Sequence[str], opacity: float,

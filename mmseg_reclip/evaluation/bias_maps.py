@@ -1,8 +1,9 @@
 """The one place that reads the bias tensors out of a model (for the bias report).
 
-:func:`compute_bias_maps` calls the heads' public methods (``query_logits``, ``bias``,
-``decode``) and :func:`~mmseg_reclip.models.decode_heads.reclip_head.rectify`; when bias
-extraction and the mask decoder move into their own modules, only this file changes.
+:func:`compute_bias_maps` calls the heads' ``query_logits``, their two modules
+(``bias_extractor``: ``B``; ``mask_decoder``: ``O``) and
+:func:`~mmseg_reclip.models.decode_heads.reclip_head.rectify`, and the segmentor's
+prompt denoising (:class:`~mmseg_reclip.models.segmentors.PromptDenoiseMixin`).
 """
 from typing import Dict, Optional, Tuple
 
@@ -10,15 +11,16 @@ import torch
 import torch.nn as nn
 
 from mmseg_reclip.models.decode_heads.reclip_head import rectify
-from mmseg_reclip.models.segmentors.maskclip import logits_to_input_size, prompt_denoise
+from mmseg_reclip.models.segmentors.maskclip import logits_to_input_size
+from mmseg_reclip.models.segmentors.prompt_denoise import prompt_denoise
 
 
 def head_kind(head: nn.Module) -> str:
     """``'student'`` (:class:`ReCLIPStudentHead`), ``'reclip'`` (a head with a bias
     extractor, :class:`ReCLIPHead`) or ``'query'`` (query logits only, MaskCLIP)."""
-    if hasattr(head, 'forward_features') and hasattr(head, 'bias'):
+    if hasattr(head, 'forward_features') and hasattr(head, 'bias_extractor'):
         return 'student'
-    if hasattr(head, 'bias') and hasattr(head, 'decode'):
+    if hasattr(head, 'bias_extractor') and hasattr(head, 'mask_decoder'):
         return 'reclip'
     if hasattr(head, 'query_logits'):
         return 'query'
@@ -32,7 +34,7 @@ def bias_map(head: nn.Module, size: Tuple[int, int]) -> Optional[torch.Tensor]:
     ``None`` for a head without a bias extractor (MaskCLIP)."""
     if head_kind(head) == 'query':
         return None
-    return head.bias(tuple(size))
+    return head.bias_extractor(tuple(size))
 
 
 @torch.no_grad()
@@ -65,14 +67,23 @@ def compute_bias_maps(model: nn.Module, inputs: torch.Tensor) -> Dict[str, torch
     if kind == 'query':
         logits = out['Lq']
     else:
-        out['B'] = head.bias(tuple(feats.shape[-2:]))
+        out['B'] = head.bias_extractor(tuple(feats.shape[-2:]))
         out['Lr'] = rectify(out['Lq'], out['B'], head.bias_mode)
-        logits = head.decode(feats) if kind == 'student' else head.decode(feats, out['Lr'])
+        logits = head.mask_decoder(feats, out['Lr'])
         out['logits'] = logits
+    logits = _denoise(model, logits, 'grid')
     seg = logits_to_input_size(logits, inputs.shape[-2:],
                                getattr(model.backbone, 'patch_size', None),
                                getattr(model, 'align_corners', False))
-    if getattr(model, 'pd_threshold', None) is not None:
-        seg = prompt_denoise(seg, model.pd_threshold, getattr(model, 'pd_temperature', 10.0))
-    out['masks'] = seg.argmax(dim=1)
+    out['masks'] = _denoise(model, seg, 'upsampled').argmax(dim=1)
     return out
+
+
+def _denoise(model: nn.Module, logits: torch.Tensor, stage: str) -> torch.Tensor:
+    """The segmentor's prompt denoising at ``stage`` (``'grid'``/``'upsampled'``); a
+    model without the mixin but with a ``pd_threshold`` denoises the upsampled logits."""
+    if hasattr(model, 'denoise'):
+        return model.denoise(logits, stage)
+    if stage == 'upsampled' and getattr(model, 'pd_threshold', None) is not None:
+        return prompt_denoise(logits, model.pd_threshold, getattr(model, 'pd_temperature', 10.0))
+    return logits

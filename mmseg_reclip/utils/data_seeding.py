@@ -38,6 +38,7 @@ from mmengine.dist import get_rank, sync_random_seed
 from mmseg.registry import DATA_SAMPLERS, DATASETS
 from torch.utils.data import Dataset, Sampler
 
+from ..models.utils.seeding import derive_seed
 from .dist import log_once
 
 __all__ = [
@@ -53,8 +54,7 @@ def sample_seed(seed: int, epoch: int, position: int, rank: int) -> int:
     ``epoch`` (iteration-based training: one endless epoch, ``position = iteration ×
     batch_size + slot``).
     """
-    state = np.random.SeedSequence([int(seed) % 2**63, int(epoch), int(position), int(rank)])
-    return int(state.generate_state(1, dtype=np.uint64)[0] % 2**63)
+    return derive_seed(seed, epoch, position, rank)
 
 
 class SeededIndex(int):

@@ -85,7 +85,8 @@ class NoiseFreeReCLIPHead(ReCLIPHead):
     """ReCLIP head whose masks are straight-through argmax masks without Gumbel noise."""
 
     def sample_masks(self, logits: torch.Tensor) -> torch.Tensor:
-        soft = (self.gumbel_scale * logits / self.gumbel_tau).softmax(1)
+        decoder = self.mask_decoder
+        soft = (decoder.gumbel_scale * logits / decoder.gumbel_tau).softmax(1)
         hard = torch.zeros_like(soft).scatter_(1, soft.argmax(1, keepdim=True), 1.0)
         return hard - soft.detach() + soft
 

@@ -62,7 +62,7 @@ data_root = {data_root!r}
 model = dict(
     backbone=dict(model_name={TINY!r}, pretrained=clip),
     decode_head=dict({head_extra}
-        in_channels=64, templates='single', num_context=4,
+        in_channels=64, templates='single', bias_extractor=dict(num_context=4),
         text_encoder=dict(model_name={TINY!r}, pretrained=clip)))
 train_pipeline = {pipeline}
 test_pipeline = [

@@ -56,7 +56,8 @@ def model_cfg(clip_path):
                       pretrained=clip_path),
         decode_head=dict(
             type='ReCLIPHead', in_channels=64, num_classes=20, class_names='voc20',
-            templates='single', num_context=4, norm_cfg=dict(type='BN'),
+            templates='single', bias_extractor=dict(num_context=4),
+            norm_cfg=dict(type='BN'),
             text_encoder=dict(type='OpenCLIPTextEncoder', model_name='ViT-Tiny-16-test',
                               pretrained=clip_path)))
 

@@ -16,9 +16,9 @@ def models(tmp_path_factory):
     reclip = build_model(STAGE1, clip_options(clip))
     with torch.no_grad():  # a non-trivial "trained" head: random decoder BN statistics
         head = reclip.decode_head
-        head.decoder_norm.running_mean.normal_()
-        head.decoder_norm.running_var.uniform_(0.5, 2)
-        head.pe_proj.weight.normal_(0, 0.1)
+        head.mask_decoder.norm.running_mean.normal_()
+        head.mask_decoder.norm.running_var.uniform_(0.5, 2)
+        head.bias_extractor.pe_proj.weight.normal_(0, 0.1)
     student = build_model(STAGE2, student_options('unused.pth'))
     student.decode_head.load_from_teacher(reclip.decode_head)
     maskclip = build_model(MASKCLIP, clip_options(clip))

@@ -38,9 +38,9 @@ def files(tmp_path_factory):
     teacher.init_weights()
     head = teacher.decode_head
     with torch.no_grad():
-        head.context.normal_(0, 0.02)
-        head.pe_proj.weight.normal_(0, 0.05)
-        head.decoder_norm.running_var.uniform_(0.5, 2.0)
+        head.bias_extractor.context.normal_(0, 0.02)
+        head.bias_extractor.pe_proj.weight.normal_(0, 0.05)
+        head.mask_decoder.norm.running_var.uniform_(0.5, 2.0)
     ckpt = str(root / 'teacher.pth')
     classes = tuple(n[0] for n in head.class_names)
     torch.save(dict(meta=dict(dataset_meta=dict(classes=classes)),
@@ -142,7 +142,7 @@ def test_stage1_step_bf16_close_to_fp32(files):
     for name, g in amp_grads.items():
         assert g.dtype == torch.float32 and torch.isfinite(g).all(), name
     # BN statistics were updated in fp32 and stayed finite
-    bn = amp_model.decode_head.decoder_norm
+    bn = amp_model.decode_head.mask_decoder.norm
     assert bn.running_mean.dtype == torch.float32 and torch.isfinite(bn.running_var).all()
     for (n, p), (_, q) in zip(ref_model.named_parameters(), amp_model.named_parameters()):
         if p.requires_grad:
@@ -165,13 +165,13 @@ def test_inference_bf16_close_to_fp32(files):
     model = build(teacher_cfg(files[0]))
     model.init_weights()
     with torch.no_grad():
-        model.decode_head.context.normal_(0, 0.02)
+        model.decode_head.bias_extractor.context.normal_(0, 0.02)
     model.eval()
     img = images(1, (64, 96), seed=3)
     metas = [dict(img_shape=(64, 96), ori_shape=(64, 96), pad_shape=(64, 96))]
     with torch.no_grad():
         ref = model.encode_decode(img, metas)
-        model.decode_head._bias_cache.clear()
+        model.decode_head.bias_extractor._cache.clear()
         with precision_context('bf16', 'cpu'):
             amp = model.encode_decode(img, metas)  # caches a bias computed under bf16
         again = model.encode_decode(img, metas)  # fp32 after bf16: not the bf16 bias
@@ -181,7 +181,7 @@ def test_inference_bf16_close_to_fp32(files):
     assert agree >= 0.9, agree
     assert torch.equal(again, ref)
     # the bias cache keeps the bf16 and the fp32 bias apart
-    assert len(model.decode_head._bias_cache) == 2
+    assert len(model.decode_head.bias_extractor._cache) == 2
 
 
 def test_crop_vote_scores_bf16_close_to_fp32(files):

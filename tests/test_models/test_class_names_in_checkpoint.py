@@ -37,7 +37,7 @@ def model_cfg(clip, names=NAMES4, templates='single', head='ReCLIPHead'):
         templates=templates, show_progress=False, query_cache_dir=None,
         text_encoder=dict(type='OpenCLIPTextEncoder', model_name=TINY, pretrained=clip))
     if head == 'ReCLIPHead':
-        head_cfg.update(num_context=4, norm_cfg=dict(type='BN'))
+        head_cfg.update(bias_extractor=dict(num_context=4), norm_cfg=dict(type='BN'))
     return dict(
         type='ReCLIP',
         data_preprocessor=dict(type='SegDataPreProcessor', mean=MEAN, std=STD,
@@ -59,7 +59,7 @@ def ckpt(clip_file, tmp_path_factory):
     model = build(model_cfg(clip_file))
     model.init_weights()
     with torch.no_grad():
-        model.decode_head.context.normal_(0, 0.02)
+        model.decode_head.bias_extractor.context.normal_(0, 0.02)
     path = str(tmp_path_factory.mktemp('ckpt') / 'iter_10.pth')
     torch.save(dict(meta=dict(), state_dict=model.state_dict()), path)
     return path
@@ -81,7 +81,8 @@ def test_same_class_set_loads_exactly(clip_file, ckpt):
     model = build(model_cfg(clip_file))
     load_checkpoint(model, ckpt, map_location='cpu')
     state = torch.load(ckpt, map_location='cpu', weights_only=True)['state_dict']
-    assert torch.equal(model.decode_head.context, state['decode_head.context'])
+    assert torch.equal(model.decode_head.bias_extractor.context,
+                       state['decode_head.bias_extractor.context'])
     assert bool(model.decode_head.query_ready)
     assert torch.equal(model.decode_head.queries(), state['decode_head.query_embeds'])
 
@@ -182,7 +183,7 @@ def student_cfg(clip, teacher_ckpt, names=NAMES4, teacher_names=NAMES4):
                       norm_cfg=dict(type='BN'), contract_dilation=True),
         decode_head=dict(type='ReCLIPStudentHead', in_channels=128, in_index=3, channels=32,
                          num_classes=len(names), class_names=names, embed_dim=64,
-                         pe_channels=64, pe_grid=(14, 14)),
+                         bias_extractor=dict(pe_channels=64, pe_grid=(14, 14))),
         train_cfg=dict(),
         test_cfg=dict(mode='whole'))
 
@@ -247,8 +248,9 @@ def test_tools_test_refuses_a_checkpoint_of_other_classes(clip_file, tmp_path):
 def test_student_never_inherited_with_missing_tensors(clip_file, ckpt, tmp_path):
     model = build(student_cfg(clip_file, ckpt))
     model.init_weights()
-    state = {k: v for k, v in model.state_dict().items() if k != 'decode_head.reference'}
+    state = {k: v for k, v in model.state_dict().items()
+             if k != 'decode_head.bias_extractor.reference'}
     fresh = build(student_cfg(clip_file, None))
-    with pytest.raises(ValueError, match=r"lacks \['reference'\]"):
+    with pytest.raises(ValueError, match=r"lacks \['bias_extractor.reference'\]"):
         fresh.load_state_dict(state, strict=False)
     assert not bool(fresh.decode_head.inherited)

@@ -28,15 +28,15 @@ def teacher_cfg(clip):
         backbone=dict(type='CLIPViTBackbone', model_name=TINY, pretrained=clip),
         decode_head=dict(
             type='ReCLIPHead', in_channels=64, num_classes=20, class_names='voc20',
-            templates='single', num_context=4, norm_cfg=dict(type='BN'),
+            templates='single', bias_extractor=dict(num_context=4), norm_cfg=dict(type='BN'),
             query_cache_dir=None,
             text_encoder=dict(type='OpenCLIPTextEncoder', model_name=TINY, pretrained=clip)))
 
 
 def student_cfg(clip, ckpt, **head):
     head_cfg = dict(type='ReCLIPStudentHead', in_channels=128, in_index=3, channels=32,
-                    num_classes=20, class_names='voc20', embed_dim=64, pe_channels=64,
-                    pe_grid=(14, 14))
+                    num_classes=20, class_names='voc20', embed_dim=64,
+                    bias_extractor=dict(pe_channels=64, pe_grid=(14, 14)))
     head_cfg.update(head)
     return dict(
         type='ReCLIPDistiller',
@@ -70,14 +70,14 @@ def files(tmp_path_factory):
     teacher.init_weights()
     head = teacher.decode_head
     with torch.no_grad():
-        head.context.normal_(0, 0.02)
-        head.pe_proj.weight.normal_(0, 0.05)
-        head.pe_proj.bias.normal_(0, 0.05)
-        head.decoder_conv.bias.normal_(0, 0.1)
-        head.decoder_norm.weight.uniform_(0.5, 1.5)
-        head.decoder_norm.bias.normal_(0, 0.1)
-        head.decoder_norm.running_mean.normal_(0, 0.1)
-        head.decoder_norm.running_var.uniform_(0.5, 2.0)
+        head.bias_extractor.context.normal_(0, 0.02)
+        head.bias_extractor.pe_proj.weight.normal_(0, 0.05)
+        head.bias_extractor.pe_proj.bias.normal_(0, 0.05)
+        head.mask_decoder.conv.bias.normal_(0, 0.1)
+        head.mask_decoder.norm.weight.uniform_(0.5, 1.5)
+        head.mask_decoder.norm.bias.normal_(0, 0.1)
+        head.mask_decoder.norm.running_mean.normal_(0, 0.1)
+        head.mask_decoder.norm.running_var.uniform_(0.5, 2.0)
     ckpt = str(root / 'teacher.pth')
     classes = tuple(n[0] for n in head.class_names)
     torch.save(dict(meta=dict(dataset_meta=dict(classes=classes)),
@@ -151,10 +151,10 @@ def test_student_head_inherits_teacher_exactly(files):
         assert torch.equal(student_head.bias(size), bias_ref)
         assert torch.equal(ours, ref), (ours - ref).abs().max()
     # A frozen snapshot: later changes to the teacher do not reach the student.
-    before = student_head.decoder_weight.clone()
+    before = student_head.mask_decoder.conv.weight.clone()
     with torch.no_grad():
-        teacher_head.decoder_conv.weight.add_(1)
-    assert torch.equal(student_head.decoder_weight, before)
+        teacher_head.mask_decoder.conv.weight.add_(1)
+    assert torch.equal(student_head.mask_decoder.conv.weight, before)
 
 
 def test_inherited_parts_survive_checkpoint_without_teacher(files, tmp_path):
@@ -253,11 +253,13 @@ def test_each_loss_trains_the_student_and_nothing_else(files):
     # The teacher and the inherited parts never get a gradient.
     assert all(p.grad is None and not p.requires_grad for p in teacher.parameters())
     param_names = {n for n, _ in model.named_parameters()}
-    from mmseg_reclip.models.decode_heads.reclip_student_head import INHERITED_BUFFERS
-    assert len(INHERITED_BUFFERS) == 13
-    for name in INHERITED_BUFFERS:
-        buf = getattr(model.decode_head, name)
-        assert f'decode_head.{name}' not in param_names
+    inherited = model.decode_head.inherited_keys()
+    assert len(inherited) == 12  # Q, name map, R, PE grid, PE proj (2), conv (2), BN (4)
+    tensors = dict(model.decode_head.named_parameters())
+    tensors.update(model.decode_head.named_buffers())
+    for name in inherited:
+        buf = tensors[name]
+        assert f'decode_head.{name}' not in param_names or not buf.requires_grad
         assert not buf.requires_grad and buf.grad is None
 
     # The optimizer sees exactly the student's trainable parameters.
@@ -324,7 +326,7 @@ def test_teacher_class_mismatch_is_a_clear_error(files):
 
 def test_student_shape_mismatch_names_the_field(files):
     clip, ckpt = files
-    model = build(student_cfg(clip, ckpt, pe_channels=768))
+    model = build(student_cfg(clip, ckpt, bias_extractor=dict(pe_channels=768, pe_grid=(14, 14))))
     with pytest.raises(ValueError, match='pe_channels'):
         model.init_weights()
 

@@ -92,13 +92,15 @@ def test_heads_draw_the_step_noise(head, message_hub, tmp_path):
         module = MODELS.build(dict(
             type='ReCLIPHead', class_names=['cat', 'dog', 'sky'], num_classes=3,
             in_channels=64, templates='single', show_progress=False, query_cache_dir=None,
-            num_context=4, noise_seed=9, gumbel_scale=7.0, gumbel_tau=0.5,
+            bias_extractor=dict(num_context=4),
+            mask_decoder=dict(noise_seed=9, gumbel_scale=7.0, gumbel_tau=0.5),
             text_encoder=dict(type='OpenCLIPTextEncoder', model_name=TINY, pretrained=clip)))
     else:
         module = MODELS.build(dict(
             type='ReCLIPStudentHead', in_channels=8, channels=8, num_classes=3,
-            class_names=['cat', 'dog', 'sky'], embed_dim=8, pe_channels=8, pe_grid=(2, 2),
-            feature_module=None, noise_seed=9, gumbel_scale=7.0, gumbel_tau=0.5))
+            class_names=['cat', 'dog', 'sky'], embed_dim=8,
+            bias_extractor=dict(pe_channels=8, pe_grid=(2, 2)), feature_module=None,
+            mask_decoder=dict(noise_seed=9, gumbel_scale=7.0, gumbel_tau=0.5)))
     logits = torch.randn(2, 3, 6, 6, generator=torch.Generator().manual_seed(0))
     per_iter = []
     for it in (0, 1):
@@ -108,3 +110,15 @@ def test_heads_draw_the_step_noise(head, message_hub, tmp_path):
         assert torch.equal(got, expected)
         per_iter.append(got)
     assert not torch.equal(per_iter[0], per_iter[1])
+
+
+def test_step_and_sample_seeds_are_one_derivation(message_hub):
+    """``step_seed`` (Gumbel noise) and ``sample_seed`` (augmentation) are both
+    ``derive_seed`` of their components, in order."""
+    from mmseg_reclip.models.utils import derive_seed
+    from mmseg_reclip.utils import sample_seed
+    message_hub.update_info('iter', 7)
+    assert step_seed(3) == derive_seed(3, 7, 0)
+    assert sample_seed(3, 1, 7, 0) == derive_seed(3, 1, 7, 0)
+    assert derive_seed(3, 7, 0) != derive_seed(3, 0, 7)  # order matters
+    assert 0 <= derive_seed(-1, 2**40) < 2**63

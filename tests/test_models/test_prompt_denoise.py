@@ -111,3 +111,24 @@ def test_unknown_mode_is_refused(option):
     from mmseg_reclip.models.segmentors import MaskCLIP
     with pytest.raises(ValueError, match=list(option)[0]):
         MaskCLIP(backbone=dict(), decode_head=dict(), **option)
+
+
+def test_distiller_takes_the_same_denoise_path():
+    """The distiller and the CLIP segmentors share one prompt-denoising path
+    (:class:`PromptDenoiseMixin`): same settings, same result; the distiller has no
+    grid-level mode."""
+    from mmseg_reclip.models.segmentors import MaskCLIP, PromptDenoiseMixin, ReCLIPDistiller
+    assert issubclass(MaskCLIP, PromptDenoiseMixin)
+    assert issubclass(ReCLIPDistiller, PromptDenoiseMixin)
+    assert ReCLIPDistiller.inference is MaskCLIP.inference is PromptDenoiseMixin.inference
+    logits = torch.randn(2, 5, 6, 6, generator=torch.Generator().manual_seed(0))
+    mixin = PromptDenoiseMixin()
+    mixin.init_prompt_denoise(0.99, 10.0, 'upsampled', pd_fallback=False)
+    assert torch.equal(mixin.denoise(logits, 'upsampled'),
+                       prompt_denoise(logits, 0.99, 10.0, fallback=False))
+    assert mixin.denoise(logits, 'grid') is logits  # not this segmentor's stage
+    mixin.init_prompt_denoise(None)
+    assert mixin.denoise(logits) is logits  # off
+    with pytest.raises(ValueError, match='pd_mode'):
+        ReCLIPDistiller.init_prompt_denoise(ReCLIPDistiller.__new__(ReCLIPDistiller), 0.5,
+                                            pd_mode='grid')

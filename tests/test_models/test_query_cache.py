@@ -28,7 +28,7 @@ def build(clip, cache_dir):
 def test_cache_is_reused_only_when_valid(clip, tmp_path):
     first = build(clip, tmp_path)
     fresh = first.queries().clone()
-    path = first._query_cache_path()
+    path = first._query_cache().path
     saved = torch.load(path, weights_only=True)
     assert saved['names'] == NAMES
     torch.testing.assert_close(saved['queries'], fresh, rtol=0, atol=0)

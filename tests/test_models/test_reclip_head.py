@@ -20,8 +20,9 @@ CLASS_NAMES = ['cat', 'dining table', 'hippopotamus', ['tv monitor', 'television
 C = len(CLASS_NAMES)
 D = 64  # tiny CLIP embedding dim
 TRAINABLE = {
-    'context', 'pe_proj.weight', 'pe_proj.bias', 'decoder_conv.weight', 'decoder_conv.bias',
-    'decoder_norm.weight', 'decoder_norm.bias'
+    'bias_extractor.context', 'bias_extractor.pe_proj.weight', 'bias_extractor.pe_proj.bias',
+    'mask_decoder.conv.weight', 'mask_decoder.conv.bias', 'mask_decoder.norm.weight',
+    'mask_decoder.norm.bias'
 }
 
 
@@ -39,7 +40,7 @@ def head_cfg(clip_file, **kwargs):
         templates='single',
         show_progress=False,
         text_encoder=dict(type='OpenCLIPTextEncoder', model_name=TINY, pretrained=clip_file),
-        num_context=8,
+        bias_extractor=dict(num_context=8),
         norm_cfg=dict(type='BN', requires_grad=True))
     if 'query_cache_dir' in inspect.signature(MaskCLIPHead.__init__).parameters:
         cfg['query_cache_dir'] = None  # never write a cache under ~ from the tests
@@ -62,12 +63,12 @@ def randomize_decoder(head, seed=0):
     """Non-trivial BN statistics so that eval BN is not the identity."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        bn = head.decoder_norm
+        bn = head.mask_decoder.norm
         bn.running_mean.copy_(0.1 * torch.randn(C, generator=g))
         bn.running_var.copy_(0.5 + torch.rand(C, generator=g))
         bn.weight.copy_(1 + 0.2 * torch.randn(C, generator=g))
         bn.bias.copy_(0.1 * torch.randn(C, generator=g))
-        head.pe_proj.bias.copy_(0.1 * torch.randn(D, generator=g))
+        head.bias_extractor.pe_proj.bias.copy_(0.1 * torch.randn(D, generator=g))
 
 
 # -- bias, rectification, decoder --------------------------------------------------------
@@ -97,13 +98,15 @@ def test_head_bias_is_projected_pe_times_reference(clip_file):
     head.eval()
     size = (3, 5)
     with torch.no_grad():
-        ref = head.reference_embeddings()
+        ref = head.bias_extractor.reference_embeddings()
         # P by hand: bicubic resize of CLIP's PE grid, then W·pe + b per position
         grid = F.interpolate(head.text_encoder.image_pos_embed[None], size=size,
                              mode='bicubic', align_corners=False)[0]
-        weight = head.pe_proj.weight[:, :, 0, 0]
-        pos = (weight @ grid.flatten(1) + head.pe_proj.bias[:, None]).reshape(D, *size)
-        torch.testing.assert_close(head.positional_features(size), pos, rtol=1e-5, atol=1e-6)
+        weight = head.bias_extractor.pe_proj.weight[:, :, 0, 0]
+        pos = (weight @ grid.flatten(1) + head.bias_extractor.pe_proj.bias[:, None])
+        pos = pos.reshape(D, *size)
+        torch.testing.assert_close(head.bias_extractor.positional_features(size), pos,
+                                   rtol=1e-5, atol=1e-6)
         bias = head.bias(size)
     assert ref.shape == (C, D)
     torch.testing.assert_close(ref.norm(), torch.tensor(1.0))  # R / ||R||_F (released)
@@ -111,11 +114,12 @@ def test_head_bias_is_projected_pe_times_reference(clip_file):
 
 
 def test_reference_norm_modes(clip_file):
-    head = build_head(clip_file, ref_norm='row')
+    head = build_head(clip_file, bias_extractor=dict(ref_norm='row'))
     with torch.no_grad():
-        torch.testing.assert_close(head.reference_embeddings().norm(dim=-1), torch.ones(C))
+        torch.testing.assert_close(head.bias_extractor.reference_embeddings().norm(dim=-1),
+                                   torch.ones(C))
     with pytest.raises(ValueError, match='ref_norm'):
-        build_head(clip_file, ref_norm='frobenius')
+        build_head(clip_file, bias_extractor=dict(ref_norm='frobenius'))
 
 
 def test_rectify_modes():
@@ -141,12 +145,12 @@ def test_head_forward_matches_independent(clip_file, bias_mode):
         per_name = torch.einsum('bdhw,nd->bnhw', feats, queries)
         lq = torch.stack([per_name[:, 0], per_name[:, 1], per_name[:, 2],
                           torch.maximum(per_name[:, 3], per_name[:, 4])], dim=1)
-        pos = head.positional_features((3, 5))
-        bias = loop_bias(pos, head.reference_embeddings()).float()
+        pos = head.bias_extractor.positional_features((3, 5))
+        bias = loop_bias(pos, head.bias_extractor.reference_embeddings()).float()
         rect = {'subtract': lq - bias, 'add': lq + bias, 'none': lq}[bias_mode]
-        x = F.conv2d(torch.cat([feats, rect], 1), head.decoder_conv.weight,
-                     head.decoder_conv.bias, padding=2)
-        bn = head.decoder_norm
+        x = F.conv2d(torch.cat([feats, rect], 1), head.mask_decoder.conv.weight,
+                     head.mask_decoder.conv.bias, padding=2)
+        bn = head.mask_decoder.norm
         expected = (x - bn.running_mean[:, None, None]) / torch.sqrt(
             bn.running_var[:, None, None] + bn.eps) * bn.weight[:, None, None] + \
             bn.bias[:, None, None]
@@ -185,14 +189,15 @@ def test_bias_cached_at_eval_per_size(clip_file):
     torch.testing.assert_close(b3, b1)
 
     state = {k: v.clone() for k, v in head.state_dict().items()}
-    state['context'] += 0.5
-    state['pe_proj.bias'] += 0.5
+    state['bias_extractor.context'] += 0.5
+    state['bias_extractor.pe_proj.bias'] += 0.5
     head.load_state_dict(state, strict=True)
     b4 = head.bias((3, 4))
     assert b4 is not b3
     assert (b4 - b3).abs().max() > 1e-4
     with torch.no_grad():
-        fresh = bias_logits(head.positional_features((3, 4)), head.reference_embeddings())
+        fresh = bias_logits(head.bias_extractor.positional_features((3, 4)),
+                            head.bias_extractor.reference_embeddings())
     torch.testing.assert_close(b4, fresh)
 
 
@@ -253,8 +258,8 @@ def test_optimizer_gets_exactly_the_trainable_parameters(clip_file):
     groups = wrapper.optimizer.param_groups
     assert {id(p) for g in groups for p in g['params']} == set(expected)
     decay = {expected[id(p)]: g['weight_decay'] for g in groups for p in g['params']}
-    assert decay['decode_head.context'] == 0.0
-    assert decay['decode_head.pe_proj.weight'] == 5e-4
+    assert decay['decode_head.bias_extractor.context'] == 0.0
+    assert decay['decode_head.bias_extractor.pe_proj.weight'] == 5e-4
 
 
 # -- contrastive loss ---------------------------------------------------------------------
@@ -380,10 +385,10 @@ def test_gumbel_same_seed_same_masks():
 
 
 def test_head_sample_masks_seeded(clip_file):
-    head = build_head(clip_file, noise_seed=11)
+    head = build_head(clip_file, mask_decoder=dict(noise_seed=11))
     logits = torch.zeros(2, C, 6, 6)
     m1, m2 = head.sample_masks(logits), head.sample_masks(logits)
     assert torch.equal(m1, m2)
     assert ((m1 == 0) | (m1 == 1)).all() and (m1.sum(1) == 1).all()
-    head.noise_seed = 12
+    head.mask_decoder.noise_seed = 12
     assert not torch.equal(head.sample_masks(logits), m1)

@@ -164,7 +164,7 @@ def test_query_cache_payload_is_ignored(evil, tmp_path):
                text_encoder=dict(type='OpenCLIPTextEncoder', model_name=TINY,
                                  pretrained=clip))
     head = MODELS.build(ConfigDict(cfg))
-    cache = head._query_cache_path()
+    cache = head._query_cache().path
     os.makedirs(os.path.dirname(cache))
     os.replace(path, cache)
     q = head.queries()

@@ -54,9 +54,9 @@ def setup(tmp_path_factory):
     model = build_model(STAGE1, clip_options(clip))
     head = model.decode_head
     with torch.no_grad():
-        head.pe_proj.weight.normal_(0, 0.1)
-        head.context.normal_(0, 0.02)
-        head.decoder_norm.running_mean.normal_()
+        head.bias_extractor.pe_proj.weight.normal_(0, 0.1)
+        head.bias_extractor.context.normal_(0, 0.02)
+        head.mask_decoder.norm.running_mean.normal_()
     ckpt = str(root / 'reclip.pth')
     torch.save(dict(state_dict=model.state_dict(), meta={}), ckpt)
     # A distilled student: the tiny DeepLab student with the teacher's inherited parts.

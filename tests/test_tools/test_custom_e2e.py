@@ -42,7 +42,7 @@ STUDENT = ['model.backbone.depth=18', 'model.backbone.base_channels=16',
            'model.backbone.stem_channels=16', 'model.backbone.init_cfg=None',
            'model.backbone.norm_cfg.type=BN', 'model.decode_head.in_channels=128',
            'model.decode_head.channels=32', 'model.decode_head.embed_dim=64',
-           'model.decode_head.pe_channels=64']
+           'model.decode_head.bias_extractor.pe_channels=64']
 
 
 def images_only_folder(root):

@@ -65,7 +65,7 @@ def student_options(teacher_ckpt):
         'model.decode_head.in_channels=128',
         'model.decode_head.channels=32',
         'model.decode_head.embed_dim=64',
-        'model.decode_head.pe_channels=64',
+        'model.decode_head.bias_extractor.pe_channels=64',
     ]
 
 
@@ -116,7 +116,7 @@ def test_stage2_trains_all_three_losses(stages):
 def test_distilled_checkpoint_has_no_teacher_and_tests_without_clip(stages, tmp_path):
     ckpt = stages['s2'] / 'iter_2.pth'
     state = torch.load(ckpt, map_location='cpu', weights_only=False)['state_dict']
-    forbidden = ('teacher', 'text_encoder', 'visual', 'context', 'pe_proj.', 'decoder_conv',
+    forbidden = ('teacher', 'text_encoder', 'visual', 'context', 'decoder_conv',
                  'decoder_norm')
     assert not [k for k in state if any(f in k for f in forbidden)]
     assert all(k.startswith(('backbone.', 'decode_head.')) for k in state)

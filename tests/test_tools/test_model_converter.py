@@ -44,9 +44,10 @@ NAMES = [
     'hippopotamus on a rock', 'tv monitor'
 ]
 TRAINABLE = [
-    'context', 'pe_proj.weight', 'pe_proj.bias', 'decoder_conv.weight', 'decoder_conv.bias',
-    'decoder_norm.weight', 'decoder_norm.bias', 'decoder_norm.running_mean',
-    'decoder_norm.running_var', 'decoder_norm.num_batches_tracked'
+    'bias_extractor.context', 'bias_extractor.pe_proj.weight', 'bias_extractor.pe_proj.bias',
+    'mask_decoder.conv.weight', 'mask_decoder.conv.bias', 'mask_decoder.norm.weight',
+    'mask_decoder.norm.bias', 'mask_decoder.norm.running_mean',
+    'mask_decoder.norm.running_var', 'mask_decoder.norm.num_batches_tracked'
 ]
 # Buffers of the frozen query head: not in released files, rebuilt from CLIP.
 QUERY_BUFFERS = {'decode_head.query_embeds', 'decode_head.name_to_class',
@@ -249,7 +250,8 @@ def test_convert_load_and_released_forward(tmp_path, clip_file):
     model = build_released_segmentor(clip_file)
     # the released config's switches reached the modules
     head = model.decode_head
-    assert head.ref_norm == 'global' and head.context.shape == (M, WIDTH)
+    assert head.bias_extractor.ref_norm == 'global'
+    assert head.bias_extractor.context.shape == (M, WIDTH)
     blocks = model.backbone.visual.transformer.resblocks
     assert all(b.ln_1.eps == 1e-6 and b.ln_2.eps == 1e-6 for b in blocks)
     # the text tower (Q, R) keeps CLIP's eps
@@ -270,9 +272,10 @@ def test_convert_load_and_released_forward(tmp_path, clip_file):
     model = build_released_segmentor(clip_file)
     load_checkpoint(model, str(dst), map_location='cpu', strict=False)
     head = model.decode_head
-    torch.testing.assert_close(head.context, tensors['text_encoder.prompt_token'][0],
+    torch.testing.assert_close(head.bias_extractor.context,
+                               tensors['text_encoder.prompt_token'][0],
                                rtol=0, atol=0)
-    assert int(head.decoder_norm.num_batches_tracked) == 1234
+    assert int(head.mask_decoder.norm.num_batches_tracked) == 1234
 
     model.eval()
     torch.manual_seed(3)
@@ -281,7 +284,7 @@ def test_convert_load_and_released_forward(tmp_path, clip_file):
     with torch.no_grad():
         feats = model.extract_feat(img)
         out = head.forward(feats)
-        ref = head.reference_embeddings()
+        ref = head.bias_extractor.reference_embeddings()
         bias = head.bias(feats[0].shape[-2:])
     assert (feats[0] - expected['feats']).abs().max() <= 1e-5
     assert (ref - expected['ref']).abs().max() <= 1e-6
@@ -290,7 +293,7 @@ def test_convert_load_and_released_forward(tmp_path, clip_file):
     assert (out - expected['out']).abs().max() <= 1e-5
     # the released rule was in play: some features are not taken at the EOT token
     tokens = open_clip.get_tokenizer(TINY)(NAMES)[:, 1:4]
-    assert (head.ref_eot == 1 + M + tokens.argmax(-1)).all()
+    assert (head.bias_extractor.ref_eot == 1 + M + tokens.argmax(-1)).all()
     assert (tokens.max(-1).values != head.text_encoder.eot_token_id).sum() == 3
 
 
@@ -442,7 +445,8 @@ def test_every_released_config_has_the_released_settings(dataset, num_classes, t
     assert (model.upsample_mode, model.pd_mode, model.pd_fallback) == \
         ('released', 'grid', False)
     assert model.pd_threshold == threshold and model.test_cfg.mode == 'whole'
-    assert (head.num_context, head.ref_norm, head.name_token_mode) == \
+    extractor = head.bias_extractor
+    assert (extractor.num_context, extractor.ref_norm, extractor.name_token_mode) == \
         (M, 'global', 'released')
     assert head.num_classes == num_classes == cfg.num_classes
     # the matching own config differs only in the released switches
@@ -463,11 +467,11 @@ def test_convert_accepts_layouts(tmp_path, linear_pe, ctx_batch_dim, wrap):
     assert info['num_classes'] == C and info['num_context'] == M
     assert info['ignored_frozen_clip_keys'] == [] and info['ignored_other_keys'] == []
     sd = torch.load(tmp_path / 'dst.pth', weights_only=True)['state_dict']
-    assert sd['decode_head.context'].shape == (M, WIDTH)
-    assert sd['decode_head.pe_proj.weight'].shape == (WIDTH, WIDTH, 1, 1)
-    torch.testing.assert_close(sd['decode_head.pe_proj.weight'].flatten(1),
+    assert sd['decode_head.bias_extractor.context'].shape == (M, WIDTH)
+    assert sd['decode_head.bias_extractor.pe_proj.weight'].shape == (WIDTH, WIDTH, 1, 1)
+    torch.testing.assert_close(sd['decode_head.bias_extractor.pe_proj.weight'].flatten(1),
                                tensors['pe_proj.weight'].flatten(1), rtol=0, atol=0)
-    assert int(sd['decode_head.decoder_norm.num_batches_tracked']) == 0
+    assert int(sd['decode_head.mask_decoder.norm.num_batches_tracked']) == 0
 
 
 def test_missing_key_is_listed(tmp_path):

@@ -22,7 +22,6 @@ import argparse
 import os
 import os.path as osp
 import sys
-import tempfile
 from typing import List, Sequence
 
 import numpy as np
@@ -31,11 +30,13 @@ from PIL import Image
 try:
     from mmseg_reclip.datasets.coco_stuff27 import (
         COCOSTUFF27_SEG_MAP_SUFFIX, convert_labels)
+    from mmseg_reclip.models.utils.io import atomic_write
 except ImportError:  # running from a source checkout that is not installed
     sys.path.insert(
         0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
     from mmseg_reclip.datasets.coco_stuff27 import (
         COCOSTUFF27_SEG_MAP_SUFFIX, convert_labels)
+    from mmseg_reclip.models.utils.io import atomic_write
 
 import mmengine  # noqa: E402
 
@@ -93,17 +94,7 @@ def convert_file(raw_path: str) -> str:
                          f'got shape {label.shape}')
     out = convert_labels(label)
     dst = output_path(raw_path)
-    fd, tmp = tempfile.mkstemp(
-        prefix='.' + osp.basename(dst) + '.', suffix='.tmp',
-        dir=osp.dirname(dst))
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            Image.fromarray(out, mode='L').save(f, format='PNG')
-        os.replace(tmp, dst)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write(dst, lambda f: Image.fromarray(out, mode='L').save(f, format='PNG'))
     return dst
 
 

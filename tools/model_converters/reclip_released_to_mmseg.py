@@ -25,35 +25,57 @@ The frozen query embeddings (``decode_head.query_embeds``) are not in the releas
 files; the head builds them from CLIP on first use, so the runner's (non-strict) load
 reports them as missing: that is expected.
 
-Only torch is needed (no mmseg import); the file is written atomically.
+Only torch is needed (no mmseg import); the file is written atomically by the project's
+helper (:func:`mmseg_reclip.models.utils.io.atomic_torch_save`, loaded on its own).
+Files converted before the head held its bias extractor and mask decoder as modules
+(keys ``decode_head.context``, ``decode_head.pe_proj.*``, ``decode_head.decoder_conv.*``,
+``decode_head.decoder_norm.*``) still load: the head renames them.
 """
 import argparse
 import difflib
-import os
+import importlib.util
 import os.path as osp
 import pickle
 import sys
-import tempfile
 import zipfile
 from collections import OrderedDict
 from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
 
+
+def _shared_io():
+    """``mmseg_reclip/models/utils/io.py`` (the project's one atomic-write helper),
+    loaded on its own: importing the package would import mmseg and mmcv, and this
+    tool needs only torch (its errors stay one clean line)."""
+    here = osp.join(osp.dirname(osp.abspath(__file__)), '..', '..', 'mmseg_reclip')
+    root = here if osp.isdir(here) else None
+    if root is None:  # a copy of the tool outside the checkout: the installed package
+        spec = importlib.util.find_spec('mmseg_reclip')  # finds it without importing it
+        root = osp.dirname(spec.origin)
+    spec = importlib.util.spec_from_file_location(
+        '_mmseg_reclip_io', osp.join(root, 'models', 'utils', 'io.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+atomic_torch_save = _shared_io().atomic_torch_save
+
 PREFIX = 'decode_head.'
 
 #: released key -> mmseg-reclip key (without ``decode_head.``)
 KEY_MAP = OrderedDict([
-    ('text_encoder.prompt_token', 'context'),
-    ('pe_proj.weight', 'pe_proj.weight'),
-    ('pe_proj.bias', 'pe_proj.bias'),
-    ('decoder_conv2.weight', 'decoder_conv.weight'),
-    ('decoder_conv2.bias', 'decoder_conv.bias'),
-    ('decoder_norm2.weight', 'decoder_norm.weight'),
-    ('decoder_norm2.bias', 'decoder_norm.bias'),
-    ('decoder_norm2.running_mean', 'decoder_norm.running_mean'),
-    ('decoder_norm2.running_var', 'decoder_norm.running_var'),
-    ('decoder_norm2.num_batches_tracked', 'decoder_norm.num_batches_tracked'),
+    ('text_encoder.prompt_token', 'bias_extractor.context'),
+    ('pe_proj.weight', 'bias_extractor.pe_proj.weight'),
+    ('pe_proj.bias', 'bias_extractor.pe_proj.bias'),
+    ('decoder_conv2.weight', 'mask_decoder.conv.weight'),
+    ('decoder_conv2.bias', 'mask_decoder.conv.bias'),
+    ('decoder_norm2.weight', 'mask_decoder.norm.weight'),
+    ('decoder_norm2.bias', 'mask_decoder.norm.bias'),
+    ('decoder_norm2.running_mean', 'mask_decoder.norm.running_mean'),
+    ('decoder_norm2.running_var', 'mask_decoder.norm.running_var'),
+    ('decoder_norm2.num_batches_tracked', 'mask_decoder.norm.num_batches_tracked'),
 ])
 
 #: keys that may be absent (old PyTorch BatchNorm had no counter); filled with 0.
@@ -245,24 +267,6 @@ def convert_state_dict(state: Mapping[str, torch.Tensor],
     return out, info
 
 
-def save_atomic(obj, path: str) -> None:
-    """``torch.save`` to a temporary file in the target folder, then ``os.replace``."""
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(path) + '.', suffix='.tmp',
-                               dir=folder)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def convert(src: str,
             dst: str,
             num_classes: Optional[int] = None,
@@ -284,7 +288,7 @@ def convert(src: str,
         torch_version=str(torch.__version__),
         **{k: v for k, v in info.items() if not k.startswith('ignored')},
         num_ignored_keys=len(info['ignored_frozen_clip_keys']) + len(info['ignored_other_keys']))
-    save_atomic(dict(meta=meta, state_dict=state_dict), dst)
+    atomic_torch_save(dict(meta=meta, state_dict=state_dict), dst)
     return info
 
 

@@ -49,12 +49,18 @@ model = dict(
         num_classes=20,
         class_names='voc20',
         embed_dim=512,  # CLIP ViT-B/16 joint space (the teacher's D)
-        pe_channels=768,  # CLIP ViT-B/16 width (PE channels)
-        pe_grid=(14, 14),  # CLIP ViT-B/16 PE grid at 224 px
+        # Frozen copies of the teacher's bias extractor and mask decoder (method §7),
+        # filled from the stage-1 checkpoint: the student needs no CLIP.
+        bias_extractor=dict(
+            type='ReferenceBiasExtractor',
+            pe_channels=768,  # CLIP ViT-B/16 width (PE channels)
+            pe_grid=(14, 14)),  # CLIP ViT-B/16 PE grid at 224 px
         bias_mode='subtract',  # must match the teacher
-        decoder_kernel=5,  # must match the teacher
-        gumbel_scale=100.0,
-        gumbel_tau=1.0,
+        mask_decoder=dict(
+            type='RectifiedMaskDecoder',
+            kernel_size=5,  # must match the teacher
+            gumbel_scale=100.0,
+            gumbel_tau=1.0),
         align_corners=False,
         loss_decode=[
             dict(type='MaskGuidedCELoss', loss_weight=1.0),

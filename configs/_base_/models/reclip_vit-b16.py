@@ -26,14 +26,20 @@ model = dict(
         class_names='voc20',
         templates='reclip85',
         text_encoder=dict(type='OpenCLIPTextEncoder'),
-        num_context=73,  # M shared context vectors
-        ctx_init='token0',  # token embedding of id 0
-        ref_norm='global',  # R / ||R||_F
-        name_token_mode='eot',  # 'released' reproduces the released tokenisation
+        # B = Conv1x1(PE) . R^T, R from [SOS] + context + name + [EOT] (method §3)
+        bias_extractor=dict(
+            type='ReferenceBiasExtractor',
+            num_context=73,  # M shared context vectors
+            ctx_init='token0',  # token embedding of id 0
+            ref_norm='global',  # R / ||R||_F
+            name_token_mode='eot'),  # 'released' reproduces the released tokenisation
         bias_mode='subtract',  # Lr = Lq - B
-        decoder_kernel=5,
-        gumbel_scale=100.0,  # conference ReCLIP: 1000
-        gumbel_tau=1.0,
+        # O = BN(Conv5x5(concat(F, Lr))), hard Gumbel masks of 100 * O (method §4)
+        mask_decoder=dict(
+            type='RectifiedMaskDecoder',
+            kernel_size=5,
+            gumbel_scale=100.0,  # conference ReCLIP: 1000
+            gumbel_tau=1.0),
         norm_cfg=dict(type='SyncBN', requires_grad=True),
         loss_decode=dict(type='ReCLIPContrastiveLoss', logit_scale=100.0, loss_weight=1.0)),
     # Test-time prompt denoising: each leaf sets the dataset base's pd_threshold.

@@ -7,10 +7,11 @@ model = dict(
     # LayerNorms (CLIP: 1e-5); the text tower (Q and R) keeps 1e-5 (method §1).
     backbone=dict(ln_eps=1e-6),
     decode_head=dict(
-        num_context=73,  # released prompt: [SOS] + 73 context vectors + 3 name tokens
-        ref_norm='global',  # R / ||R||_F
-        # first 77-1-73 = 3 BPE tokens after SOS, feature at 1 + 73 + argmax(those tokens)
-        name_token_mode='released'),
+        bias_extractor=dict(
+            num_context=73,  # released prompt: [SOS] + 73 context vectors + 3 name tokens
+            ref_norm='global',  # R / ||R||_F
+            # first 77-1-73 = 3 BPE tokens after SOS, feature at 1 + 73 + argmax(them)
+            name_token_mode='released')),
     # Grid logits resized straight to the unpadded resized image (method §8).
     upsample_mode='released',
     # Prompt denoising on the grid-level decoder output, no fallback (method §8); the

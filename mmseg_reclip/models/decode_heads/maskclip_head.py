@@ -1,8 +1,6 @@
 """Query head: cosine logits of dense CLIP features against template-ensemble queries."""
 import hashlib
 import json
-import logging
-import os.path as osp
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -10,7 +8,8 @@ from mmengine.logging import print_log
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.registry import MODELS
 
-from ..utils import atomic_torch_save, autocast_off, dense_class_logits
+from ..utils import autocast_off, dense_class_logits
+from ..utils.cache import KeyedCache
 from ..utils.class_set import ClassSetStateMixin, templates_id
 
 
@@ -123,13 +122,17 @@ class MaskCLIPHead(ClassSetStateMixin, BaseDecodeHead):
             self.query_ready.fill_(True)
         return self.query_embeds
 
-    def _query_cache_path(self) -> Optional[str]:
+    def _query_cache(self) -> Optional[KeyedCache]:
+        """The on-disk cache of ``Q`` (real weights only), keyed by weights, names and
+        templates; ``None`` without a cache dir or for random weights."""
         weights = self.text_encoder.weights_id
         if not self.query_cache_dir or weights is None:
             return None
         key = hashlib.sha256(
-            json.dumps([weights, self.flat_names, self.templates]).encode()).hexdigest()[:24]
-        return osp.join(osp.expanduser(self.query_cache_dir), f'queries_{key}.pth')
+            json.dumps([weights, self.flat_names, self.templates]).encode()).hexdigest()
+        # require_key=False: caches written before the key was stored stay valid
+        return KeyedCache(self.query_cache_dir, 'queries_', key, digits=24,
+                          what='Query cache', require_key=False)
 
     def _cached_queries_problem(self, data) -> Optional[str]:
         """Why a loaded query cache cannot be used (None if it can).
@@ -162,25 +165,17 @@ class MaskCLIPHead(ClassSetStateMixin, BaseDecodeHead):
         return None
 
     def _load_or_build_queries(self) -> torch.Tensor:
-        path = self._query_cache_path()
-        if path is not None and osp.isfile(path):
-            try:
-                # a plain-tensor file: weights_only=True cannot run code while loading
-                data = torch.load(path, map_location='cpu', weights_only=True)
-                problem = self._cached_queries_problem(data)
-            except Exception as err:  # corrupt / truncated / unsafe: rebuilt, never fatal
-                problem = f'unreadable ({type(err).__name__}: {str(err).splitlines()[0]})'
-            if problem is None:
-                print_log(f'Query embeddings loaded from cache {path}', logger='current')
-                return data['queries'].to(self.query_embeds.dtype)
-            print_log(f'Ignoring query cache {path}: {problem}; rebuilding it.',
-                      logger='current', level=logging.WARNING)
+        cache = self._query_cache()
+        data = cache.load(self._cached_queries_problem) if cache is not None else None
+        if data is not None:
+            print_log(f'Query embeddings loaded from cache {cache.path}', logger='current')
+            return data['queries'].to(self.query_embeds.dtype)
         print_log(f'Building query embeddings: {len(self.flat_names)} names x '
                   f'{len(self.templates)} templates', logger='current')
         queries = self.text_encoder.build_queries(
             self.flat_names, self.templates, show_progress=self.show_progress)
-        if path is not None:
-            atomic_torch_save(dict(queries=queries.cpu(), names=list(self.flat_names)), path)
+        if cache is not None:
+            cache.save(dict(queries=queries.cpu(), names=list(self.flat_names)))
         return queries
 
     def query_logits(self, feats: torch.Tensor) -> torch.Tensor:

@@ -1,30 +1,40 @@
-"""ReCLIP++ head: query logits, learnable bias extraction and the rectified mask decoder."""
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+"""ReCLIP++ head: query logits, then a bias extractor and a rectified mask decoder."""
+from typing import Dict, Optional, Tuple
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
-from mmcv.cnn import build_norm_layer
-from mmengine.model.weight_init import constant_init, kaiming_init
 from mmseg.registry import MODELS
 from mmseg.utils import SampleList
 
-from ..utils import (autocast_dtype, autocast_off, gumbel_softmax_hard, resize_pos_embed_grid,
-                     step_generator)
+from ..utils import hypothesis_multi_hot, rename_legacy_keys
+from .bias_extractor import ReferenceBiasExtractor, bias_logits, normalize_reference  # noqa: F401
+from .mask_decoder import RectifiedMaskDecoder  # noqa: F401 (registers it)
 from .maskclip_head import MaskCLIPHead
 
+__all__ = ['ReCLIPHead', 'rectify', 'bias_logits', 'normalize_reference',
+           'hypothesis_multi_hot', 'upgrade_legacy_state_dict']
 
-def bias_logits(pos_feats: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """Bias logits ``B = P·Rᵀ`` (method §3).
+#: State-dict keys of the head before bias extraction and the mask decoder became
+#: modules (checkpoints written until November 2026) -> the keys of today.
+LEGACY_KEYS: Dict[str, str] = {
+    'context': 'bias_extractor.context',
+    'pe_proj.weight': 'bias_extractor.pe_proj.weight',
+    'pe_proj.bias': 'bias_extractor.pe_proj.bias',
+    'decoder_conv.weight': 'mask_decoder.conv.weight',
+    'decoder_conv.bias': 'mask_decoder.conv.bias',
+    'decoder_norm.weight': 'mask_decoder.norm.weight',
+    'decoder_norm.bias': 'mask_decoder.norm.bias',
+    'decoder_norm.running_mean': 'mask_decoder.norm.running_mean',
+    'decoder_norm.running_var': 'mask_decoder.norm.running_var',
+    'decoder_norm.num_batches_tracked': 'mask_decoder.norm.num_batches_tracked',
+}
 
-    Args:
-        pos_feats (Tensor): ``[D, h, w]`` projected positional embedding ``P``.
-        reference (Tensor): ``[C, D]`` reference text embeddings ``R``.
 
-    Returns:
-        Tensor: ``[C, h, w]``.
-    """
-    return torch.einsum('dhw,cd->chw', pos_feats, reference)
+def upgrade_legacy_state_dict(state_dict: dict, prefix: str = 'decode_head.') -> dict:
+    """Rename the old :class:`ReCLIPHead` keys of ``state_dict`` in place (see
+    :data:`LEGACY_KEYS`) and return it; for code that reads a checkpoint's tensors
+    before loading it (the distiller's teacher checks)."""
+    rename_legacy_keys(state_dict, prefix, LEGACY_KEYS)
+    return state_dict
 
 
 def rectify(query_logits: torch.Tensor, bias: torch.Tensor, mode: str = 'subtract') -> torch.Tensor:
@@ -38,15 +48,32 @@ def rectify(query_logits: torch.Tensor, bias: torch.Tensor, mode: str = 'subtrac
     raise ValueError(f"bias_mode must be 'subtract', 'add' or 'none', got {mode!r}")
 
 
-def normalize_reference(reference: torch.Tensor, mode: str) -> torch.Tensor:
-    """``'global'``: divide by the Frobenius norm (released); ``'row'``: per class."""
-    if mode == 'global':
-        return reference / reference.norm()
-    if mode == 'row':
-        return F.normalize(reference, dim=-1)
-    if mode == 'none':
-        return reference
-    raise ValueError(f"ref_norm must be 'global', 'row' or 'none', got {mode!r}")
+#: Head arguments that moved into the two component configs (old config -> new place).
+MOVED_ARGS: Dict[str, str] = {
+    'num_context': 'bias_extractor', 'ctx_init': 'bias_extractor',
+    'ref_norm': 'bias_extractor', 'name_token_mode': 'bias_extractor',
+    'pe_channels': 'bias_extractor', 'pe_grid': 'bias_extractor',
+    'decoder_kernel': 'mask_decoder (as kernel_size)', 'gumbel_scale': 'mask_decoder',
+    'gumbel_tau': 'mask_decoder', 'noise_seed': 'mask_decoder',
+}
+
+
+def check_moved_args(head: str, kwargs: dict) -> None:
+    """A clear error for a config written for the heads before the two modules."""
+    moved = [k for k in kwargs if k in MOVED_ARGS]
+    if moved:
+        where = '; '.join(f'{k} -> {MOVED_ARGS[k]}' for k in moved)
+        raise TypeError(f'{head}: {moved} are no longer head arguments; set them in the '
+                        f'component configs ({where}), e.g. '
+                        "bias_extractor=dict(num_context=73), mask_decoder=dict(kernel_size=5).")
+
+
+def with_default_type(cfg: Optional[dict], default_type: str) -> dict:
+    """A copy of a component config with ``type`` filled in when it is not given (so a
+    leaf config or a test can set only, e.g., ``bias_extractor=dict(num_context=4)``)."""
+    cfg = dict(cfg or {})
+    cfg.setdefault('type', default_type)
+    return cfg
 
 
 @MODELS.register_module()
@@ -55,23 +82,32 @@ class ReCLIPHead(MaskCLIPHead):
 
     Consumes 512-d features aligned with the queries (``inputs[0]``, ``[B, D, h, w]``) —
     from the frozen CLIP backbone or from any student backbone + neck — and predicts
-    rectified class logits. Trainable: the ``M`` context vectors, the positional
-    projection and the decoder conv + BN. The CLIP text tower and ``Q`` are frozen.
+    rectified class logits::
+
+        forward(): Lq = query_logits(F)            (frozen Q, method §2)
+                   B  = bias_extractor((h, w))     (method §3)
+                   Lr = rectify(Lq, B, bias_mode)  (method §4)
+                   O  = mask_decoder(F, Lr)        (method §4)
+        loss():    forward() -> mask_decoder.sample_masks(O) -> loss_decode
+
+    The bias extractor and the mask decoder are registered modules built from
+    ``bias_extractor`` / ``mask_decoder`` configs (either can be swapped); the
+    distillation student holds frozen copies of the same two modules. Trainable: the
+    extractor's context vectors and PE projection, the decoder conv + BN. The CLIP text
+    tower and ``Q`` are frozen.
 
     Args:
-        num_context (int): ``M`` learnable context vectors (released: 73).
-        ctx_init (str): ``'token0'`` (token embedding of id 0, released) or ``'normal'``
-            (std 0.02).
-        ref_norm (str): ``'global'`` (Frobenius, released), ``'row'`` or ``'none'``.
-        name_token_mode (str): ``'eot'`` or ``'released'`` (see
-            :meth:`OpenCLIPTextEncoder.name_tokens`).
+        bias_extractor (dict): config of the bias extractor
+            (:class:`ReferenceBiasExtractor`: ``num_context``, ``ctx_init``,
+            ``ref_norm``, ``name_token_mode``); ``num_classes``, ``embed_dim``
+            (``channels``), ``text_encoder`` and ``class_names`` are filled in. A
+            missing ``type`` means ``ReferenceBiasExtractor``.
+        mask_decoder (dict): config of the mask decoder
+            (:class:`RectifiedMaskDecoder`: ``kernel_size``, ``gumbel_scale``,
+            ``gumbel_tau``, ``noise_seed``); ``in_channels`` (``channels``),
+            ``num_classes`` and ``norm_cfg`` (the head's) are filled in. A missing
+            ``type`` means ``RectifiedMaskDecoder``.
         bias_mode (str): ``'subtract'`` (paper), ``'add'`` or ``'none'`` (ablations).
-        decoder_kernel (int): decoder conv kernel (5).
-        gumbel_scale (float): logits multiplier before hard Gumbel-softmax (100;
-            conference ReCLIP: 1000).
-        gumbel_tau (float): Gumbel-softmax temperature (1).
-        noise_seed (int, optional): base seed of the Gumbel noise (default: the Runner's
-            seed); the noise of a step depends on (seed, iteration, rank).
         norm_cfg (dict): decoder norm (``BN``; ``SyncBN`` on GPUs).
         loss_decode (dict): the stage-1 loss (``ReCLIPContrastiveLoss``).
         Other arguments: see :class:`MaskCLIPHead`.
@@ -81,117 +117,61 @@ class ReCLIPHead(MaskCLIPHead):
     """
 
     def __init__(self,
-                 num_context: int = 73,
-                 ctx_init: str = 'token0',
-                 ref_norm: str = 'global',
-                 name_token_mode: str = 'eot',
+                 bias_extractor: dict = dict(type='ReferenceBiasExtractor'),
+                 mask_decoder: dict = dict(type='RectifiedMaskDecoder'),
                  bias_mode: str = 'subtract',
-                 decoder_kernel: int = 5,
-                 gumbel_scale: float = 100.0,
-                 gumbel_tau: float = 1.0,
-                 noise_seed: Optional[int] = None,
                  norm_cfg: dict = dict(type='BN'),
                  loss_decode: dict = dict(type='ReCLIPContrastiveLoss'),
                  **kwargs):
+        check_moved_args('ReCLIPHead', kwargs)
         super().__init__(norm_cfg=norm_cfg, loss_decode=loss_decode, **kwargs)
-        self.ref_norm = ref_norm
-        self.bias_mode = bias_mode
-        self.gumbel_scale = gumbel_scale
-        self.gumbel_tau = gumbel_tau
-        self.noise_seed = noise_seed
-        self.ctx_init = ctx_init
         rectify(torch.zeros(1), torch.zeros(1), bias_mode)  # validate early
-        normalize_reference(torch.ones(1), ref_norm)
-        text = self.text_encoder
-        self.context = nn.Parameter(torch.zeros(num_context, text.width))
-        tokens, eot = text.name_tokens([names[0] for names in self.class_names], num_context,
-                                       name_token_mode)
-        self.register_buffer('ref_tokens', tokens, persistent=False)
-        self.register_buffer('ref_eot', eot, persistent=False)
-        self.pe_proj = nn.Conv2d(text.image_width, self.channels, 1, bias=True)
-        self.decoder_conv = nn.Conv2d(
-            self.channels + self.num_classes,
-            self.num_classes,
-            decoder_kernel,
-            padding=decoder_kernel // 2)
-        self.decoder_norm = build_norm_layer(norm_cfg, self.num_classes)[1]
-        self._bias_cache: Dict[tuple, torch.Tensor] = {}
-        self.reset_trainable()
+        self.bias_mode = bias_mode
+        self.bias_extractor = MODELS.build(
+            with_default_type(bias_extractor, 'ReferenceBiasExtractor'),
+            default_args=dict(num_classes=self.num_classes, embed_dim=self.channels,
+                              text_encoder=self.text_encoder, class_names=self.class_names))
+        self.mask_decoder = MODELS.build(
+            with_default_type(mask_decoder, 'RectifiedMaskDecoder'),
+            default_args=dict(in_channels=self.channels, num_classes=self.num_classes,
+                              norm_cfg=norm_cfg))
 
     def reset_trainable(self) -> None:
         """Initialise the trainable parts (method §3/§4)."""
-        with torch.no_grad():
-            if self.ctx_init == 'token0':
-                token0 = self.text_encoder.token_embeddings(
-                    torch.zeros(1, dtype=torch.long, device=self.context.device))
-                self.context.copy_(token0.expand_as(self.context))
-            elif self.ctx_init == 'normal':
-                nn.init.normal_(self.context, std=0.02)
-            else:
-                raise ValueError(f"ctx_init must be 'token0' or 'normal', got {self.ctx_init!r}")
-        kaiming_init(self.decoder_conv, mode='fan_out', nonlinearity='relu',
-                     distribution='normal')
-        constant_init(self.decoder_norm, 1, bias=0)
+        for module in (self.bias_extractor, self.mask_decoder):
+            if hasattr(module, 'init_weights'):  # a swapped-in plain nn.Module has none
+                module.init_weights()
 
     def init_weights(self) -> None:
         # mmengine's default init would overwrite the method's initialisation.
         self.reset_trainable()
         self.queries()
 
-    # -- bias extraction ----------------------------------------------------------------
-    def reference_embeddings(self) -> torch.Tensor:
-        """``R`` ``[C, D]`` from ``[SOS] + context + name + [EOT]``, normalised."""
-        ref = self.text_encoder.encode_context_prompts(self.context, self.ref_tokens,
-                                                       self.ref_eot)
-        return normalize_reference(ref, self.ref_norm)
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Checkpoints written before the two modules existed (see LEGACY_KEYS); renamed
+        # before the class-set and shape checks of the mixin and before the children load.
+        rename_legacy_keys(state_dict, prefix, LEGACY_KEYS)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def positional_features(self, size: Tuple[int, int]) -> torch.Tensor:
-        """``P`` ``[D, h, w]``: the 1x1 projection of CLIP's PE grid resized to ``size``."""
-        grid = resize_pos_embed_grid(self.text_encoder.image_pos_embed, size)
-        return self.pe_proj(grid[None])[0]
-
+    # -- rectification ------------------------------------------------------------------
     def bias(self, size: Tuple[int, int]) -> torch.Tensor:
-        """Bias logits ``B`` ``[C, h, w]``; cached per grid size outside training."""
-        if self.training:
-            return bias_logits(self.positional_features(size), self.reference_embeddings())
-        # A bias computed under autocast is rounded: keep it apart from the fp32 one.
-        key = (tuple(size), self.context.device, self.context.dtype,
-               autocast_dtype(self.context.device))
-        if key not in self._bias_cache:
-            with torch.no_grad():
-                self._bias_cache[key] = bias_logits(self.positional_features(size),
-                                                    self.reference_embeddings())
-        return self._bias_cache[key]
+        """Bias logits ``B`` ``[C, h, w]`` (the bias extractor; cached outside training)."""
+        return self.bias_extractor(tuple(size))
 
-    def train(self, mode: bool = True):
-        self._bias_cache.clear()  # parameters may change while training
-        return super().train(mode)
+    def rectified_logits(self, feats: torch.Tensor) -> torch.Tensor:
+        """``Lr`` ``[B, C, h, w]``: the query logits rectified by the bias."""
+        return rectify(self.query_logits(feats), self.bias(feats.shape[-2:]), self.bias_mode)
 
-    def _load_from_state_dict(self, *args, **kwargs):
-        self._bias_cache.clear()
-        super()._load_from_state_dict(*args, **kwargs)
-
-    # -- mask decoder -------------------------------------------------------------------
-    def decode(self, feats: torch.Tensor, rectified: torch.Tensor) -> torch.Tensor:
-        """``BN(conv(concat(F, Lr)))`` ``[B, C, h, w]`` (no activation).
-
-        Under autocast the conv runs in low precision; BatchNorm (its batch statistics
-        and running buffers) always runs in fp32.
-        """
-        out = self.decoder_conv(torch.cat([feats, rectified.to(feats.dtype)], dim=1))
-        with autocast_off():
-            return self.decoder_norm(out.float())
+    def decode(self, feats: torch.Tensor) -> torch.Tensor:
+        """``O = mask_decoder(F, Lr)`` ``[B, C, h, w]`` from ``F`` ``[B, D, h, w]``."""
+        return self.mask_decoder(feats, self.rectified_logits(feats))
 
     def forward(self, inputs: Tuple[torch.Tensor, ...]) -> torch.Tensor:
-        feats = inputs[0]
-        rectified = rectify(self.query_logits(feats), self.bias(feats.shape[-2:]),
-                            self.bias_mode)
-        return self.decode(feats, rectified)
+        return self.decode(inputs[0])
 
     def sample_masks(self, logits: torch.Tensor) -> torch.Tensor:
-        """Hard Gumbel-softmax masks ``[B, C, h, w]`` (one-hot, differentiable)."""
-        gen = step_generator(logits.device, self.noise_seed)
-        return gumbel_softmax_hard(self.gumbel_scale * logits, self.gumbel_tau, 1, gen)
+        """Hard Gumbel-softmax masks ``[B, C, h, w]`` (the mask decoder's)."""
+        return self.mask_decoder.sample_masks(logits)
 
     def loss(self, inputs: Tuple[torch.Tensor, ...], batch_data_samples: SampleList,
              train_cfg: dict) -> dict:
@@ -201,17 +181,3 @@ class ReCLIPHead(MaskCLIPHead):
         hypothesis = hypothesis_multi_hot(batch_data_samples, self.num_classes, feats.device)
         loss = self.loss_decode(feats, masks, self.queries(), hypothesis, self.name_map)
         return {self.loss_decode.loss_name: loss}
-
-
-def hypothesis_multi_hot(data_samples: SampleList, num_classes: int,
-                         device: torch.device) -> torch.Tensor:
-    """``[B, C]`` bool from each sample's ``metainfo['hypothesis']`` (class indices)."""
-    # Built on the host and moved once: no per-sample device copies in the step.
-    out = torch.zeros(len(data_samples), num_classes, dtype=torch.bool)
-    for i, sample in enumerate(data_samples):
-        if 'hypothesis' not in sample.metainfo:
-            raise KeyError(
-                'A training sample carries no crop-vote hypothesis. Add '
-                "dict(type='CropVoteHypothesisHook') to custom_hooks (the ReCLIP configs do).")
-        out[i, torch.as_tensor(list(sample.metainfo['hypothesis']), dtype=torch.long)] = True
-    return out.to(device)

@@ -1,6 +1,6 @@
 """Distillation student head: any backbone's features → ``F_s``, then the teacher's
-frozen query head, bias and mask decoder (method §7)."""
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+frozen query embeddings, bias extractor and mask decoder (method §7)."""
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -9,18 +9,31 @@ from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.registry import MODELS
 from mmseg.utils import SampleList
 
-from ..utils import (autocast_off, dense_class_logits, gumbel_softmax_hard,
-                     resize_pos_embed_grid, step_generator)
+from ..utils import dense_class_logits, freeze, hypothesis_multi_hot, rename_legacy_keys
 from ..utils.class_set import ClassSetStateMixin
 from .aspp_v2_head import ASPPV2  # noqa: F401  (registers the default feature module)
 from .maskclip_head import normalize_class_names
-from .reclip_head import bias_logits, hypothesis_multi_hot, rectify
+from .reclip_head import check_moved_args, rectify, with_default_type
 
-# Frozen tensors copied from the teacher's ReCLIPHead (see `load_from_teacher`).
-INHERITED_BUFFERS = ('query_embeds', 'name_to_class', 'reference', 'pos_embed',
-                     'pe_proj_weight', 'pe_proj_bias', 'decoder_weight', 'decoder_bias',
-                     'decoder_bn_weight', 'decoder_bn_bias', 'decoder_bn_mean',
-                     'decoder_bn_var', 'decoder_bn_eps')
+#: Frozen tensors of the head itself copied from the teacher (with every tensor of the
+#: bias extractor and the mask decoder, see `ReCLIPStudentHead.inherited_keys`).
+INHERITED_BUFFERS = ('query_embeds', 'name_to_class')
+
+#: State-dict keys of the student head before it held the two modules (checkpoints
+#: written until November 2026) -> the keys of today. ``decoder_bn_eps`` became the
+#: BN module's ``eps`` (see `_load_from_state_dict`).
+LEGACY_KEYS = {
+    'reference': 'bias_extractor.reference',
+    'pos_embed': 'bias_extractor.pos_embed',
+    'pe_proj_weight': 'bias_extractor.pe_proj.weight',
+    'pe_proj_bias': 'bias_extractor.pe_proj.bias',
+    'decoder_weight': 'mask_decoder.conv.weight',
+    'decoder_bias': 'mask_decoder.conv.bias',
+    'decoder_bn_weight': 'mask_decoder.norm.weight',
+    'decoder_bn_bias': 'mask_decoder.norm.bias',
+    'decoder_bn_mean': 'mask_decoder.norm.running_mean',
+    'decoder_bn_var': 'mask_decoder.norm.running_var',
+}
 
 
 @MODELS.register_module()
@@ -29,21 +42,27 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
 
     Trainable: the feature module (``ASPPV2`` by default) and the 1x1 projection into
     the ``embed_dim``-d CLIP space; ``F_s = normalize(proj(feature_module(x)))``.
-    Inherited from the stage-1 teacher and frozen (plain buffers: never in the
-    optimizer, never given a gradient, saved in the student's checkpoint):
+    Inherited from the stage-1 teacher and frozen (never in the optimizer, never given
+    a gradient, saved in the student's checkpoint):
 
     - ``Q`` (``query_embeds`` ``[N, D]``, ``name_to_class`` ``[N]``),
-    - the bias: ``R`` (``reference`` ``[C, D]``), CLIP's image PE grid (``pos_embed``
-      ``[pe_channels, gh, gw]``) and the PE projection (``pe_proj_weight/bias``);
-      ``B = proj(resize(PE, grid_s))·Rᵀ`` is computed once per student grid size,
-    - the mask decoder conv (weight, bias) and BN (weight, bias, running stats, eps);
-      BN always uses its running statistics.
+    - a frozen copy of the teacher's bias extractor in its inherited mode
+      (:class:`ReferenceBiasExtractor` without a text encoder: ``R``, CLIP's image PE
+      grid and the PE projection); ``B = proj(resize(PE, grid_s))·Rᵀ`` is computed once
+      per student grid size,
+    - a frozen copy of the teacher's :class:`RectifiedMaskDecoder` (conv + BN; BN always
+      uses its running statistics).
 
     The student therefore needs no CLIP model at all — not for inference, not for its
     checkpoint. Its checkpoint stores the class names (and the teacher's template set);
     loading one of other classes is an error. :meth:`load_from_teacher` copies the
     tensors from a stage-1 :class:`ReCLIPHead` (the :class:`ReCLIPDistiller` does it
-    when it loads the teacher).
+    when it loads the teacher)::
+
+        forward(): F_s = forward_features(x) -> decode(F_s)
+                   (decode: mask_decoder(F_s, rectify(F_s·Qᵀ, bias_extractor(h, w))))
+        loss():    forward_features() -> decode() -> mask_decoder.sample_masks()
+                   -> the distillation losses
 
     Args:
         in_channels (int | list[int]): channels of the selected backbone / neck output(s).
@@ -51,15 +70,18 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
         num_classes (int): ``C``.
         class_names (str | list): as in :class:`MaskCLIPHead`; must equal the teacher's.
         embed_dim (int): ``D`` of CLIP's joint space (ViT-B/16: 512).
-        pe_channels (int): width of CLIP's image tower, the PE channels (ViT-B/16: 768).
-        pe_grid (tuple[int]): CLIP's PE grid (ViT-B/16 at 224 px: (14, 14)).
         feature_module (dict, optional): backbone features → ``channels`` (default
             ``ASPPV2``; ``in_channels``/``channels`` are filled in). ``None``: identity
             (the input must already have ``channels`` channels).
+        bias_extractor (dict): the teacher's bias extractor type, in its inherited mode:
+            ``pe_channels`` (CLIP image width, ViT-B/16: 768) and ``pe_grid`` (CLIP's PE
+            grid, ViT-B/16 at 224 px: (14, 14)); ``num_classes``, ``embed_dim`` and
+            ``text_encoder=None`` are filled in.
+        mask_decoder (dict): the teacher's mask decoder type: ``kernel_size`` (5, must
+            match the teacher), ``gumbel_scale``, ``gumbel_tau``, ``noise_seed`` (the
+            hard Gumbel masks of the text-guided loss); ``in_channels`` (``embed_dim``),
+            ``num_classes`` and ``norm_cfg`` (``BN``) are filled in.
         bias_mode (str): must match the teacher (``'subtract'``).
-        decoder_kernel (int): must match the teacher's decoder conv (5).
-        gumbel_scale, gumbel_tau, noise_seed: hard Gumbel masks of the text-guided loss,
-            as in :class:`ReCLIPHead`.
         loss_decode (list[dict]): distillation losses, summed (see
             :mod:`mmseg_reclip.models.losses.distill_losses`).
 
@@ -74,15 +96,12 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
                  num_classes: Optional[int] = None,
                  class_names: Union[str, Sequence],
                  embed_dim: int = 512,
-                 pe_channels: int = 768,
-                 pe_grid: Sequence[int] = (14, 14),
                  feature_module: Optional[dict] = dict(
                      type='ASPPV2', dilations=(6, 12, 18, 24)),
+                 bias_extractor: dict = dict(
+                     type='ReferenceBiasExtractor', pe_channels=768, pe_grid=(14, 14)),
+                 mask_decoder: dict = dict(type='RectifiedMaskDecoder', kernel_size=5),
                  bias_mode: str = 'subtract',
-                 decoder_kernel: int = 5,
-                 gumbel_scale: float = 100.0,
-                 gumbel_tau: float = 1.0,
-                 noise_seed: Optional[int] = None,
                  loss_decode=[
                      dict(type='MaskGuidedCELoss', loss_weight=1.0),
                      dict(type='FeatureGuidedL1Loss', loss_weight=0.5),
@@ -91,6 +110,7 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
                  dropout_ratio: float = 0.0,
                  init_cfg: Optional[dict] = None,
                  **kwargs):
+        check_moved_args('ReCLIPStudentHead', kwargs)
         if num_classes is None:  # one class per entry of the list / line of the file
             num_classes = len(normalize_class_names(class_names))
         super().__init__(
@@ -111,10 +131,6 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
         # Template set of the inherited Q (the teacher's); the student has none of its own.
         self.templates_id: Optional[str] = None
         self.embed_dim = embed_dim
-        self.decoder_kernel = decoder_kernel
-        self.gumbel_scale = gumbel_scale
-        self.gumbel_tau = gumbel_tau
-        self.noise_seed = noise_seed
 
         if feature_module is None:
             self.feature_module = nn.Identity()
@@ -124,35 +140,38 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
                 default_args=dict(in_channels=self.in_channels, channels=channels))
         self.proj = nn.Conv2d(channels, embed_dim, 1)
 
+        # Frozen copies of the teacher's two modules (filled by `load_from_teacher`).
+        self.bias_extractor = freeze(MODELS.build(
+            with_default_type(bias_extractor, 'ReferenceBiasExtractor'),
+            default_args=dict(num_classes=num_classes, embed_dim=embed_dim,
+                              text_encoder=None)))
+        self.mask_decoder = freeze(MODELS.build(
+            with_default_type(mask_decoder, 'RectifiedMaskDecoder'),
+            default_args=dict(in_channels=embed_dim, num_classes=num_classes,
+                              norm_cfg=dict(type='BN'))))
+        for module in (self.bias_extractor, self.mask_decoder):
+            module.is_init = True  # filled from the teacher: mmengine's init skips them
+
         num_names = sum(len(names) for names in self.class_names)
         name_to_class = [c for c, names in enumerate(self.class_names) for _ in names]
-        gh, gw = pe_grid
-        k = decoder_kernel
-        shapes = dict(
-            query_embeds=(num_names, embed_dim),
-            reference=(num_classes, embed_dim),
-            pos_embed=(pe_channels, gh, gw),
-            pe_proj_weight=(embed_dim, pe_channels, 1, 1),
-            pe_proj_bias=(embed_dim, ),
-            decoder_weight=(num_classes, embed_dim + num_classes, k, k),
-            decoder_bias=(num_classes, ),
-            decoder_bn_weight=(num_classes, ),
-            decoder_bn_bias=(num_classes, ),
-            decoder_bn_mean=(num_classes, ),
-            decoder_bn_var=(num_classes, ))
-        for name, shape in shapes.items():
-            self.register_buffer(name, torch.zeros(shape))
+        self.register_buffer('query_embeds', torch.zeros(num_names, embed_dim))
         self.register_buffer('name_to_class', torch.tensor(name_to_class, dtype=torch.long))
-        self.register_buffer('decoder_bn_eps', torch.tensor(1e-5))
         self.register_buffer('inherited', torch.tensor(False))
-        self._bias_cache: Dict[tuple, torch.Tensor] = {}
+
+    def inherited_keys(self) -> List[str]:
+        """State-dict keys (without prefix) of every tensor inherited from the teacher."""
+        keys = list(INHERITED_BUFFERS)
+        for name in ('bias_extractor', 'mask_decoder'):
+            keys += [f'{name}.{k}' for k in getattr(self, name).state_dict()
+                     if not k.endswith('num_batches_tracked')]
+        return keys
 
     # -- inheritance ----------------------------------------------------------------------
     @torch.no_grad()
     def load_from_teacher(self, teacher_head: nn.Module) -> None:
-        """Copy ``Q``, ``R``, the PE grid, the PE projection and the mask decoder from a
-        stage-1 :class:`ReCLIPHead` (a frozen snapshot: later changes to the teacher do
-        not reach the student)."""
+        """Copy ``Q``, the bias extractor (``R``, PE grid, PE projection) and the mask
+        decoder from a stage-1 :class:`ReCLIPHead` (a frozen snapshot: later changes to
+        the teacher do not reach the student)."""
         name = type(teacher_head).__name__
         if teacher_head.num_classes != self.num_classes:
             raise ValueError(f'The teacher predicts {teacher_head.num_classes} classes, the '
@@ -164,52 +183,50 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
         if teacher_head.bias_mode != self.bias_mode:
             raise ValueError(f'bias_mode: teacher {teacher_head.bias_mode!r}, student '
                              f'{self.bias_mode!r}; they must match.')
+        if type(teacher_head.mask_decoder) is not type(self.mask_decoder):
+            raise TypeError(f'mask_decoder: teacher {type(teacher_head.mask_decoder).__name__}'
+                            f', student {type(self.mask_decoder).__name__}; set the student\'s '
+                            'mask_decoder type to the teacher\'s.')
         was_training = teacher_head.training
         teacher_head.eval()
-        norm = teacher_head.decoder_norm
+        norm = teacher_head.mask_decoder.norm
         if not isinstance(norm, nn.modules.batchnorm._BatchNorm) or not norm.track_running_stats:
-            raise TypeError(f'{name}.decoder_norm must be a BatchNorm with running stats to be '
-                            f'inherited, got {type(norm).__name__}.')
-        source = dict(
-            query_embeds=teacher_head.queries(),
-            name_to_class=teacher_head.name_to_class,
-            reference=teacher_head.reference_embeddings(),
-            pos_embed=teacher_head.text_encoder.image_pos_embed,
-            pe_proj_weight=teacher_head.pe_proj.weight,
-            pe_proj_bias=teacher_head.pe_proj.bias,
-            decoder_weight=teacher_head.decoder_conv.weight,
-            decoder_bias=teacher_head.decoder_conv.bias,
-            decoder_bn_weight=norm.weight,
-            decoder_bn_bias=norm.bias,
-            decoder_bn_mean=norm.running_mean,
-            decoder_bn_var=norm.running_var)
-        hints = dict(
-            query_embeds='class_names (synonyms) and embed_dim',
-            reference='num_classes and embed_dim',
-            pos_embed='pe_channels (CLIP image width) and pe_grid (CLIP PE grid)',
-            pe_proj_weight='embed_dim and pe_channels',
-            decoder_weight='decoder_kernel, embed_dim and num_classes')
-        for key, value in source.items():
-            if value is None:
-                raise ValueError(f'{name} has no {key} to inherit.')
-            buf = getattr(self, key)
-            if tuple(buf.shape) != tuple(value.shape):
-                raise ValueError(
-                    f'Cannot inherit {key}: teacher shape {tuple(value.shape)}, student '
-                    f'{tuple(buf.shape)}. Set the student head\'s '
-                    f'{hints.get(key, "config")} to match the teacher.')
-            buf.copy_(value.detach().to(buf.dtype))
-        self.decoder_bn_eps.fill_(norm.eps)
+            raise TypeError(f'{name}.mask_decoder.norm must be a BatchNorm with running stats '
+                            f'to be inherited, got {type(norm).__name__}.')
+        queries = teacher_head.queries()
+        if tuple(queries.shape) != tuple(self.query_embeds.shape):
+            raise ValueError(f'Cannot inherit query_embeds: teacher shape '
+                             f'{tuple(queries.shape)}, student {tuple(self.query_embeds.shape)}.'
+                             " Set the student head's class_names (synonyms) and embed_dim "
+                             'to match the teacher.')
+        decoder_state = teacher_head.mask_decoder.state_dict()
+        own = self.mask_decoder.state_dict()
+        bad = [f'{k}: teacher {tuple(v.shape)}, student {tuple(own[k].shape)}'
+               for k, v in decoder_state.items() if tuple(v.shape) != tuple(own[k].shape)]
+        if bad:
+            raise ValueError('Cannot inherit the mask decoder (' + '; '.join(bad) + "). Set "
+                             "the student's mask_decoder kernel_size, embed_dim and "
+                             'num_classes to match the teacher.')
+        self.bias_extractor.inherit(teacher_head.bias_extractor)
+        self.mask_decoder.load_state_dict(decoder_state)
+        self.mask_decoder.norm.eps = norm.eps
+        self.query_embeds.copy_(queries.detach().to(self.query_embeds.dtype))
+        self.name_to_class.copy_(teacher_head.name_to_class)
         self.templates_id = getattr(teacher_head, 'templates_id', None)
         self.inherited.fill_(True)
-        self._bias_cache.clear()
         teacher_head.train(was_training)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        self._bias_cache.clear()
+        # Checkpoints of the student before it held the two modules (see LEGACY_KEYS).
+        if rename_legacy_keys(state_dict, prefix, LEGACY_KEYS):
+            state_dict.setdefault(prefix + 'mask_decoder.norm.num_batches_tracked',
+                                  torch.tensor(0, dtype=torch.long))
+        eps = state_dict.pop(prefix + 'decoder_bn_eps', None)
+        if eps is not None:
+            self.mask_decoder.norm.eps = float(eps)
         # `inherited` may only be True with every inherited tensor loaded (mmengine's
         # non-strict load would keep the missing ones at zero with only a warning).
-        lacking = [name for name in INHERITED_BUFFERS if prefix + name not in state_dict]
+        lacking = [k for k in self.inherited_keys() if prefix + k not in state_dict]
         claims = state_dict.get(prefix + 'inherited')
         if lacking and claims is not None and bool(claims):
             raise ValueError(
@@ -244,42 +261,26 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
         return dense_class_logits(feats, self.query_embeds, self.name_to_class,
                                   self.num_classes)
 
-    def positional_features(self, size: Tuple[int, int]) -> torch.Tensor:
-        """``P`` ``[D, h, w]``: inherited PE projection of the PE grid resized to ``size``."""
-        grid = resize_pos_embed_grid(self.pos_embed, size)
-        return F.conv2d(grid[None], self.pe_proj_weight, self.pe_proj_bias)[0]
-
-    @torch.no_grad()
     def bias(self, size: Tuple[int, int]) -> torch.Tensor:
         """Bias logits ``B`` ``[C, h, w]`` for the student's grid; computed once per size
-        (everything it depends on is frozen)."""
-        key = (tuple(size), self.reference.device, self.reference.dtype)
-        if key not in self._bias_cache:
-            with autocast_off():  # cached: always fp32, even if first built under autocast
-                self._bias_cache[key] = bias_logits(self.positional_features(size),
-                                                    self.reference)
-        return self._bias_cache[key]
+        by the frozen bias extractor (everything it depends on is frozen)."""
+        return self.bias_extractor(tuple(size))
+
+    def rectified_logits(self, feats: torch.Tensor) -> torch.Tensor:
+        """``Lr`` ``[B, C, h, w]``: the student's query logits rectified by the bias."""
+        return rectify(self.query_logits(feats), self.bias(feats.shape[-2:]), self.bias_mode)
 
     def decode(self, feats: torch.Tensor) -> torch.Tensor:
         """Inherited rectified mask decoder: ``BN(conv(concat(F_s, Lq − B)))``."""
         self._check_inherited()
-        rectified = rectify(self.query_logits(feats), self.bias(feats.shape[-2:]),
-                            self.bias_mode)
-        out = F.conv2d(torch.cat([feats, rectified.to(feats.dtype)], dim=1),
-                       self.decoder_weight, self.decoder_bias,
-                       padding=self.decoder_kernel // 2)
-        with autocast_off():  # BN with the inherited statistics: fp32 under autocast
-            return F.batch_norm(out.float(), self.decoder_bn_mean, self.decoder_bn_var,
-                                self.decoder_bn_weight, self.decoder_bn_bias,
-                                training=False, eps=float(self.decoder_bn_eps))
+        return self.mask_decoder(feats, self.rectified_logits(feats))
 
     def forward(self, inputs: Tuple[torch.Tensor, ...]) -> torch.Tensor:
         return self.decode(self.forward_features(inputs))
 
     def sample_masks(self, logits: torch.Tensor) -> torch.Tensor:
         """Hard Gumbel-softmax masks ``[B, C, h, w]`` of the student (as in stage 1)."""
-        gen = step_generator(logits.device, self.noise_seed)
-        return gumbel_softmax_hard(self.gumbel_scale * logits, self.gumbel_tau, 1, gen)
+        return self.mask_decoder.sample_masks(logits)
 
     # -- distillation loss ----------------------------------------------------------------
     def _losses(self) -> List[nn.Module]:

@@ -1,5 +1,9 @@
-from .maskclip import MaskCLIP, logits_to_input_size, prompt_denoise
+from .maskclip import MaskCLIP, logits_to_input_size
+from .prompt_denoise import PD_MODES, PromptDenoiseMixin, prompt_denoise
 from .reclip import ReCLIP
 
-__all__ = ['MaskCLIP', 'ReCLIP', 'prompt_denoise', 'logits_to_input_size']
+__all__ = [
+    'MaskCLIP', 'ReCLIP', 'PromptDenoiseMixin', 'PD_MODES', 'prompt_denoise',
+    'logits_to_input_size'
+]
 from .distiller import ReCLIPDistiller  # noqa: F401,E402

@@ -15,9 +15,11 @@ from mmseg.utils import SampleList, add_prefix
 
 from ...compat import UnsafeCheckpointError
 from ..utils import freeze
+from ..decode_heads.reclip_head import upgrade_legacy_state_dict
 from ..utils.model_meta import set_model_meta
 from ..utils.class_set import ClassSetMismatchError, check_class_set, decode_class_set
-from .maskclip import logits_to_input_size, prompt_denoise
+from .maskclip import logits_to_input_size
+from .prompt_denoise import PromptDenoiseMixin
 
 
 def valid_region(data_samples: SampleList, size: Sequence[int],
@@ -35,7 +37,7 @@ def valid_region(data_samples: SampleList, size: Sequence[int],
 
 
 @MODELS.register_module()
-class ReCLIPDistiller(EncoderDecoder):
+class ReCLIPDistiller(PromptDenoiseMixin, EncoderDecoder):
     """ReCLIP++ distillation (method §7): an mmseg student learns from the frozen
     stage-1 ReCLIP model.
 
@@ -74,8 +76,13 @@ class ReCLIPDistiller(EncoderDecoder):
             ``tools/generate_pseudo_labels.py``); the teacher still runs when a loss
             needs its features (feature-guided L1).
         pd_threshold (float, optional): test-time prompt denoising (off for
-            distillation, method §8).
+            distillation, method §8); with ``pd_temperature`` and ``pd_fallback`` as in
+            :class:`MaskCLIP` (``pd_mode='upsampled'`` only: the student has no
+            released grid-level variant).
     """
+
+    #: prompt denoising on the upsampled logits only (no released grid-level variant)
+    pd_modes = ('upsampled', )
 
     def __init__(self,
                  backbone: dict,
@@ -89,6 +96,8 @@ class ReCLIPDistiller(EncoderDecoder):
                  target: str = 'online',
                  pd_threshold: Optional[float] = None,
                  pd_temperature: float = 10.0,
+                 pd_mode: str = 'upsampled',
+                 pd_fallback: bool = True,
                  train_cfg: Optional[dict] = None,
                  test_cfg: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
@@ -117,8 +126,7 @@ class ReCLIPDistiller(EncoderDecoder):
         set_model_meta(self, self.decode_head.class_names, decode_head.get('class_names'))
         self.teacher_checkpoint = teacher_checkpoint
         self.target = target
-        self.pd_threshold = pd_threshold
-        self.pd_temperature = pd_temperature
+        self.init_prompt_denoise(pd_threshold, pd_temperature, pd_mode, pd_fallback)
         if student_input_norm is not None:
             mean = torch.tensor(student_input_norm['mean'], dtype=torch.float32)
             std = torch.tensor(student_input_norm['std'], dtype=torch.float32)
@@ -139,7 +147,7 @@ class ReCLIPDistiller(EncoderDecoder):
         if self.__dict__['_teacher'] is None:
             self.__dict__['_teacher'] = self.build_teacher()
         teacher = self.__dict__['_teacher']
-        device = self.decode_head.reference.device
+        device = self.decode_head.query_embeds.device
         if next(iter(teacher.buffers())).device != device:
             teacher.to(device)
         return teacher
@@ -173,6 +181,7 @@ class ReCLIPDistiller(EncoderDecoder):
         state = checkpoint.get('state_dict', checkpoint)
         state = {k[len('module.'):] if k.startswith('module.') else k: v
                  for k, v in state.items()}
+        upgrade_legacy_state_dict(state)  # stage-1 checkpoints of the old head layout
         self._check_teacher_checkpoint(path, state, checkpoint.get('meta') or {})
         print_log(f'Building the distillation teacher from {path}', logger='current')
         with DefaultScope.overwrite_default_scope('mmseg'):
@@ -191,7 +200,7 @@ class ReCLIPDistiller(EncoderDecoder):
             raise ClassSetMismatchError(f'Teacher checkpoint {path!r} does not fit '
                                         f'model.teacher: {err}') from None
         teacher = freeze(teacher)
-        teacher.to(self.decode_head.reference.device)
+        teacher.to(self.decode_head.query_embeds.device)
         self.decode_head.load_from_teacher(teacher.decode_head)
         return teacher
 
@@ -207,10 +216,10 @@ class ReCLIPDistiller(EncoderDecoder):
                     f'Teacher checkpoint {path!r} does not match the student: '
                     f'{err}') from None
         errors = []
-        conv = state.get('decode_head.decoder_conv.weight')
+        conv = state.get('decode_head.mask_decoder.conv.weight')
         if conv is None:
             raise ValueError(f'{path!r} is not a stage-1 ReCLIP checkpoint (no '
-                             'decode_head.decoder_conv.weight).')
+                             'decode_head.mask_decoder.conv.weight).')
         if conv.shape[0] != head.num_classes:
             errors.append(f'the teacher predicts {conv.shape[0]} classes, the student '
                           f'num_classes={head.num_classes}')
@@ -326,9 +335,3 @@ class ReCLIPDistiller(EncoderDecoder):
         x = self.extract_feat(inputs)
         head_losses = self.decode_head.loss(x, data_samples, self.train_cfg, teacher_out)
         return add_prefix(head_losses, 'decode')
-
-    def inference(self, inputs: torch.Tensor, batch_img_metas: List[dict]) -> torch.Tensor:
-        seg_logits = super().inference(inputs, batch_img_metas)
-        if self.pd_threshold is not None:
-            seg_logits = prompt_denoise(seg_logits, self.pd_threshold, self.pd_temperature)
-        return seg_logits

@@ -9,48 +9,15 @@ from mmseg.registry import MODELS
 
 from ..utils import merge_clip_cfg, shared_clip_models
 from ..utils.model_meta import set_model_meta
+from .prompt_denoise import PD_MODES, PromptDenoiseMixin, prompt_denoise  # noqa: F401
 
-#: Where prompt denoising measures each class's peak: on the logits at the input size
-#: (after upsampling; works for ``whole`` and ``slide`` tests), or on the grid-level
-#: decoder output before any upsampling (the released code; ``whole`` test only).
-PD_MODES = ('upsampled', 'grid')
 #: How grid logits reach the input size: ``'padded_crop'`` upsamples to the patch-padded
 #: size and crops; ``'released'`` resizes straight to the unpadded size (released code).
 UPSAMPLE_MODES = ('padded_crop', 'released')
 
 
-def prompt_denoise(seg_logits: torch.Tensor,
-                   threshold: float,
-                   temperature: float = 10.0,
-                   fill: float = -100.0,
-                   fallback: bool = True) -> torch.Tensor:
-    """Test-time prompt denoising (method §8).
-
-    A class whose spatial max of ``softmax(temperature * logits)`` is below
-    ``threshold`` is removed from the image (its logits set to ``fill``).
-
-    Args:
-        seg_logits (Tensor): ``[B, C, H, W]`` (grid-level or upsampled logits).
-        threshold (float): minimum peak probability a class needs to stay.
-        temperature (float): softmax temperature (10).
-        fill (float): logit of a removed class (-100).
-        fallback (bool): keep the class with the highest peak even when it is below the
-            threshold. Without it (the released code) an image where no class passes
-            gets ``fill`` everywhere, so its argmax is class 0 everywhere.
-
-    Returns:
-        Tensor: ``[B, C, H, W]``.
-    """
-    probs = (temperature * seg_logits).softmax(dim=1)
-    peak = probs.flatten(2).amax(dim=2)  # [B, C]
-    keep = peak >= threshold
-    if fallback:
-        keep = keep | (peak == peak.amax(dim=1, keepdim=True))
-    return torch.where(keep[:, :, None, None], seg_logits, seg_logits.new_tensor(fill))
-
-
 @MODELS.register_module()
-class MaskCLIP(EncoderDecoder):
+class MaskCLIP(PromptDenoiseMixin, EncoderDecoder):
     """MaskCLIP baseline as an mmseg segmentor (``whole`` and ``slide`` test modes).
 
     Args:
@@ -97,8 +64,8 @@ class MaskCLIP(EncoderDecoder):
                  pd_fallback: bool = True,
                  upsample_mode: str = 'padded_crop',
                  **kwargs):
-        if pd_mode not in PD_MODES:
-            raise ValueError(f'pd_mode must be one of {PD_MODES}, got {pd_mode!r}')
+        if pd_mode not in self.pd_modes:  # before CLIP is built (also checked below)
+            raise ValueError(f'pd_mode must be one of {self.pd_modes}, got {pd_mode!r}')
         if upsample_mode not in UPSAMPLE_MODES:
             raise ValueError(
                 f'upsample_mode must be one of {UPSAMPLE_MODES}, got {upsample_mode!r}')
@@ -108,10 +75,7 @@ class MaskCLIP(EncoderDecoder):
             super().__init__(backbone, decode_head, *args, **kwargs)
         # classes + palette for mmseg's APIs (init_model, MMSegInferencer, visualiser)
         set_model_meta(self, self.decode_head.class_names, decode_head.get('class_names'))
-        self.pd_threshold = pd_threshold
-        self.pd_temperature = pd_temperature
-        self.pd_mode = pd_mode
-        self.pd_fallback = pd_fallback
+        self.init_prompt_denoise(pd_threshold, pd_temperature, pd_mode, pd_fallback)
         self.upsample_mode = upsample_mode
 
     def loss(self, inputs, data_samples):
@@ -152,28 +116,12 @@ class MaskCLIP(EncoderDecoder):
     def whole_inference(self, inputs: torch.Tensor,
                         batch_img_metas: List[dict]) -> torch.Tensor:
         logits = self.grid_logits(inputs)
-        if self.pd_threshold is not None and self.pd_mode == 'grid':
-            logits = self.denoise(logits)
+        logits = self.denoise(logits, 'grid')
         # Test batches hold one image size (mmseg asserts it), so one padding for all;
         # the keys are those `postprocess_result` crops by.
         meta = batch_img_metas[0]
         padding = meta.get('img_padding_size', meta.get('padding_size')) or (0, 0, 0, 0)
         return self.upsample_logits(logits, inputs.shape[-2:], padding)
-
-    def denoise(self, seg_logits: torch.Tensor) -> torch.Tensor:
-        """:func:`prompt_denoise` with this segmentor's settings."""
-        return prompt_denoise(seg_logits, self.pd_threshold, self.pd_temperature,
-                              fallback=self.pd_fallback)
-
-    def inference(self, inputs: torch.Tensor, batch_img_metas: List[dict]) -> torch.Tensor:
-        slide = self.test_cfg.get('mode', 'whole') == 'slide'
-        if self.pd_threshold is not None and self.pd_mode == 'grid' and slide:
-            raise ValueError("pd_mode='grid' needs test_cfg.mode='whole' (slide windows "
-                             "have no whole-image grid); use pd_mode='upsampled'.")
-        seg_logits = super().inference(inputs, batch_img_metas)
-        if self.pd_threshold is not None and self.pd_mode == 'upsampled':
-            seg_logits = self.denoise(seg_logits)
-        return seg_logits
 
 
 def inject_clip_cfg(backbone: dict, decode_head: dict,

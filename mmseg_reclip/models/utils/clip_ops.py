@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from .amp import fp32
+from .seeding import step_generator
 
 
 def resize_pos_embed_grid(pos_embed: torch.Tensor, size: tuple) -> torch.Tensor:
@@ -88,3 +89,25 @@ def gumbel_softmax_hard(logits: torch.Tensor,
     soft = ((logits + gumbels) / tau).softmax(dim)
     hard = torch.zeros_like(soft).scatter_(dim, soft.argmax(dim, keepdim=True), 1.0)
     return hard - soft.detach() + soft
+
+
+def gumbel_masks(logits: torch.Tensor,
+                 scale: float = 100.0,
+                 tau: float = 1.0,
+                 base_seed: Optional[int] = None) -> torch.Tensor:
+    """Hard Gumbel-softmax masks over classes (method §4), seeded per training step.
+
+    ``gumbel_softmax_hard(scale · logits, tau)`` along ``dim=1`` with noise from
+    :func:`~mmseg_reclip.models.utils.seeding.step_generator` (seed, iteration, rank).
+
+    Args:
+        logits (Tensor): ``[B, C, h, w]`` decoder output ``O``.
+        scale (float): multiplier before the softmax (100; conference ReCLIP 1000).
+        tau (float): temperature (1).
+        base_seed (int, optional): base seed (default: the Runner's seed).
+
+    Returns:
+        Tensor: ``[B, C, h, w]`` one-hot along ``C`` (straight-through gradient).
+    """
+    gen = step_generator(logits.device, base_seed)
+    return gumbel_softmax_hard(scale * logits, tau, 1, gen)
