@@ -6,7 +6,7 @@ _base_ = [
 model = dict(
     decode_head=dict(
         num_classes={{_base_.num_classes}}, class_names={{_base_.class_names}}),
-    # Prompt denoising (method §8) is off for the baseline; e.g. --cfg-options
+    # Prompt denoising (docs/method.md §8) is off for the baseline; e.g. --cfg-options
     # model.pd_threshold=0.5 turns it on.
     pd_threshold=None)
 # Training-free: nothing to train, so no train loop.

@@ -1,4 +1,4 @@
-# ReCLIP++ stage 2 (distillation into DeepLab V2 ResNet-101) on PASCAL Context, method §7/§8.
+# ReCLIP++ stage 2 (distillation into DeepLab V2 ResNet-101) on PASCAL Context, docs/method.md §7/§8.
 # Two stages:
 #   python tools/train.py configs/reclip/reclip_vit-b16_context.py                 # stage 1 (teacher)
 #   python tools/train.py configs/reclip/reclip-distill_deeplabv2-r101_context.py  # stage 2

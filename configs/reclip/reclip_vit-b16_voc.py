@@ -1,4 +1,4 @@
-# ReCLIP++ stage 1 (rectification), released settings of method §8.
+# ReCLIP++ stage 1 (rectification), released settings of docs/method.md §8.
 #   python tools/train.py configs/reclip/reclip_vit-b16_voc.py
 #   python tools/test.py configs/reclip/reclip_vit-b16_voc.py work_dirs/reclip_vit-b16_voc/iter_20000.pth
 _base_ = [
@@ -11,7 +11,7 @@ model = dict(
     # Released test-time prompt denoising threshold (dataset base); None turns it off.
     pd_threshold={{_base_.pd_threshold}})
 custom_hooks = [
-    # Multi-label hypotheses by crop voting (method §5), computed once before training
+    # Multi-label hypotheses by crop voting (docs/method.md §5), computed once before training
     # and cached in the work dir. Window: the dataset base's crop_vote_window
     # (released crop_size / 6), stride half the window.
     dict(type='CropVoteHypothesisHook', window={{_base_.crop_vote_window}}, stride=None,

@@ -1,9 +1,9 @@
-"""Class-name lists used to build the text queries (method doc §2, §9).
+"""Class-name lists used to build the text queries (docs/method.md §2, §9).
 
 Each list is in the label order of the corresponding dataset (the order of the
 mmseg dataset class, after ``reduce_zero_label`` where it applies). An entry is
 either a str or a list of synonyms; the first name is always the dataset's own
-(readable) class name, and the class score is the max over its names (§2).
+(readable) class name, and the class score is the max over its names (docs/method.md §2).
 Synonyms are used sparingly, only where the dataset's name is an unusual word.
 """
 import os.path as osp
@@ -14,7 +14,7 @@ __all__ = ['CLASS_NAMES', 'get_class_names', 'read_class_file', 'is_name_file',
 
 ClassEntry = Union[str, List[str]]
 
-#: PASCAL VOC 2012 without background, names of method doc §9 (VOC order).
+#: PASCAL VOC 2012 without background, names of docs/method.md §9 (VOC order).
 VOC20: List[ClassEntry] = [
     'airplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat',
     'chair', 'cow', 'dining table', 'dog', 'horse', 'motorbike', 'person',
@@ -68,7 +68,7 @@ CITYSCAPES19: List[ClassEntry] = [
     'truck', 'bus', 'train', 'motorcycle', 'bicycle'
 ]
 
-#: COCO-Stuff 27 mid-level classes (STEGO / PiCIE order, method doc §9):
+#: COCO-Stuff 27 mid-level classes (STEGO / PiCIE order, docs/method.md §9):
 #: 12 thing supercategories then 15 stuff supercategories.
 COCOSTUFF27: List[ClassEntry] = [
     'electronic', 'appliance', 'food things', 'furniture things', 'indoor',

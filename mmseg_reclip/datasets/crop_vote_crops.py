@@ -1,4 +1,4 @@
-"""The crops of the crop-vote pre-pass (method §5) as a torch ``Dataset``.
+"""The crops of the crop-vote pre-pass (docs/method.md §5) as a torch ``Dataset``.
 
 :class:`CropVoteHypothesisHook` scores every square window of every training image with
 CLIP. Reading and decoding the images (and the optional ``img_scale`` rescale) is the

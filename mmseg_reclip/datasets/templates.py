@@ -1,4 +1,4 @@
-"""Prompt templates for building CLIP text queries (method doc §2).
+"""Prompt templates for building CLIP text queries (docs/method.md §2).
 
 The query head of ReCLIP++ encodes every class name with an ensemble of prompt
 templates: the 80 ImageNet templates of CLIP (Radford et al., 2021, "Prompt
@@ -96,7 +96,7 @@ IMAGENET_TEMPLATES: List[str] = [
     'a tattoo of the {}.',
 ]
 
-#: The 5 scene templates added by ReCLIP / ReCLIP++ (method doc §2).
+#: The 5 scene templates added by ReCLIP / ReCLIP++ (docs/method.md §2).
 SCENE_TEMPLATES: List[str] = [
     'there is a {} in the scene.',
     'there is the {} in the scene.',

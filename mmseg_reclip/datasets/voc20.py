@@ -9,7 +9,7 @@ __all__ = ['PascalVOC20Dataset']
 
 @DATASETS.register_module()
 class PascalVOC20Dataset(CheckedDatasetMixin, PascalVOCDataset):
-    """PASCAL VOC 2012 without the background class (method doc §9).
+    """PASCAL VOC 2012 without the background class (docs/method.md §9).
 
     Same folder layout as mmseg's :class:`PascalVOCDataset`
     (``JPEGImages/*.jpg``, ``SegmentationClass/*.png`` and a split file such

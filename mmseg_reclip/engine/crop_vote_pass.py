@@ -1,4 +1,4 @@
-"""The crop-vote pre-pass (method §5): every training image's crops through CLIP, batched.
+"""The crop-vote pre-pass (docs/method.md §5): every training image's crops through CLIP, batched.
 
 :class:`CropVoteHypothesisHook` wires this into training; the work is here. Images are
 read and cut by ``DataLoader`` workers (:class:`CropVoteCrops`), resized and normalised

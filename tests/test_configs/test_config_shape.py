@@ -12,7 +12,7 @@ from mmengine.config import Config
 ROOT = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs')
 ALL = sorted(glob.glob(osp.join(ROOT, '**', '*.py'), recursive=True))
 LEAVES = [p for p in ALL if osp.sep + '_base_' + osp.sep not in p]
-# released crop_size / 6 and the released prompt-denoising thresholds (method §5, §8)
+# released crop_size / 6 and the released prompt-denoising thresholds (docs/method.md §5, §8)
 EXPECTED = {'voc20': (56, 1.0), 'context59': (80, 0.85), 'ade20k': (85, 0.5),
             'cityscapes': (85, 0.5), 'cocostuff27': (85, 0.95),
             'custom': (56, None)}  # your own images: 336 crop / 6, no released PD
@@ -79,7 +79,7 @@ def test_trained_configs_use_the_dataset_values(path):
     cfg = Config.fromfile(path)
     hooks = [h for h in cfg.custom_hooks if h['type'] == 'CropVoteHypothesisHook']
     assert len(hooks) == 1 and hooks[0]['window'] == cfg.crop_vote_window
-    if 'distill' in path:  # distillation evaluates without prompt denoising (method §8)
+    if 'distill' in path:  # distillation evaluates without prompt denoising (docs/method.md §8)
         assert cfg.model.pd_threshold is None
         assert cfg.model.teacher.decode_head.class_names == cfg.class_names
     else:

@@ -113,7 +113,7 @@ def test_class_name_counts_match_mmseg():
         firsts = [n[0] for n in names]
         assert len(set(firsts)) == len(firsts), key
         # first (readable) name equals the dataset's own name, up to
-        # case / spaces / separators (VOC's 'aeroplane' is 'airplane' in §9)
+        # case / spaces / separators (VOC's 'aeroplane' is 'airplane' in docs/method.md §9)
         alias = {'airplane': 'aeroplane'} if key == 'voc20' else {}
         for ours, theirs in zip(firsts, ref):
             assert _norm(alias.get(ours, ours)) == _norm(theirs), (key, ours,

@@ -125,7 +125,7 @@ def test_clip_switch_builds_one_shared_clip(config, tmp_path, monkeypatch,
     assert calls == [TINY]  # one CLIP for the backbone and the text encoder
     assert model.decode_head.text_encoder.model_name == TINY
     assert model.backbone.width == 64
-    # The released eps quirk stays on the image tower of the shared CLIP (method §1).
+    # The released eps quirk stays on the image tower of the shared CLIP (docs/method.md §1).
     image_eps = 1e-6 if 'released' in config else 1e-5
     visual_eps = {m.eps for n, m in model.backbone.visual.named_modules()
                   if n.endswith(('ln_1', 'ln_2'))}

@@ -1,4 +1,4 @@
-"""The crop-vote maths (method §5) against independent computations."""
+"""The crop-vote maths (docs/method.md §5) against independent computations."""
 import numpy as np
 import pytest
 import torch

@@ -333,7 +333,7 @@ def test_student_shape_mismatch_names_the_field(files):
 
 # -------------------------------------------------------------------------------- configs
 def test_distill_configs():
-    """Every distillation config: settings of method §7/§8, and its student builds and
+    """Every distillation config: settings of docs/method.md §7/§8, and its student builds and
     runs its feature path without any CLIP (backbones shrunk for speed)."""
     import glob
 

@@ -1,4 +1,4 @@
-"""Test-time prompt denoising (method §8) and the segmentor's test-time modes
+"""Test-time prompt denoising (docs/method.md §8) and the segmentor's test-time modes
 (``pd_mode``, ``pd_fallback``, ``upsample_mode``) against direct computations."""
 import pytest
 import torch

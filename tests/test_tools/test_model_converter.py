@@ -5,7 +5,7 @@ converted with the command-line tool, loaded into a segmentor built from the rel
 VOC config (tiny CLIP substituted), and the head output and the final predictions are
 checked against an independent re-implementation of the released test written below
 with plain torch and open_clip's own modules, from the released code's behaviour
-(method doc §1, §3, §8): eps 1e-6 on the image tower's block LayerNorms only, the
+(docs/method.md §1, §3, §8): eps 1e-6 on the image tower's block LayerNorms only, the
 image zero-padded to a multiple of 16, prompt denoising on the grid-level decoder output
 without fallback, grid logits resized straight to the unpadded resized size and then to
 the original size. The CLIP file is in the form of a state dict taken from OpenAI's

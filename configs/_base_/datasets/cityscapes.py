@@ -11,8 +11,8 @@ crop_size = (512, 512)
 train_scale = (2048, 1024)  # RandomResize base scale (long, short)
 test_scale = (2048, 448)  # short side 448 (1024x2048 -> 448x896)
 # ReCLIP++ per-dataset values (read by the leaf configs through {{_base_.*}}):
-crop_vote_window = 85  # crop-vote window, released crop_size / 6 (method §5)
-pd_threshold = 0.5  # released test-time prompt-denoising threshold (method §8)
+crop_vote_window = 85  # crop-vote window, released crop_size / 6 (docs/method.md §5)
+pd_threshold = 0.5  # released test-time prompt-denoising threshold (docs/method.md §8)
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),

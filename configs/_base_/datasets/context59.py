@@ -12,8 +12,8 @@ crop_size = (480, 480)
 train_scale = (2048, 520)  # RandomResize base scale (long, short)
 test_scale = (2048, 448)  # short side 448, long side <= 2048
 # ReCLIP++ per-dataset values (read by the leaf configs through {{_base_.*}}):
-crop_vote_window = 80  # crop-vote window, released crop_size / 6 (method §5)
-pd_threshold = 0.85  # released test-time prompt-denoising threshold (method §8)
+crop_vote_window = 80  # crop-vote window, released crop_size / 6 (docs/method.md §5)
+pd_threshold = 0.85  # released test-time prompt-denoising threshold (docs/method.md §8)
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),

@@ -16,9 +16,9 @@ val_ann_dir = '{{$VAL_ANN_DIR:none}}'
 val_img_suffix = '{{$VAL_IMG_SUFFIX:.jpg}}'
 
 num_classes = None  # taken from the class-name file
-# Crop-vote window (method §5): the released crop_size / 6 for a 336 crop.
+# Crop-vote window (docs/method.md §5): the released crop_size / 6 for a 336 crop.
 crop_vote_window = 56
-# Test-time prompt denoising (method §8): no released threshold for your data.
+# Test-time prompt denoising (docs/method.md §8): no released threshold for your data.
 pd_threshold = None
 crop_size = (336, 336)
 train_scale = (2048, 512)  # RandomResize base scale (long, short)

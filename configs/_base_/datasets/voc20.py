@@ -15,8 +15,8 @@ crop_size = (336, 336)
 train_scale = (2048, 512)  # RandomResize base scale (long, short)
 test_scale = (2048, 336)  # short side 336, long side <= 2048
 # ReCLIP++ per-dataset values (read by the leaf configs through {{_base_.*}}):
-crop_vote_window = 56  # crop-vote window, released crop_size / 6 (method §5)
-pd_threshold = 1.0  # released test-time prompt-denoising threshold (method §8)
+crop_vote_window = 56  # crop-vote window, released crop_size / 6 (docs/method.md §5)
+pd_threshold = 1.0  # released test-time prompt-denoising threshold (docs/method.md §8)
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),

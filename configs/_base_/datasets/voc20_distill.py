@@ -1,5 +1,5 @@
 # PASCAL VOC 2012 (20 classes) for distillation: the training crop is 512 (stage 1: 336),
-# method §8. The train pipeline is redefined because voc20.py built its own with crop 336.
+# docs/method.md §8. The train pipeline is redefined because voc20.py built its own with crop 336.
 # Images only: no labels.
 _base_ = ['./voc20.py']
 crop_size = (512, 512)

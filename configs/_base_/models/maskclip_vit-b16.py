@@ -2,7 +2,7 @@
 # template-ensemble queries.
 data_preprocessor = dict(
     type='SegDataPreProcessor',
-    # CLIP's RGB mean/std in 0-255 units (method §0).
+    # CLIP's RGB mean/std in 0-255 units (docs/method.md §0).
     mean=[122.771, 116.746, 104.094],
     std=[68.501, 66.632, 70.323],
     bgr_to_rgb=True,

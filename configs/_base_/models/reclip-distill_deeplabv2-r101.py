@@ -1,4 +1,4 @@
-# ReCLIP++ stage 2 (distillation, method §7): a DeepLab V2 ResNet-101 student learns
+# ReCLIP++ stage 2 (distillation, docs/method.md §7): a DeepLab V2 ResNet-101 student learns
 # from the frozen stage-1 model (the teacher = the stage-1 ReCLIP model config below).
 #
 # - The teacher is built and loaded from `model.teacher_checkpoint` only when training
@@ -8,7 +8,7 @@
 # - Inputs: the data preprocessor normalises with CLIP's mean/std (teacher and crop
 #   voting need CLIP inputs); `student_input_norm` re-normalises the same batch with
 #   ImageNet's mean/std for the ImageNet-pretrained student backbone.
-# - Loss = CE + lambda_feat * L1 + lambda_text * contrastive (method §7: 0.5, 0.5).
+# - Loss = CE + lambda_feat * L1 + lambda_text * contrastive (docs/method.md §7: 0.5, 0.5).
 _base_ = ['./reclip_vit-b16.py']
 
 lambda_feat = 0.5  # λ1, feature-guided L1
@@ -49,7 +49,7 @@ model = dict(
         num_classes=20,
         class_names='voc20',
         embed_dim=512,  # CLIP ViT-B/16 joint space (the teacher's D)
-        # Frozen copies of the teacher's bias extractor and mask decoder (method §7),
+        # Frozen copies of the teacher's bias extractor and mask decoder (docs/method.md §7),
         # filled from the stage-1 checkpoint: the student needs no CLIP.
         bias_extractor=dict(
             type='ReferenceBiasExtractor',
@@ -68,4 +68,4 @@ model = dict(
             dict(type='TextGuidedContrastiveLoss', loss_weight=lambda_text,
                  logit_scale=100.0),
         ]),
-    pd_threshold=None)  # no prompt denoising in distillation eval (method §8)
+    pd_threshold=None)  # no prompt denoising in distillation eval (docs/method.md §8)

@@ -1,10 +1,10 @@
 # ReCLIP++ rectification (stage 1) on a frozen OpenAI CLIP ViT-B/16.
-# Every value of the method doc (§3-§6) is a field here; defaults follow the released code.
+# Every value of docs/method.md (§3-§6) is a field here; defaults follow the released code.
 # Self-contained (no base of its own) so that the released, distillation and leaf configs
 # built on it stay at most three files deep; the CLIP part equals maskclip_vit-b16.py.
 data_preprocessor = dict(
     type='SegDataPreProcessor',
-    # CLIP's RGB mean/std in 0-255 units (method §0).
+    # CLIP's RGB mean/std in 0-255 units (docs/method.md §0).
     mean=[122.771, 116.746, 104.094],
     std=[68.501, 66.632, 70.323],
     bgr_to_rgb=True,
@@ -26,7 +26,7 @@ model = dict(
         class_names='voc20',
         templates='reclip85',
         text_encoder=dict(type='OpenCLIPTextEncoder'),
-        # B = Conv1x1(PE) . R^T, R from [SOS] + context + name + [EOT] (method §3)
+        # B = Conv1x1(PE) . R^T, R from [SOS] + context + name + [EOT] (docs/method.md §3)
         bias_extractor=dict(
             type='ReferenceBiasExtractor',
             num_context=73,  # M shared context vectors
@@ -34,7 +34,7 @@ model = dict(
             ref_norm='global',  # R / ||R||_F
             name_token_mode='eot'),  # 'released' reproduces the released tokenisation
         bias_mode='subtract',  # Lr = Lq - B
-        # O = BN(Conv5x5(concat(F, Lr))), hard Gumbel masks of 100 * O (method §4)
+        # O = BN(Conv5x5(concat(F, Lr))), hard Gumbel masks of 100 * O (docs/method.md §4)
         mask_decoder=dict(
             type='RectifiedMaskDecoder',
             kernel_size=5,

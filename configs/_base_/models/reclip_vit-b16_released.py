@@ -4,7 +4,7 @@
 _base_ = ['./reclip_vit-b16.py']
 model = dict(
     # Image tower only: the released code sets eps 1e-6 on the ViT's residual-block
-    # LayerNorms (CLIP: 1e-5); the text tower (Q and R) keeps 1e-5 (method §1).
+    # LayerNorms (CLIP: 1e-5); the text tower (Q and R) keeps 1e-5 (docs/method.md §1).
     backbone=dict(ln_eps=1e-6),
     decode_head=dict(
         bias_extractor=dict(
@@ -12,9 +12,9 @@ model = dict(
             ref_norm='global',  # R / ||R||_F
             # first 77-1-73 = 3 BPE tokens after SOS, feature at 1 + 73 + argmax(them)
             name_token_mode='released')),
-    # Grid logits resized straight to the unpadded resized image (method §8).
+    # Grid logits resized straight to the unpadded resized image (docs/method.md §8).
     upsample_mode='released',
-    # Prompt denoising on the grid-level decoder output, no fallback (method §8); the
+    # Prompt denoising on the grid-level decoder output, no fallback (docs/method.md §8); the
     # threshold is set per dataset.
     pd_mode='grid',
     pd_fallback=False)

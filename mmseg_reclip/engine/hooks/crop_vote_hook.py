@@ -1,4 +1,4 @@
-"""Multi-label image hypotheses by crop voting (method §5), computed once and cached.
+"""Multi-label image hypotheses by crop voting (docs/method.md §5), computed once and cached.
 
 The hook only wires: the voting maths is :mod:`mmseg_reclip.models.utils.crop_vote`,
 the pre-pass :mod:`mmseg_reclip.engine.crop_vote_pass`, the image listing
@@ -34,7 +34,7 @@ CACHE_PREFIX = 'reclip_hypotheses_'
 
 @HOOKS.register_module()
 class CropVoteHypothesisHook(Hook):
-    """Attach multi-label crop-vote hypotheses to the training samples (method §5).
+    """Attach multi-label crop-vote hypotheses to the training samples (docs/method.md §5).
 
     ``before_train`` (also on resume) lists the training images
     (:func:`collect_img_paths`; no annotation is read) and loads their hypotheses from

@@ -54,7 +54,7 @@ def value_path_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def dense_features(visual: nn.Module, img: torch.Tensor) -> torch.Tensor:
-    """Dense, L2-normalised MaskCLIP features (method §1).
+    """Dense, L2-normalised MaskCLIP features (docs/method.md §1).
 
     Args:
         visual (nn.Module): open_clip ``VisionTransformer`` (pre-norm, CLS token).

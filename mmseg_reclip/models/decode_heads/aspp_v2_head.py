@@ -3,7 +3,7 @@
 Design note — part of the student head, not a neck. In DeepLab V2 the ASPP *is* the
 classifier: the parallel dilated 3x3 convs are the last layer and their outputs are
 summed (V3's ASPP with image pooling, BN and a concat+fuse conv is a different module,
-mmseg's ``ASPPHead``). In ReCLIP++ (method §7) that sum is followed directly by the
+mmseg's ``ASPPHead``). In ReCLIP++ (docs/method.md §7) that sum is followed directly by the
 projection into CLIP's text-aligned space and the L2 normalisation; all three together
 turn backbone features into the student's ``F``. :class:`ReCLIPStudentHead` therefore
 owns this path (``feature_module=dict(type='ASPPV2')``), which leaves mmseg's ``neck``

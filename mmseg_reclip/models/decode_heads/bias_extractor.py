@@ -1,4 +1,4 @@
-"""Bias extraction (method §3): reference prompts + positional projection → ``B``."""
+"""Bias extraction (docs/method.md §3): reference prompts + positional projection → ``B``."""
 from contextlib import nullcontext
 from typing import Dict, Optional, Sequence, Tuple
 
@@ -12,7 +12,7 @@ from ..utils import autocast_dtype, autocast_off, resize_pos_embed_grid
 
 
 def bias_logits(pos_feats: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """Bias logits ``B = P·Rᵀ`` (method §3).
+    """Bias logits ``B = P·Rᵀ`` (docs/method.md §3).
 
     Args:
         pos_feats (Tensor): ``[D, h, w]`` projected positional embedding ``P``.
@@ -37,7 +37,7 @@ def normalize_reference(reference: torch.Tensor, mode: str) -> torch.Tensor:
 
 @MODELS.register_module()
 class ReferenceBiasExtractor(BaseModule):
-    """Bias logits ``B = Conv1x1(PE_{h×w}) · Rᵀ`` ``[C, h, w]`` (method §3).
+    """Bias logits ``B = Conv1x1(PE_{h×w}) · Rᵀ`` ``[C, h, w]`` (docs/method.md §3).
 
     Two sources of ``R`` and of CLIP's PE grid, one computation:
 
@@ -130,7 +130,7 @@ class ReferenceBiasExtractor(BaseModule):
         return self._text[0] if self._text is not None else None
 
     def reset_context(self) -> None:
-        """Initialise the context vectors (method §3); the PE projection keeps
+        """Initialise the context vectors (docs/method.md §3); the PE projection keeps
         ``nn.Conv2d``'s default init, as in the released code."""
         if not self.learnt:
             return

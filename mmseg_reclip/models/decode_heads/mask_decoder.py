@@ -1,4 +1,4 @@
-"""Rectified mask decoder (method §4): ``O = BN(Conv(concat(F, Lr)))`` and Gumbel masks."""
+"""Rectified mask decoder (docs/method.md §4): ``O = BN(Conv(concat(F, Lr)))`` and Gumbel masks."""
 from typing import Optional
 
 import torch
@@ -15,7 +15,7 @@ from ..utils import autocast_off, gumbel_masks
 class RectifiedMaskDecoder(BaseModule):
     """``O = BN(Conv_{k×k}(concat(F, Lr)))`` (``D + C → C`` channels, padding ``k // 2``,
     no activation), and the hard Gumbel-softmax masks of the stage-1 and text-guided
-    losses (method §4).
+    losses (docs/method.md §4).
 
     The convolution is initialised Kaiming-normal (fan-out) and BN with weight 1, bias 0
     (:meth:`reset_parameters`). Under autocast the convolution runs in low precision;
@@ -62,7 +62,7 @@ class RectifiedMaskDecoder(BaseModule):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Initialise conv and BN as the released code (method §4)."""
+        """Initialise conv and BN as the released code (docs/method.md §4)."""
         kaiming_init(self.conv, mode='fan_out', nonlinearity='relu', distribution='normal')
         constant_init(self.norm, 1, bias=0)
 

@@ -21,7 +21,7 @@ def normalize_class_names(class_names: Union[str, Sequence]) -> List[List[str]]:
 
 @MODELS.register_module()
 class MaskCLIPHead(ClassSetStateMixin, BaseDecodeHead):
-    """Fixed query head of MaskCLIP / ReCLIP++ (method §2).
+    """Fixed query head of MaskCLIP / ReCLIP++ (docs/method.md §2).
 
     Holds the frozen CLIP text side and the query embeddings ``Q`` (one unit vector per
     class name, 85-template ensemble). ``Q`` is computed once, the first time it is needed

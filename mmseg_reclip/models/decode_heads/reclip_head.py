@@ -38,7 +38,7 @@ def upgrade_legacy_state_dict(state_dict: dict, prefix: str = 'decode_head.') ->
 
 
 def rectify(query_logits: torch.Tensor, bias: torch.Tensor, mode: str = 'subtract') -> torch.Tensor:
-    """``Lr = Lq − B`` (``'subtract'``, method §4), ``Lq + B`` (``'add'``) or ``Lq``."""
+    """``Lr = Lq − B`` (``'subtract'``, docs/method.md §4), ``Lq + B`` (``'add'``) or ``Lq``."""
     if mode == 'subtract':
         return query_logits - bias
     if mode == 'add':
@@ -78,16 +78,16 @@ def with_default_type(cfg: Optional[dict], default_type: str) -> dict:
 
 @MODELS.register_module()
 class ReCLIPHead(MaskCLIPHead):
-    """ReCLIP++ rectification head (method §3-§6).
+    """ReCLIP++ rectification head (docs/method.md §3-§6).
 
     Consumes 512-d features aligned with the queries (``inputs[0]``, ``[B, D, h, w]``) —
     from the frozen CLIP backbone or from any student backbone + neck — and predicts
     rectified class logits::
 
-        forward(): Lq = query_logits(F)            (frozen Q, method §2)
-                   B  = bias_extractor((h, w))     (method §3)
-                   Lr = rectify(Lq, B, bias_mode)  (method §4)
-                   O  = mask_decoder(F, Lr)        (method §4)
+        forward(): Lq = query_logits(F)            (frozen Q, docs/method.md §2)
+                   B  = bias_extractor((h, w))     (docs/method.md §3)
+                   Lr = rectify(Lq, B, bias_mode)  (docs/method.md §4)
+                   O  = mask_decoder(F, Lr)        (docs/method.md §4)
         loss():    forward() -> mask_decoder.sample_masks(O) -> loss_decode
 
     The bias extractor and the mask decoder are registered modules built from
@@ -137,7 +137,7 @@ class ReCLIPHead(MaskCLIPHead):
                               norm_cfg=norm_cfg))
 
     def reset_trainable(self) -> None:
-        """Initialise the trainable parts (method §3/§4)."""
+        """Initialise the trainable parts (docs/method.md §3/§4)."""
         for module in (self.bias_extractor, self.mask_decoder):
             if hasattr(module, 'init_weights'):  # a swapped-in plain nn.Module has none
                 module.init_weights()

@@ -1,5 +1,5 @@
 """Distillation student head: any backbone's features → ``F_s``, then the teacher's
-frozen query embeddings, bias extractor and mask decoder (method §7)."""
+frozen query embeddings, bias extractor and mask decoder (docs/method.md §7)."""
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -38,7 +38,7 @@ LEGACY_KEYS = {
 
 @MODELS.register_module()
 class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
-    """The distillation student's head (method §7).
+    """The distillation student's head (docs/method.md §7).
 
     Trainable: the feature module (``ASPPV2`` by default) and the 1x1 projection into
     the ``embed_dim``-d CLIP space; ``F_s = normalize(proj(feature_module(x)))``.
@@ -292,7 +292,7 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
              batch_data_samples: SampleList,
              train_cfg: dict,
              teacher_outputs: Optional[dict] = None) -> dict:
-        """Distillation losses (method §7), one entry per configured loss.
+        """Distillation losses (docs/method.md §7), one entry per configured loss.
 
         Args:
             inputs: backbone / neck features of the student.

@@ -10,7 +10,7 @@ from ..utils import class_max_over_names, fp32
 
 
 def mask_pooled_features(feats: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """``pooled_c = Σ_hw (F ⊙ M_c) / (h·w)`` (method §6: divided by the pixel count).
+    """``pooled_c = Σ_hw (F ⊙ M_c) / (h·w)`` (docs/method.md §6: divided by the pixel count).
 
     Args:
         feats (Tensor): ``[B, D, h, w]``.
@@ -30,7 +30,7 @@ def reclip_contrastive_loss(feats: torch.Tensor,
                             hypothesis: torch.Tensor,
                             name_to_class: Optional[torch.Tensor] = None,
                             logit_scale: float = 100.0) -> torch.Tensor:
-    """Contrastive loss of method §6.
+    """Contrastive loss of docs/method.md §6.
 
     For each image and each class ``c`` of its hypothesis:
     ``CE(logit_scale · pooled_c · Qᵀ, c)``; averaged over the image's hypothesis

@@ -1,4 +1,4 @@
-"""ReCLIP++ distillation losses (method §7).
+"""ReCLIP++ distillation losses (docs/method.md §7).
 
 Total = CE + λ1·L1 + λ2·contrastive (λ1 = λ2 = 0.5): each term is one registered loss
 whose ``loss_weight`` is its λ; :class:`ReCLIPStudentHead` sums the configured list.

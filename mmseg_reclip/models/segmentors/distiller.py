@@ -38,7 +38,7 @@ def valid_region(data_samples: SampleList, size: Sequence[int],
 
 @MODELS.register_module()
 class ReCLIPDistiller(PromptDenoiseMixin, EncoderDecoder):
-    """ReCLIP++ distillation (method §7): an mmseg student learns from the frozen
+    """ReCLIP++ distillation (docs/method.md §7): an mmseg student learns from the frozen
     stage-1 ReCLIP model.
 
     The student is an ordinary encoder-decoder: ``backbone`` (+ ``neck``) + a
@@ -76,7 +76,7 @@ class ReCLIPDistiller(PromptDenoiseMixin, EncoderDecoder):
             ``tools/generate_pseudo_labels.py``); the teacher still runs when a loss
             needs its features (feature-guided L1).
         pd_threshold (float, optional): test-time prompt denoising (off for
-            distillation, method §8); with ``pd_temperature`` and ``pd_fallback`` as in
+            distillation, docs/method.md §8); with ``pd_temperature`` and ``pd_fallback`` as in
             :class:`MaskCLIP` (``pd_mode='upsampled'`` only: the student has no
             released grid-level variant).
     """

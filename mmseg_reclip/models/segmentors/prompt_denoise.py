@@ -1,4 +1,4 @@
-"""Test-time prompt denoising (method §8): one function and the one path both the
+"""Test-time prompt denoising (docs/method.md §8): one function and the one path both the
 CLIP segmentors (:class:`MaskCLIP`, :class:`ReCLIP`) and :class:`ReCLIPDistiller` take."""
 from typing import List, Optional
 
@@ -17,7 +17,7 @@ def prompt_denoise(seg_logits: torch.Tensor,
                    temperature: float = 10.0,
                    fill: float = -100.0,
                    fallback: bool = True) -> torch.Tensor:
-    """Test-time prompt denoising (method §8).
+    """Test-time prompt denoising (docs/method.md §8).
 
     A class whose spatial max of ``softmax(temperature * logits)`` is below
     ``threshold`` is removed from the image (its logits set to ``fill``).

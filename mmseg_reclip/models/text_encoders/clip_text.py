@@ -231,7 +231,7 @@ class OpenCLIPTextEncoder(BaseModule):
                       templates: List[str],
                       batch_size: int = 256,
                       show_progress: bool = False) -> torch.Tensor:
-        """Template-ensemble text embeddings (method §2).
+        """Template-ensemble text embeddings (docs/method.md §2).
 
         For each name: encode every template, L2-normalise, average, L2-normalise.
 

@@ -95,7 +95,7 @@ def gumbel_masks(logits: torch.Tensor,
                  scale: float = 100.0,
                  tau: float = 1.0,
                  base_seed: Optional[int] = None) -> torch.Tensor:
-    """Hard Gumbel-softmax masks over classes (method §4), seeded per training step.
+    """Hard Gumbel-softmax masks over classes (docs/method.md §4), seeded per training step.
 
     ``gumbel_softmax_hard(scale · logits, tau)`` along ``dim=1`` with noise from
     :func:`~mmseg_reclip.models.utils.seeding.step_generator` (seed, iteration, rank).

@@ -1,4 +1,4 @@
-"""Crop-vote hypotheses (method §5) as pure functions.
+"""Crop-vote hypotheses (docs/method.md §5) as pure functions.
 
 ReCLIP++ trains each image against the set of classes it probably contains: square
 windows slide over the image (:func:`window_boxes`), CLIP scores each crop with its own

@@ -9,7 +9,7 @@ def hypothesis_multi_hot(data_samples: SampleList, num_classes: int,
                          device: torch.device) -> torch.Tensor:
     """``[B, C]`` bool from each sample's ``metainfo['hypothesis']`` (class indices).
 
-    The hypothesis is set by the crop-vote hook from CLIP alone (method §5); no
+    The hypothesis is set by the crop-vote hook from CLIP alone (docs/method.md §5); no
     ground truth is read.
     """
     # Built on the host and moved once: no per-sample device copies in the step.
