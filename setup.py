@@ -1,5 +1,4 @@
 import os.path as osp
-
 from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
 
@@ -33,8 +32,9 @@ class BuildPyWithHook(build_py):
 
     def run(self):
         super().run()
-        self.copy_file(osp.join(osp.dirname(osp.abspath(__file__)), HOOK_PTH),
-                       osp.join(self.build_lib, HOOK_PTH))
+        self.copy_file(
+            osp.join(osp.dirname(osp.abspath(__file__)), HOOK_PTH),
+            osp.join(self.build_lib, HOOK_PTH))
 
     def get_outputs(self, include_bytecode=True):
         return super().get_outputs(include_bytecode) + [osp.join(self.build_lib, HOOK_PTH)]

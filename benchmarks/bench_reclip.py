@@ -43,9 +43,10 @@ import torch  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
-import mmseg_reclip  # noqa: E402,F401
+import mmseg_reclip  # noqa: E402,F401  # isort: skip
 from mmseg.registry import MODELS  # noqa: E402
 from mmseg.structures import SegDataSample  # noqa: E402
+
 from mmseg_reclip.engine.hooks import CropVoteHypothesisHook  # noqa: E402
 
 
@@ -78,9 +79,14 @@ def measure_together(fns, repeats, device):
             times[name].append(time.perf_counter() - start)
             if device.type == 'cuda':
                 peaks[name] = max(peaks[name], torch.cuda.max_memory_allocated() / 2**30)
-    return {name: dict(s=round(min(t), 5), mean_s=round(sum(t) / len(t), 5),
-                       peak_gib=round(peaks[name], 3) if device.type == 'cuda' else None)
-            for name, t in times.items()}
+    return {
+        name:
+        dict(
+            s=round(min(t), 5),
+            mean_s=round(sum(t) / len(t), 5),
+            peak_gib=round(peaks[name], 3) if device.type == 'cuda' else None)
+        for name, t in times.items()
+    }
 
 
 def ratio(a, b):
@@ -124,30 +130,50 @@ def write_vote_images(folder, n, size, seed=0):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--config', default='configs/reclip/reclip_vit-b16_voc.py')
-    parser.add_argument('--maskclip-config', default=None,
-                        help='default: configs/maskclip/maskclip_vit-b16_<dataset>.py')
+    parser.add_argument(
+        '--maskclip-config',
+        default=None,
+        help='default: configs/maskclip/maskclip_vit-b16_<dataset>.py')
     parser.add_argument('--pretrained', default=None, help='CLIP weights (default: random)')
     parser.add_argument('--clip-model', default=None, help='override the open_clip model')
-    parser.add_argument('--batches', '--batch', type=int, nargs='+', default=None,
-                        help="default: the config's train batch size, and 1")
+    parser.add_argument(
+        '--batches',
+        '--batch',
+        type=int,
+        nargs='+',
+        default=None,
+        help="default: the config's train batch size, and 1")
     parser.add_argument('--repeats', type=int, default=5)
-    parser.add_argument('--precisions', nargs='+', default=['fp32', 'amp'],
-                        choices=['fp32', 'amp'])
+    parser.add_argument('--precisions', nargs='+', default=['fp32', 'amp'], choices=['fp32', 'amp'])
     parser.add_argument('--amp-dtype', default='bf16', choices=['bf16', 'fp16'])
-    parser.add_argument('--test-size', type=int, nargs=2, default=None,
-                        help='inference image size (default: test short side x 4/3)')
-    parser.add_argument('--vote-images', type=int, default=4,
-                        help='JPEG images (500x375) the crop-vote pre-pass reads')
-    parser.add_argument('--vote-window', type=int, default=None,
-                        help="default: the config's CropVoteHypothesisHook window")
+    parser.add_argument(
+        '--test-size',
+        type=int,
+        nargs=2,
+        default=None,
+        help='inference image size (default: test short side x 4/3)')
+    parser.add_argument(
+        '--vote-images',
+        type=int,
+        default=4,
+        help='JPEG images (500x375) the crop-vote pre-pass reads')
+    parser.add_argument(
+        '--vote-window',
+        type=int,
+        default=None,
+        help="default: the config's CropVoteHypothesisHook window")
     parser.add_argument('--vote-batch', type=int, default=256)
     parser.add_argument('--vote-workers', type=int, default=2)
-    parser.add_argument('--no-naive', action='store_true',
-                        help='skip the naive Reference encoding (30 s per step on a CPU)')
-    parser.add_argument('--skip', nargs='*', default=[],
-                        choices=['step', 'inference', 'vote', 'reference'])
-    parser.add_argument('--compile-mode', default=None,
-                        help="torch.compile the Reference encoding (e.g. 'reduce-overhead')")
+    parser.add_argument(
+        '--no-naive',
+        action='store_true',
+        help='skip the naive Reference encoding (30 s per step on a CPU)')
+    parser.add_argument(
+        '--skip', nargs='*', default=[], choices=['step', 'inference', 'vote', 'reference'])
+    parser.add_argument(
+        '--compile-mode',
+        default=None,
+        help="torch.compile the Reference encoding (e.g. 'reduce-overhead')")
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--json')
     args = parser.parse_args()
@@ -168,12 +194,20 @@ def main():
     crop = tuple(cfg.crop_size)
     batches = args.batches or sorted({int(cfg.train_dataloader.batch_size), 1}, reverse=True)
     result = dict(
-        config=args.config, command=' '.join([osp.basename(sys.argv[0])] + sys.argv[1:]),
+        config=args.config,
+        command=' '.join([osp.basename(sys.argv[0])] + sys.argv[1:]),
         device=torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu',
-        torch=torch.__version__, threads=torch.get_num_threads(),
+        torch=torch.__version__,
+        threads=torch.get_num_threads(),
         load_avg=os.getloadavg() if hasattr(os, 'getloadavg') else None,
-        classes=num_classes, crop=crop, amp_dtype=args.amp_dtype, repeats=args.repeats,
-        compile_mode=args.compile_mode, step={}, inference={}, crop_vote={},
+        classes=num_classes,
+        crop=crop,
+        amp_dtype=args.amp_dtype,
+        repeats=args.repeats,
+        compile_mode=args.compile_mode,
+        step={},
+        inference={},
+        crop_vote={},
         reference_encoding={})
     params = [p for p in model.parameters() if p.requires_grad]
     optim = torch.optim.SGD(params, lr=0.01, momentum=0.9)
@@ -182,12 +216,13 @@ def main():
     if 'step' not in args.skip:
         for batch in batches:
             inputs = torch.randn(batch, 3, *crop, device=device)
-            samples = [SegDataSample(metainfo=dict(hypothesis=list(range(i % 3, num_classes,
-                                                                         7))))
-                       for i in range(batch)]
+            samples = [
+                SegDataSample(metainfo=dict(hypothesis=list(range(i % 3, num_classes, 7))))
+                for i in range(batch)
+            ]
             for precision in args.precisions:
-                scaler = torch.amp.GradScaler(device.type, enabled=(
-                    precision == 'amp' and amp_dtype == torch.float16))
+                scaler = torch.amp.GradScaler(
+                    device.type, enabled=(precision == 'amp' and amp_dtype == torch.float16))
 
                 def frozen():
                     with torch.no_grad(), autocast(precision):
@@ -209,9 +244,9 @@ def main():
                     scaler.update()
 
                 model.train()
-                row = measure_together(dict(frozen_forward=frozen,
-                                            reference_fwd_bwd=reference,
-                                            train_step=step), args.repeats, device)
+                row = measure_together(
+                    dict(frozen_forward=frozen, reference_fwd_bwd=reference, train_step=step),
+                    args.repeats, device)
                 floor = dict(s=row['frozen_forward']['s'] + row['reference_fwd_bwd']['s'])
                 row['step_over_frozen_plus_reference'] = ratio(row['train_step'], floor)
                 row['step_over_frozen'] = ratio(row['train_step'], row['frozen_forward'])
@@ -227,8 +262,8 @@ def main():
     # ------------------------------------------------------------- inference vs MaskCLIP
     model.eval()
     if 'inference' not in args.skip:
-        mc_path = args.maskclip_config or args.config.replace(
-            'reclip/reclip_vit-b16_', 'maskclip/maskclip_vit-b16_')
+        mc_path = args.maskclip_config or args.config.replace('reclip/reclip_vit-b16_',
+                                                              'maskclip/maskclip_vit-b16_')
         _, maskclip = build(mc_path, args, device)
         maskclip.eval()
         short = cfg.test_pipeline[1]['scale'][1]
@@ -238,14 +273,17 @@ def main():
         result['inference']['size'] = size
         result['inference']['maskclip_config'] = mc_path
         for precision in args.precisions:
+
             def infer(m):
+
                 def run():
                     with torch.no_grad(), autocast(precision):
                         m.encode_decode(img, metas)
+
                 return run
 
-            row = measure_together(dict(reclip=infer(model), maskclip=infer(maskclip)),
-                                   args.repeats, device)
+            row = measure_together(
+                dict(reclip=infer(model), maskclip=infer(maskclip)), args.repeats, device)
             row['reclip_over_maskclip'] = ratio(row['reclip'], row['maskclip'])
             result['inference'][precision] = row
             print(f'[inference] {precision}: {json.dumps(row)}', flush=True)
@@ -253,16 +291,18 @@ def main():
 
     # ------------------------------------------------------------- crop voting
     if 'vote' not in args.skip:
-        hook_cfg = [h for h in cfg.get('custom_hooks', [])
-                    if h.get('type') == 'CropVoteHypothesisHook']
+        hook_cfg = [
+            h for h in cfg.get('custom_hooks', []) if h.get('type') == 'CropVoteHypothesisHook'
+        ]
         window = args.vote_window or (hook_cfg[0].get('window', 56) if hook_cfg else 56)
         with tempfile.TemporaryDirectory() as tmp:
             paths = write_vote_images(tmp, args.vote_images, (375, 500))
             for precision in args.precisions:
-                hook = CropVoteHypothesisHook(window=window, batch_size=args.vote_batch,
-                                              num_workers=args.vote_workers,
-                                              precision='fp32' if precision == 'fp32' else
-                                              args.amp_dtype)
+                hook = CropVoteHypothesisHook(
+                    window=window,
+                    batch_size=args.vote_batch,
+                    num_workers=args.vote_workers,
+                    precision='fp32' if precision == 'fp32' else args.amp_dtype)
                 hook.cast_dtype = None if precision == 'fp32' else amp_dtype
                 count = {}
 
@@ -276,8 +316,12 @@ def main():
 
                 vote()
                 n_crops = count['crops']
-                prepared = torch.randn(min(args.vote_batch, n_crops), 3, hook.input_size,
-                                       hook.input_size, device=device)
+                prepared = torch.randn(
+                    min(args.vote_batch, n_crops),
+                    3,
+                    hook.input_size,
+                    hook.input_size,
+                    device=device)
                 full, rest = divmod(n_crops, prepared.shape[0])
 
                 def encode_only():
@@ -288,10 +332,13 @@ def main():
                             model.backbone.encode_image(prepared[:rest])
 
                 reps = max(1, args.repeats // 2)
-                row = dict(crops=n_crops, images=len(paths), window=window,
-                           workers=args.vote_workers, batch=args.vote_batch,
-                           **measure_together(dict(pipeline=vote, encode_image=encode_only),
-                                              reps, device))
+                row = dict(
+                    crops=n_crops,
+                    images=len(paths),
+                    window=window,
+                    workers=args.vote_workers,
+                    batch=args.vote_batch,
+                    **measure_together(dict(pipeline=vote, encode_image=encode_only), reps, device))
                 row['pipeline_crops_per_s'] = round(n_crops / row['pipeline']['s'], 1)
                 row['encode_image_crops_per_s'] = round(n_crops / row['encode_image']['s'], 1)
                 row['pipeline_over_encode_image_throughput'] = round(
@@ -305,11 +352,13 @@ def main():
         ctx = head.bias_extractor.context.detach().clone().requires_grad_(True)
 
         def ref_step(fn, precision):
+
             def run():
                 ctx.grad = None
                 with autocast(precision):
                     out = fn(ctx, head.bias_extractor.ref_tokens, head.bias_extractor.ref_eot)
                 out.float().sum().backward()
+
             return run
 
         with torch.no_grad():

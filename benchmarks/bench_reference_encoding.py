@@ -17,7 +17,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import torch  # noqa: E402
 
-import mmseg_reclip  # noqa: E402,F401
+import mmseg_reclip  # noqa: E402,F401  # isort: skip
 from mmseg_reclip.models.text_encoders import OpenCLIPTextEncoder  # noqa: E402
 
 
@@ -51,9 +51,11 @@ def main() -> None:
     ctx = torch.nn.Parameter(torch.randn(args.context, enc.width, device=device) * 0.02)
 
     def step(fn):
+
         def run():
             ctx.grad = None
             fn(ctx, tokens, eot).sum().backward()
+
         return run
 
     with torch.no_grad():
@@ -62,9 +64,14 @@ def main() -> None:
     naive = timed(step(enc.encode_context_prompts_naive), args.repeats, device)
     shared = timed(step(enc.encode_context_prompts), args.repeats, device)
     result = dict(
-        model=args.model, device=str(device), classes=args.classes, context=args.context,
-        naive_s=round(naive, 4), shared_prefix_s=round(shared, 4),
-        speedup=round(naive / shared, 2), max_abs_diff=diff)
+        model=args.model,
+        device=str(device),
+        classes=args.classes,
+        context=args.context,
+        naive_s=round(naive, 4),
+        shared_prefix_s=round(shared, 4),
+        speedup=round(naive / shared, 2),
+        max_abs_diff=diff)
     print(json.dumps(result, indent=2))
     if args.json:
         with open(args.json, 'w') as f:

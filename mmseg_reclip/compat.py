@@ -90,8 +90,7 @@ def install_mmcv_ops_shim() -> bool:
     Returns:
         bool: True if the shim was installed, False if the real ops are used.
     """
-    if 'mmcv.ops' in sys.modules and not getattr(sys.modules['mmcv.ops'],
-                                                 '__reclip_shim__', False):
+    if 'mmcv.ops' in sys.modules and not getattr(sys.modules['mmcv.ops'], '__reclip_shim__', False):
         return False
     if _compiled_mmcv_ops_available():
         return False
@@ -150,9 +149,8 @@ def checkpoint_safe_globals() -> List[Any]:
     from mmengine.logging import HistoryBuffer
     reconstruct = np.zeros(1).__reduce__()[0]  # numpy.(_)core.multiarray._reconstruct
     scalar = np.float64(0).__reduce__()[0]  # numpy.(_)core.multiarray.scalar
-    numeric = (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16,
-               np.uint32, np.uint64, np.float16, np.float32, np.float64, np.complex64,
-               np.complex128)
+    numeric = (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32,
+               np.uint64, np.float16, np.float32, np.float64, np.complex64, np.complex128)
     allowed: List[Any] = [np.ndarray, np.dtype, HistoryBuffer]
     allowed += sorted({type(np.dtype(t)) for t in numeric}, key=lambda c: c.__name__)
     # numpy 1 pickles these as numpy.core.multiarray.*, numpy 2 as numpy._core.*
@@ -189,9 +187,11 @@ def safe_torch_load(filename: str, map_location: Optional[Any] = None) -> Any:
     """
     if trust_pickle_enabled():
         from mmengine.logging import print_log
-        print_log(f'{TRUST_PICKLE_ENV}=1: loading {filename} with full unpickling; a '
-                  'crafted file runs code. Only do this for files you wrote yourself.',
-                  logger='current', level=logging.WARNING)
+        print_log(
+            f'{TRUST_PICKLE_ENV}=1: loading {filename} with full unpickling; a '
+            'crafted file runs code. Only do this for files you wrote yourself.',
+            logger='current',
+            level=logging.WARNING)
         return torch.load(filename, map_location=map_location, weights_only=False)
     try:
         with torch.serialization.safe_globals(checkpoint_safe_globals()):
@@ -240,8 +240,10 @@ def load_no_checkpoint(filename: str, map_location: Optional[Any] = None) -> dic
     from mmengine.logging import print_log
 
     from mmseg_reclip.models.utils.model_meta import NO_CHECKPOINT_KEY, NoCheckpoint
-    print_log(f'Checkpoint {filename!r}: no weights are loaded, the model is used as the '
-              'config builds it (training-free models).', logger='current')
+    print_log(
+        f'Checkpoint {filename!r}: no weights are loaded, the model is used as the '
+        'config builds it (training-free models).',
+        logger='current')
     meta: dict = {}
     return {'state_dict': {NO_CHECKPOINT_KEY: NoCheckpoint(meta)}, 'meta': meta}
 
@@ -250,8 +252,8 @@ def install_no_checkpoint_scheme() -> None:
     """Register ``'none'`` / ``'None'`` (exactly) as a checkpoint 'path' (mmseg's
     ``tools/test.py`` requires a checkpoint argument)."""
     from mmengine.runner.checkpoint import CheckpointLoader
-    CheckpointLoader.register_scheme(prefixes=['none$', 'None$'], loader=load_no_checkpoint,
-                                     force=True)
+    CheckpointLoader.register_scheme(
+        prefixes=['none$', 'None$'], loader=load_no_checkpoint, force=True)
 
 
 def apply() -> None:

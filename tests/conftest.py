@@ -1,15 +1,9 @@
 """Generic pytest fixtures shared by the test suite."""
-import sys
 from pathlib import Path
 
 import pytest
 
-_TESTS_DIR = Path(__file__).resolve().parent
-# `from tool_utils import run_tool` works whatever pytest's import mode is.
-if str(_TESTS_DIR) not in sys.path:
-    sys.path.insert(0, str(_TESTS_DIR))
-
-from tool_utils import REPO_ROOT, run_tool  # noqa: E402
+from tests.tool_utils import REPO_ROOT, run_tool
 
 
 @pytest.fixture(scope='session')
@@ -27,6 +21,15 @@ def tool_runner():
 @pytest.fixture(autouse=True, scope='session')
 def mmseg_default_scope():
     """Configs built in-process resolve types in mmseg's scope, as the tools do."""
-    import mmseg_reclip  # noqa: F401  (compat glue + registries)
     from mmengine.registry import init_default_scope
+
+    import mmseg_reclip  # noqa: F401  (compat glue + registries)
     init_default_scope('mmseg')
+
+
+@pytest.fixture(scope='session')
+def clip_file(tmp_path_factory) -> str:
+    """A randomly initialised tiny open_clip model (``ViT-Tiny-16-test``, seed 0) saved
+    as a local weights file, shared by the whole session."""
+    from tests.clip_utils import TINY, save_random_clip
+    return save_random_clip(str(tmp_path_factory.mktemp('clip') / 'tiny.pt'), TINY)

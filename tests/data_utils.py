@@ -13,9 +13,8 @@ import numpy as np
 from PIL import Image
 
 __all__ = [
-    'VOC_PALETTE', 'make_voc_layout', 'make_coco_stuff_layout',
-    'make_context_layout', 'make_ade_layout', 'make_cityscapes_layout',
-    'read_label', 'synthetic_sample'
+    'VOC_PALETTE', 'make_voc_layout', 'make_coco_stuff_layout', 'make_context_layout',
+    'make_ade_layout', 'make_cityscapes_layout', 'read_label', 'synthetic_sample'
 ]
 
 
@@ -75,8 +74,7 @@ def synthetic_sample(rng: np.random.Generator,
                      label_ids: Sequence[int],
                      background: int = 0,
                      n_shapes: Tuple[int, int] = (1, 3),
-                     boundary: Optional[int] = 255
-                     ) -> Tuple[np.ndarray, np.ndarray]:
+                     boundary: Optional[int] = 255) -> Tuple[np.ndarray, np.ndarray]:
     """Coloured rectangles / ellipses on a noisy background.
 
     Args:
@@ -108,8 +106,9 @@ def synthetic_sample(rng: np.random.Generator,
         if boundary is not None:
             pad = np.zeros((h + 2, w + 2), dtype=bool)
             pad[1:-1, 1:-1] = inside
-            dil = (pad[1:-1, 1:-1] | pad[:-2, 1:-1] | pad[2:, 1:-1]
-                   | pad[1:-1, :-2] | pad[1:-1, 2:])
+            dil = (
+                pad[1:-1, 1:-1] | pad[:-2, 1:-1] | pad[2:, 1:-1]
+                | pad[1:-1, :-2] | pad[1:-1, 2:])
             label[dil & ~inside] = boundary
         label[inside] = cls
         img[inside] = rng.uniform(0, 255, size=3)
@@ -153,8 +152,7 @@ def make_voc_layout(root: str,
     real_label = np.where(real_label < 0, 255, real_label).astype(np.uint8)
     names.append('real_000000')
     _save_jpg(osp.join(img_dir, 'real_000000.jpg'), data['rgb'])
-    _save_label(
-        osp.join(seg_dir, 'real_000000.png'), real_label, palette=True)
+    _save_label(osp.join(seg_dir, 'real_000000.png'), real_label, palette=True)
 
     rng = np.random.default_rng(seed)
     for i in range(n_generated):
@@ -203,8 +201,7 @@ def make_coco_stuff_layout(root: str,
             name = f'{k:012d}'
             k += 1
             img, label = synthetic_sample(
-                rng, size, range(182), background=int(rng.integers(91, 182)),
-                n_shapes=(3, 6))
+                rng, size, range(182), background=int(rng.integers(91, 182)), n_shapes=(3, 6))
             label[0, 0] = 0
             label[-1, -1] = 255
             _save_jpg(osp.join(img_dir, name + '.jpg'), img)
@@ -214,7 +211,8 @@ def make_coco_stuff_layout(root: str,
     return written
 
 
-def make_context_layout(root: str, size: Tuple[int, int] = (40, 56),
+def make_context_layout(root: str,
+                        size: Tuple[int, int] = (40, 56),
                         seed: int = 0) -> Dict[str, np.ndarray]:
     """One-image PASCAL Context (59) layout, labels 0 (bg) .. 59.
 
@@ -228,9 +226,7 @@ def make_context_layout(root: str, size: Tuple[int, int] = (40, 56),
     rng = np.random.default_rng(seed)
     img, label = synthetic_sample(rng, size, range(1, 60), boundary=None)
     _save_jpg(osp.join(_mkdir(osp.join(root, 'JPEGImages')), 'c_0.jpg'), img)
-    _save_label(
-        osp.join(_mkdir(osp.join(root, 'SegmentationClassContext')),
-                 'c_0.png'), label)
+    _save_label(osp.join(_mkdir(osp.join(root, 'SegmentationClassContext')), 'c_0.png'), label)
     split_dir = _mkdir(osp.join(root, 'ImageSets', 'SegmentationContext'))
     for split in ('train', 'val'):
         with open(osp.join(split_dir, f'{split}.txt'), 'w') as f:
@@ -238,7 +234,8 @@ def make_context_layout(root: str, size: Tuple[int, int] = (40, 56),
     return {'c_0': label}
 
 
-def make_ade_layout(root: str, size: Tuple[int, int] = (40, 56),
+def make_ade_layout(root: str,
+                    size: Tuple[int, int] = (40, 56),
                     seed: int = 0) -> Dict[str, np.ndarray]:
     """One-image ADE20K layout (validation split), labels 0 (other) .. 150.
 
@@ -252,15 +249,13 @@ def make_ade_layout(root: str, size: Tuple[int, int] = (40, 56),
     rng = np.random.default_rng(seed)
     img, label = synthetic_sample(rng, size, range(1, 151), boundary=None)
     for split in ('training', 'validation'):
-        _save_jpg(
-            osp.join(_mkdir(osp.join(root, 'images', split)), 'a_0.jpg'), img)
-        _save_label(
-            osp.join(_mkdir(osp.join(root, 'annotations', split)), 'a_0.png'),
-            label)
+        _save_jpg(osp.join(_mkdir(osp.join(root, 'images', split)), 'a_0.jpg'), img)
+        _save_label(osp.join(_mkdir(osp.join(root, 'annotations', split)), 'a_0.png'), label)
     return {'a_0': label}
 
 
-def make_cityscapes_layout(root: str, size: Tuple[int, int] = (32, 64),
+def make_cityscapes_layout(root: str,
+                           size: Tuple[int, int] = (32, 64),
                            seed: int = 0) -> Dict[str, np.ndarray]:
     """One-image Cityscapes layout, trainId labels 0..18 and 255.
 
@@ -272,14 +267,15 @@ def make_cityscapes_layout(root: str, size: Tuple[int, int] = (32, 64),
         Dict[str, np.ndarray]: raw label map by image basename.
     """
     rng = np.random.default_rng(seed)
-    img, label = synthetic_sample(
-        rng, size, range(19), background=0, boundary=255)
+    img, label = synthetic_sample(rng, size, range(19), background=0, boundary=255)
     label[0, :4] = 255
     for split in ('train', 'val'):
         _save_png_rgb(
-            osp.join(_mkdir(osp.join(root, 'leftImg8bit', split, 'city')),
-                     'city_0_0_leftImg8bit.png'), img)
+            osp.join(
+                _mkdir(osp.join(root, 'leftImg8bit', split, 'city')), 'city_0_0_leftImg8bit.png'),
+            img)
         _save_label(
-            osp.join(_mkdir(osp.join(root, 'gtFine', split, 'city')),
-                     'city_0_0_gtFine_labelTrainIds.png'), label)
+            osp.join(
+                _mkdir(osp.join(root, 'gtFine', split, 'city')),
+                'city_0_0_gtFine_labelTrainIds.png'), label)
     return {'city_0_0': label}

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 import mmseg_reclip  # noqa: F401  (applies the compat glue in this process too)
 from mmseg_reclip import compat
-from tool_utils import REPO_ROOT, run_tool
+from tests.tool_utils import REPO_ROOT, run_tool
 
 NUM_CLASSES = 3
 IMG_SIZE = 32
@@ -96,8 +96,7 @@ def test_point_sample_matches_independent_bilinear():
     pts4 = torch.rand(2, 4, 6, 2, generator=g, dtype=torch.float64)
     out4 = point_sample(feat, pts4)
     assert out4.shape == (2, 3, 4, 6)
-    torch.testing.assert_close(
-        out4, F.grid_sample(feat, 2 * pts4 - 1, align_corners=False))
+    torch.testing.assert_close(out4, F.grid_sample(feat, 2 * pts4 - 1, align_corners=False))
     # align_corners is forwarded
     torch.testing.assert_close(
         point_sample(feat, pts, align_corners=True),
@@ -127,7 +126,9 @@ def test_mmseg_models_import():
 def test_mmseg_models_needs_the_shim():
     """Proof the shim is needed: without it mmcv-lite cannot import mmseg.models."""
     proc = subprocess.run([sys.executable, '-c', 'import mmseg.models'],
-                          capture_output=True, text=True, timeout=300,
+                          capture_output=True,
+                          text=True,
+                          timeout=300,
                           env=dict(os.environ, OMP_NUM_THREADS='1'))
     assert proc.returncode != 0
     assert 'mmcv' in proc.stderr
@@ -270,8 +271,8 @@ def _make_toy_dataset(root: Path) -> None:
             label[:, (i * 7) % IMG_SIZE:(i * 7) % IMG_SIZE + 4] = 2
             palette = np.array([[20, 20, 20], [220, 20, 60], [0, 128, 255]], np.int16)
             img = palette[label] + rng.integers(-15, 16, (IMG_SIZE, IMG_SIZE, 3))
-            Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(
-                root / 'img_dir' / split / f'toy_{i}.png')
+            Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / 'img_dir' / split /
+                                                                        f'toy_{i}.png')
             Image.fromarray(label).save(root / 'ann_dir' / split / f'toy_{i}.png')
 
 
@@ -281,19 +282,22 @@ def toy(tmp_path_factory):
     base = tmp_path_factory.mktemp('toy')
     _make_toy_dataset(base / 'data')
     cfg_path = base / 'toy_fcn.py'
-    cfg_path.write_text(_TOY_CONFIG.format(
-        size=IMG_SIZE, num_classes=NUM_CLASSES, data_root=str(base / 'data'),
-        max_iters=MAX_ITERS))
+    cfg_path.write_text(
+        _TOY_CONFIG.format(
+            size=IMG_SIZE,
+            num_classes=NUM_CLASSES,
+            data_root=str(base / 'data'),
+            max_iters=MAX_ITERS))
     work_dir = base / 'work_dir'
 
-    first = run_tool(['tools/train.py', cfg_path, '--work-dir', work_dir,
-                      '--cfg-options', 'train_cfg.max_iters=2'], cwd=base)
+    first = run_tool([
+        'tools/train.py', cfg_path, '--work-dir', work_dir, '--cfg-options', 'train_cfg.max_iters=2'
+    ],
+                     cwd=base)
     assert (work_dir / 'iter_2.pth').is_file(), first.stdout[-3000:]
     assert not (work_dir / 'iter_4.pth').exists()
-    resumed = run_tool(['tools/train.py', cfg_path, '--work-dir', work_dir, '--resume'],
-                       cwd=base)
-    return dict(base=base, cfg=cfg_path, work_dir=work_dir, first=first,
-                resumed=resumed)
+    resumed = run_tool(['tools/train.py', cfg_path, '--work-dir', work_dir, '--resume'], cwd=base)
+    return dict(base=base, cfg=cfg_path, work_dir=work_dir, first=first, resumed=resumed)
 
 
 def _output(proc: subprocess.CompletedProcess) -> str:
@@ -307,8 +311,10 @@ def _logged_lr(log: str, prefix: str) -> float:
 
 def _params(state_dict: dict) -> dict:
     """Learnable tensors only (BN running statistics move even with lr=0)."""
-    return {k: v for k, v in state_dict.items()
-            if 'running_' not in k and 'num_batches_tracked' not in k}
+    return {
+        k: v
+        for k, v in state_dict.items() if 'running_' not in k and 'num_batches_tracked' not in k
+    }
 
 
 # ---------------------------------------------------------------------------
@@ -359,9 +365,10 @@ def test_train_load_from_fresh_work_dir(toy):
     src = toy['work_dir'] / 'iter_4.pth'
     wd = toy['base'] / 'work_dir_load_from'
     proc = run_tool([
-        'tools/train.py', toy['cfg'], '--work-dir', wd, '--cfg-options',
-        f'load_from={src}', 'train_cfg.max_iters=1', 'optim_wrapper.optimizer.lr=0.0'
-    ], cwd=toy['base'])
+        'tools/train.py', toy['cfg'], '--work-dir', wd, '--cfg-options', f'load_from={src}',
+        'train_cfg.max_iters=1', 'optim_wrapper.optimizer.lr=0.0'
+    ],
+                    cwd=toy['base'])
     out = _output(proc)
     assert f'Load checkpoint from {src}' in out, out[-3000:]
     assert 'resumed epoch' not in out
@@ -395,7 +402,8 @@ def test_test_tool_with_checkpoint_out_and_show_dir(toy):
     proc = run_tool([
         'tools/test.py', toy['cfg'], toy['work_dir'] / 'iter_4.pth', '--work-dir',
         base / 'work_dir_test', '--out', out_dir, '--show-dir', show_dir
-    ], cwd=base)
+    ],
+                    cwd=base)
     out = _output(proc)
     assert 'mIoU' in out, out[-3000:]
     assert 'Iter(test) [4/4]' in out
@@ -415,16 +423,15 @@ def test_test_tool_with_checkpoint_out_and_show_dir(toy):
 def test_test_tool_without_checkpoint(toy):
     """Training-free use: `tools/test.py CONFIG` with no checkpoint argument."""
     base = toy['base']
-    proc = run_tool(['tools/test.py', toy['cfg'], '--work-dir', base / 'wd_nockpt'],
-                    cwd=base)
+    proc = run_tool(['tools/test.py', toy['cfg'], '--work-dir', base / 'wd_nockpt'], cwd=base)
     out = _output(proc)
     assert 'mIoU' in out, out[-3000:]
     assert 'Load checkpoint from' not in out
 
 
 def _load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(
-        f'_reclip_tool_{name}', REPO_ROOT / 'tools' / f'{name}.py')
+    spec = importlib.util.spec_from_file_location(f'_reclip_tool_{name}',
+                                                  REPO_ROOT / 'tools' / f'{name}.py')
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -439,8 +446,10 @@ def test_test_tool_arguments(toy, monkeypatch):
     assert args.checkpoint is None
     for none in ('none', 'None', ''):
         assert tool.parse_args([cfg, none]).checkpoint is None
-    args = tool.parse_args([cfg, 'a.pth', '--out', 'o', '--show-dir', 's', '--tta',
-                            '--launcher', 'pytorch', '--local-rank', '1'])
+    args = tool.parse_args([
+        cfg, 'a.pth', '--out', 'o', '--show-dir', 's', '--tta', '--launcher', 'pytorch',
+        '--local-rank', '1'
+    ])
     assert (args.checkpoint, args.out, args.show_dir, args.tta, args.launcher,
             args.local_rank) == ('a.pth', 'o', 's', True, 'pytorch', 1)
 
@@ -468,9 +477,10 @@ def test_test_tool_arguments(toy, monkeypatch):
 def test_train_tool_arguments(toy, monkeypatch):
     tool = _load_tool('train')
     monkeypatch.setenv('LOCAL_RANK', '0')
-    args = tool.parse_args([str(toy['cfg']), '--work-dir', 'w', '--resume', '--amp',
-                            '--launcher', 'slurm', '--local_rank', '2',
-                            '--cfg-options', 'train_cfg.max_iters=7'])
+    args = tool.parse_args([
+        str(toy['cfg']), '--work-dir', 'w', '--resume', '--amp', '--launcher', 'slurm',
+        '--local_rank', '2', '--cfg-options', 'train_cfg.max_iters=7'
+    ])
     cfg = tool.build_cfg(args)
     assert (cfg.work_dir, cfg.resume, cfg.launcher) == ('w', True, 'slurm')
     assert cfg.train_cfg.max_iters == 7
@@ -496,10 +506,13 @@ def _run_script(script, args, env, tmp_path):
     recorder.chmod(0o755)
     if not (fake_bin / 'srun').exists():
         (fake_bin / 'srun').symlink_to(recorder)
-    full_env = dict(os.environ, PYTHON=str(recorder),
-                    PATH=f'{fake_bin}{os.pathsep}{os.environ["PATH"]}', **env)
+    full_env = dict(
+        os.environ, PYTHON=str(recorder), PATH=f'{fake_bin}{os.pathsep}{os.environ["PATH"]}', **env)
     proc = subprocess.run(['bash', str(REPO_ROOT / 'tools' / script), *args],
-                          capture_output=True, text=True, env=full_env, timeout=60)
+                          capture_output=True,
+                          text=True,
+                          env=full_env,
+                          timeout=60)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.splitlines()
 
@@ -510,31 +523,30 @@ def test_dist_scripts(tmp_path):
                        dict(NNODES='2', NODE_RANK='1', PORT='29999', MASTER_ADDR='10.0.0.1'),
                        tmp_path)
     assert argv == [
-        '-m', 'torch.distributed.run', '--nnodes=2', '--node_rank=1',
-        '--master_addr=10.0.0.1', '--nproc_per_node=2', '--master_port=29999',
-        f'{tools}/train.py', 'c.py', '--launcher', 'pytorch', '--amp',
-        '--cfg-options', 'a=[1, 2]'
+        '-m', 'torch.distributed.run', '--nnodes=2', '--node_rank=1', '--master_addr=10.0.0.1',
+        '--nproc_per_node=2', '--master_port=29999', f'{tools}/train.py', 'c.py', '--launcher',
+        'pytorch', '--amp', '--cfg-options', 'a=[1, 2]'
     ]
     argv = _run_script('dist_test.sh', ['c.py', 'none', '1', '--out', 'o'], {}, tmp_path)
-    assert argv[-7:] == [f'{tools}/test.py', 'c.py', 'none', '--launcher', 'pytorch',
-                         '--out', 'o']
+    assert argv[-7:] == [f'{tools}/test.py', 'c.py', 'none', '--launcher', 'pytorch', '--out', 'o']
     assert '--master_port=29500' in argv and '--nproc_per_node=1' in argv
 
 
 def test_slurm_scripts(tmp_path):
     tools = str(REPO_ROOT / 'tools')
-    argv = _run_script('slurm_train.sh', ['part', 'job', 'c.py', '--resume'],
-                       dict(GPUS='8', GPUS_PER_NODE='4', CPUS_PER_TASK='3',
-                            SRUN_ARGS='--quotatype=auto --time=1'), tmp_path)
+    argv = _run_script(
+        'slurm_train.sh', ['part', 'job', 'c.py', '--resume'],
+        dict(GPUS='8', GPUS_PER_NODE='4', CPUS_PER_TASK='3', SRUN_ARGS='--quotatype=auto --time=1'),
+        tmp_path)
     rec = str(tmp_path / 'bin' / 'record')
     assert argv == [
-        '-p', 'part', '--job-name=job', '--gres=gpu:4', '--ntasks=8',
-        '--ntasks-per-node=4', '--cpus-per-task=3', '--kill-on-bad-exit=1',
-        '--quotatype=auto', '--time=1', rec, '-u', f'{tools}/train.py', 'c.py',
-        '--launcher=slurm', '--resume'
+        '-p', 'part', '--job-name=job', '--gres=gpu:4', '--ntasks=8', '--ntasks-per-node=4',
+        '--cpus-per-task=3', '--kill-on-bad-exit=1', '--quotatype=auto', '--time=1', rec, '-u',
+        f'{tools}/train.py', 'c.py', '--launcher=slurm', '--resume'
     ]
-    argv = _run_script('slurm_test.sh', ['part', 'job', 'c.py', 'k.pth', '--out', 'o'],
-                       {}, tmp_path)
-    assert argv[-8:] == [rec, '-u', f'{tools}/test.py', 'c.py', 'k.pth',
-                         '--launcher=slurm', '--out', 'o']
+    argv = _run_script('slurm_test.sh', ['part', 'job', 'c.py', 'k.pth', '--out', 'o'], {},
+                       tmp_path)
+    assert argv[-8:] == [
+        rec, '-u', f'{tools}/test.py', 'c.py', 'k.pth', '--launcher=slurm', '--out', 'o'
+    ]
     assert '--ntasks=4' in argv and '--cpus-per-task=5' in argv

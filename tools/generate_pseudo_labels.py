@@ -34,7 +34,7 @@ _REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if _REPO_ROOT not in sys.path:
     sys.path.insert(0, _REPO_ROOT)
 
-import mmseg_reclip  # noqa: E402,F401
+import mmseg_reclip  # noqa: E402,F401  # isort: skip
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
@@ -43,9 +43,9 @@ from mmengine.logging import print_log  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from mmseg_reclip.datasets.transforms.pseudo_label import (  # noqa: E402
-    PSEUDO_LABEL_META, pseudo_label_name)
 from mmseg_reclip.datasets.image_listing import collect_img_paths  # noqa: E402
+from mmseg_reclip.datasets.transforms.pseudo_label import PSEUDO_LABEL_META  # noqa: E402
+from mmseg_reclip.datasets.transforms.pseudo_label import pseudo_label_name
 from mmseg_reclip.engine.runner.work_dir import remove_stale_tmp_files  # noqa: E402
 from mmseg_reclip.models.utils.io import atomic_write  # noqa: E402
 
@@ -58,8 +58,11 @@ def parse_args(argv=None):
     parser.add_argument('--out-dir', help='output folder (default: cfg.pseudo_label_dir)')
     parser.add_argument('--teacher-checkpoint', help='override model.teacher_checkpoint')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, as in tools/train.py')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, as in tools/train.py')
     return parser.parse_args(argv)
 
 
@@ -86,15 +89,17 @@ def read_meta(path: str) -> dict:
             meta = json.load(f)
         return meta if isinstance(meta, dict) else {}
     except (OSError, ValueError) as err:
-        print_log(f'{path} is unreadable ({err}); regenerating every pseudo label.',
-                  logger='current', level=logging.WARNING)
+        print_log(
+            f'{path} is unreadable ({err}); regenerating every pseudo label.',
+            logger='current',
+            level=logging.WARNING)
         return {}
 
 
 def save_png_atomic(label: np.ndarray, path: str) -> None:
     """Write a ``uint8`` label map as a PNG through :func:`atomic_write`."""
-    atomic_write(path, lambda f: Image.fromarray(label.astype(np.uint8), mode='L').save(
-        f, format='PNG'))
+    atomic_write(path,
+                 lambda f: Image.fromarray(label.astype(np.uint8), mode='L').save(f, format='PNG'))
 
 
 def write_json_atomic(obj: dict, path: str) -> None:
@@ -135,12 +140,13 @@ def main(argv=None):
                          'basename, so they would overwrite each other.')
 
     test_scale = cfg.get('test_scale')
-    key = dict(teacher=file_identity(cfg.model.teacher_checkpoint),
-               test_scale=list(test_scale) if test_scale else None,
-               num_classes=num_classes,
-               mean=[float(v) for v in model.data_preprocessor.mean.flatten()],
-               std=[float(v) for v in model.data_preprocessor.std.flatten()],
-               version=1)
+    key = dict(
+        teacher=file_identity(cfg.model.teacher_checkpoint),
+        test_scale=list(test_scale) if test_scale else None,
+        num_classes=num_classes,
+        mean=[float(v) for v in model.data_preprocessor.mean.flatten()],
+        std=[float(v) for v in model.data_preprocessor.std.flatten()],
+        version=1)
     meta_path = osp.join(out_dir, META_FILE)
     remove_stale_tmp_files(out_dir)  # left by a run killed mid-write
     old_meta = read_meta(meta_path)
@@ -150,19 +156,24 @@ def main(argv=None):
     if old != key:
         stale = glob.glob(osp.join(out_dir, '*.png'))
         if stale:
-            print_log(f'{out_dir}: other pseudo labels ({old}); deleting {len(stale)} files',
-                      logger='current')
+            print_log(
+                f'{out_dir}: other pseudo labels ({old}); deleting {len(stale)} files',
+                logger='current')
         for path in stale:
             os.remove(path)
     # Each label is keyed by its image's content: a replaced image is predicted again.
     print_log(f'Hashing {len(img_paths)} training images (SHA-256)', logger='current')
     digests = [image_digest(p) for p in img_paths]
-    valid = {n: d for n, d in zip(names, digests)
-             if done.get(n) == d and osp.exists(osp.join(out_dir, n))}
+    valid = {
+        n: d
+        for n, d in zip(names, digests) if done.get(n) == d and osp.exists(osp.join(out_dir, n))
+    }
     changed = sum(1 for n in names if n in done and n not in valid)
     if changed:
-        print_log(f'{out_dir}: {changed} image(s) changed since their pseudo label was '
-                  'written; predicting them again.', logger='current')
+        print_log(
+            f'{out_dir}: {changed} image(s) changed since their pseudo label was '
+            'written; predicting them again.',
+            logger='current')
     write_json_atomic(dict(key=key, complete=False, images=valid), meta_path)
 
     steps = [dict(type='LoadImageFromFile')]
@@ -187,8 +198,10 @@ def main(argv=None):
         if (i + 1) % 100 == 0 or i + 1 == len(img_paths):
             print_log(f'Pseudo labels: {i + 1}/{len(img_paths)}', logger='current')
     write_json_atomic(dict(key=key, complete=True, images=valid), meta_path)
-    print_log(f'Pseudo labels in {out_dir}: {written} written, '
-              f'{len(img_paths) - written} up to date.', logger='current')
+    print_log(
+        f'Pseudo labels in {out_dir}: {written} written, '
+        f'{len(img_paths) - written} up to date.',
+        logger='current')
 
 
 if __name__ == '__main__':

@@ -42,47 +42,63 @@ _REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if _REPO_ROOT not in sys.path:
     sys.path.insert(0, _REPO_ROOT)
 
-import mmseg_reclip  # noqa: E402,F401
+import mmseg_reclip  # noqa: E402,F401  # isort: skip
 import numpy as np  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 
-from mmseg_reclip.datasets.class_names import (get_class_names,  # noqa: E402
-                                               read_class_file, refuse_duplicate_names)
+from mmseg_reclip.datasets.class_names import get_class_names  # noqa: E402
+from mmseg_reclip.datasets.class_names import read_class_file, refuse_duplicate_names
 from mmseg_reclip.datasets.templates import get_templates  # noqa: E402
 from mmseg_reclip.datasets.unlabeled import IMAGE_EXTENSIONS, list_images  # noqa: E402
 from mmseg_reclip.models.utils.io import atomic_write  # noqa: E402
 
 TRAINING_FREE = {'MaskCLIP'}
-LIST_EXTENSIONS = ('.txt', '.lst', '.list')  # a file of image paths, one a line  # segmentor types whose classes are free at run time
+LIST_EXTENSIONS = (
+    '.txt', '.lst', '.list'
+)  # a file of image paths, one a line  # segmentor types whose classes are free at run time
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Segment images (file, folder, glob or list) with an mmseg-reclip '
         'config; training-free configs take any class list.')
-    parser.add_argument('images', help='image file, folder (recursive), glob, or a .txt '
-                        'list of image paths')
+    parser.add_argument(
+        'images', help='image file, folder (recursive), glob, or a .txt '
+        'list of image paths')
     parser.add_argument('config', help='config file')
-    parser.add_argument('checkpoint', nargs='?', default='none',
-                        help="checkpoint file, or 'none' (training-free configs)")
+    parser.add_argument(
+        'checkpoint',
+        nargs='?',
+        default='none',
+        help="checkpoint file, or 'none' (training-free configs)")
     parser.add_argument('--out', required=True, help='output folder')
     group = parser.add_mutually_exclusive_group()
-    group.add_argument('--classes', help='class names separated by commas; synonyms of '
-                       'one class separated by "|", e.g. "cat,grass,person|people"')
-    group.add_argument('--classes-file', help='class-name file: one class a line, '
-                       'synonyms separated by commas, # comments')
-    parser.add_argument('--templates-file', help='prompt templates, one a line with {} '
-                        '(training-free configs)')
-    parser.add_argument('--device', default=None,
-                        help='cpu, cuda or cuda:N (default: cuda when available)')
+    group.add_argument(
+        '--classes',
+        help='class names separated by commas; synonyms of '
+        'one class separated by "|", e.g. "cat,grass,person|people"')
+    group.add_argument(
+        '--classes-file',
+        help='class-name file: one class a line, '
+        'synonyms separated by commas, # comments')
+    parser.add_argument(
+        '--templates-file', help='prompt templates, one a line with {} '
+        '(training-free configs)')
+    parser.add_argument(
+        '--device', default=None, help='cpu, cuda or cuda:N (default: cuda when available)')
     parser.add_argument('--batch-size', type=int, default=1, help='images per forward')
-    parser.add_argument('--opacity', type=float, default=0.5,
-                        help='opacity of the overlay colours, in (0, 1]')
-    parser.add_argument('--save-logits', action='store_true',
-                        help='also write the per-class scores (.npy, float32 C×H×W)')
+    parser.add_argument(
+        '--opacity', type=float, default=0.5, help='opacity of the overlay colours, in (0, 1]')
+    parser.add_argument(
+        '--save-logits',
+        action='store_true',
+        help='also write the per-class scores (.npy, float32 C×H×W)')
     parser.add_argument('--show', action='store_true', help='show each overlay in a window')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, as in tools/test.py')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, as in tools/test.py')
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error(f'--batch-size must be >= 1, got {args.batch_size}')
@@ -122,8 +138,9 @@ def collect_images(spec: str) -> Tuple[List[str], str]:
         paths = [ln if osp.isabs(ln) else osp.join(base, ln) for ln in lines]
         return paths, osp.commonpath([osp.dirname(osp.abspath(p)) for p in paths])
     if glob.has_magic(spec):
-        paths = sorted(p for p in glob.glob(spec, recursive=True)
-                       if osp.isfile(p) and p.lower().endswith(IMAGE_EXTENSIONS))
+        paths = sorted(
+            p for p in glob.glob(spec, recursive=True)
+            if osp.isfile(p) and p.lower().endswith(IMAGE_EXTENSIONS))
         if not paths:
             raise ValueError(f'no image matches {spec!r}')
         return paths, osp.commonpath([osp.dirname(osp.abspath(p)) for p in paths])
@@ -220,8 +237,8 @@ def build_model(args, classes: Optional[List[List[str]]]):
                 f'{err}. The model needs the class names it was trained with: pass its '
                 'class-name file with --classes-file (or set CLASS_NAMES for the custom '
                 f'configs){f"; its classes: {list(trained)}" if trained else ""}.') from None
-    model = init_model(cfg, 'none' if checkpoint is None else checkpoint,
-                       device=args.device or _default_device())
+    model = init_model(
+        cfg, 'none' if checkpoint is None else checkpoint, device=args.device or _default_device())
     names = [list(n) for n in model.decode_head.class_names]
     model_n2c = getattr(model.decode_head, 'name_to_class', None)
     if name_to_class is not None and model_n2c is not None \
@@ -277,7 +294,10 @@ def write_json(path: str, obj) -> None:
     atomic_write(path, lambda f: f.write(text.encode('utf-8')))
 
 
-def overlay(rgb: np.ndarray, label: np.ndarray, names: Sequence[str], opacity: float,
+def overlay(rgb: np.ndarray,
+            label: np.ndarray,
+            names: Sequence[str],
+            opacity: float,
             palette: Optional[Sequence[Sequence[int]]] = None) -> np.ndarray:
     """The label colours over the photo, with a legend of the classes present (RGB).
 
@@ -288,9 +308,14 @@ def overlay(rgb: np.ndarray, label: np.ndarray, names: Sequence[str], opacity: f
     """
     import imgviz
     colormap = None if palette is None else np.asarray(palette, dtype=np.uint8)
-    return imgviz.label2rgb(label.astype(np.int32), image=rgb, alpha=opacity,
-                            label_names=list(names), font_size=max(12, rgb.shape[0] // 40),
-                            loc='rb', colormap=colormap)
+    return imgviz.label2rgb(
+        label.astype(np.int32),
+        image=rgb,
+        alpha=opacity,
+        label_names=list(names),
+        font_size=max(12, rgb.shape[0] // 40),
+        loc='rb',
+        colormap=colormap)
 
 
 def read_image(path: str) -> Optional[np.ndarray]:
@@ -316,8 +341,7 @@ def main(argv=None) -> int:
     names = [n[0] for n in class_names]
     out = osp.abspath(args.out)
     os.makedirs(out, exist_ok=True)
-    write_json(osp.join(out, 'classes.json'),
-               {str(i): n for i, n in enumerate(class_names)})
+    write_json(osp.join(out, 'classes.json'), {str(i): n for i, n in enumerate(class_names)})
     dtype = np.uint8 if len(names) <= 256 else np.uint16
     palette = (getattr(model, 'dataset_meta', None) or {}).get('palette')
     if palette is None or len(palette) != len(names):
@@ -332,8 +356,7 @@ def main(argv=None) -> int:
         for i in range(start, min(start + args.batch_size, len(paths))):
             img = read_image(paths[i])
             if img is None:
-                print_log(f'skipped (not a readable image): {paths[i]}', logger='current',
-                          level=30)
+                print_log(f'skipped (not a readable image): {paths[i]}', logger='current', level=30)
                 skipped.append(paths[i])
                 bar.update()
                 continue

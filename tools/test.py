@@ -34,20 +34,19 @@ _REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if _REPO_ROOT not in sys.path:
     sys.path.insert(0, _REPO_ROOT)
 
-import mmseg_reclip  # noqa: E402,F401  (compat glue + registries, before any build)
+# compat glue + registries, before any build
+import mmseg_reclip  # noqa: E402,F401  # isort: skip
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.logging import print_log  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from mmseg_reclip.utils import (setup_distributed, teardown_distributed,  # noqa: E402
-                                use_auto_ddp)
+from mmseg_reclip.utils import setup_distributed, teardown_distributed, use_auto_ddp  # noqa: E402
 
-_CFG_OPTIONS_HELP = (
-    'override some settings in the used config, the key-value pair in xxx=yyy '
-    'format will be merged into config file. If the value to be overwritten is a '
-    'list, it should be like key="[a,b]" or key=a,b It also allows nested '
-    'list/tuple values, e.g. key="[(a,b),(c,d)]" Note that the quotation marks '
-    'are necessary and that no white space is allowed.')
+_CFG_OPTIONS_HELP = ('override some settings in the used config, the key-value pair in xxx=yyy '
+                     'format will be merged into config file. If the value to be overwritten is a '
+                     'list, it should be like key="[a,b]" or key=a,b It also allows nested '
+                     'list/tuple values, e.g. key="[(a,b),(c,d)]" Note that the quotation marks '
+                     'are necessary and that no white space is allowed.')
 
 # Checkpoint values meaning "no checkpoint" (the launch scripts take it positionally).
 _NO_CHECKPOINT = ('', 'none', 'None', 'null')
@@ -67,26 +66,20 @@ def parse_args(argv=None):
         help='if specified, the evaluation metric results will be dumped '
         'into the directory as json')
     parser.add_argument(
-        '--out',
-        type=str,
-        help='The directory to save output prediction for offline evaluation')
-    parser.add_argument(
-        '--show', action='store_true', help='show prediction results')
+        '--out', type=str, help='The directory to save output prediction for offline evaluation')
+    parser.add_argument('--show', action='store_true', help='show prediction results')
     parser.add_argument(
         '--show-dir',
         help='directory where painted images will be saved '
         '(under DIR/vis_data/vis_image)')
-    parser.add_argument(
-        '--wait-time', type=float, default=2, help='the interval of show (s)')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction, help=_CFG_OPTIONS_HELP)
+    parser.add_argument('--wait-time', type=float, default=2, help='the interval of show (s)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help=_CFG_OPTIONS_HELP)
     parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none',
         help='job launcher')
-    parser.add_argument(
-        '--tta', action='store_true', help='Test time augmentation')
+    parser.add_argument('--tta', action='store_true', help='Test time augmentation')
     # torch.distributed.launch passes --local-rank (torch >= 2.0) or --local_rank;
     # torchrun only sets the LOCAL_RANK environment variable.
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -106,10 +99,9 @@ def trigger_visualization_hook(cfg, args):
     """Make the ``visualization`` default hook draw (and show / save)."""
     hooks = cfg.get('default_hooks', None) or {}
     if 'visualization' not in hooks:
-        raise RuntimeError(
-            'VisualizationHook must be included in default_hooks. '
-            'refer to usage '
-            '"visualization=dict(type=\'VisualizationHook\')"')
+        raise RuntimeError('VisualizationHook must be included in default_hooks. '
+                           'refer to usage '
+                           '"visualization=dict(type=\'VisualizationHook\')"')
     vis_hook = hooks['visualization']
     vis_hook['draw'] = True
     if args.show:
@@ -157,11 +149,14 @@ def build_cfg(args):
         cfg.load_from = args.checkpoint
     elif cfg.get('load_from', None):
         print_log(f'No checkpoint given: using load_from={cfg.load_from!r} '
-                  'from the config.', logger='current')
+                  'from the config.',
+                  logger='current')
     else:
         cfg.load_from = None
-        print_log('No checkpoint given: testing the model as the config builds '
-                  'it (training-free).', logger='current')
+        print_log(
+            'No checkpoint given: testing the model as the config builds '
+            'it (training-free).',
+            logger='current')
 
     if args.show or args.show_dir:
         cfg = trigger_visualization_hook(cfg, args)

@@ -29,7 +29,8 @@ _REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if _REPO_ROOT not in sys.path:
     sys.path.insert(0, _REPO_ROOT)
 
-import mmseg_reclip  # noqa: E402,F401  (compat glue + registries, before any build)
+# compat glue + registries, before any build
+import mmseg_reclip  # noqa: E402,F401  # isort: skip
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.logging import print_log  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
@@ -37,12 +38,11 @@ from mmseg.registry import RUNNERS  # noqa: E402
 
 from mmseg_reclip.utils import setup_distributed, teardown_distributed  # noqa: E402
 
-_CFG_OPTIONS_HELP = (
-    'override some settings in the used config, the key-value pair in xxx=yyy '
-    'format will be merged into config file. If the value to be overwritten is a '
-    'list, it should be like key="[a,b]" or key=a,b It also allows nested '
-    'list/tuple values, e.g. key="[(a,b),(c,d)]" Note that the quotation marks '
-    'are necessary and that no white space is allowed.')
+_CFG_OPTIONS_HELP = ('override some settings in the used config, the key-value pair in xxx=yyy '
+                     'format will be merged into config file. If the value to be overwritten is a '
+                     'list, it should be like key="[a,b]" or key=a,b It also allows nested '
+                     'list/tuple values, e.g. key="[(a,b),(c,d)]" Note that the quotation marks '
+                     'are necessary and that no white space is allowed.')
 
 
 def parse_args(argv=None):
@@ -59,8 +59,7 @@ def parse_args(argv=None):
         action='store_true',
         default=False,
         help='enable automatic-mixed-precision training')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction, help=_CFG_OPTIONS_HELP)
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help=_CFG_OPTIONS_HELP)
     parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm', 'mpi'],

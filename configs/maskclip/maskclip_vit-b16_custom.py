@@ -7,8 +7,7 @@ _base_ = [
     '../_base_/default_runtime.py'
 ]
 model = dict(
-    decode_head=dict(
-        num_classes={{_base_.num_classes}}, class_names={{_base_.class_names}}),
+    decode_head=dict(num_classes={{_base_.num_classes}}, class_names={{_base_.class_names}}),
     pd_threshold=None)
 train_dataloader = None
 val_cfg = {{_base_.custom_val_cfg}}

@@ -4,8 +4,7 @@ _base_ = [
     '../_base_/default_runtime.py'
 ]
 model = dict(
-    decode_head=dict(
-        num_classes={{_base_.num_classes}}, class_names={{_base_.class_names}}),
+    decode_head=dict(num_classes={{_base_.num_classes}}, class_names={{_base_.class_names}}),
     # Prompt denoising (docs/method.md §8) is off for the baseline; e.g. --cfg-options
     # model.pd_threshold=0.5 turns it on.
     pd_threshold=None)

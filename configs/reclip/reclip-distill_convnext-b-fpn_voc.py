@@ -28,13 +28,15 @@ model = dict(
         num_classes={{_base_.num_classes}},
         class_names={{_base_.class_names}}),
     teacher=dict(
-        decode_head=dict(
-            num_classes={{_base_.num_classes}}, class_names={{_base_.class_names}})),
+        decode_head=dict(num_classes={{_base_.num_classes}}, class_names={{_base_.class_names}})),
     teacher_checkpoint='work_dirs/reclip_vit-b16_voc/iter_20000.pth')
 custom_hooks = [
     # Crop-vote hypotheses for the text-guided loss, by the teacher's CLIP (stage 1's).
-    dict(type='CropVoteHypothesisHook', window={{_base_.crop_vote_window}}, stride=None,
-         min_frequency=0.0),
+    dict(
+        type='CropVoteHypothesisHook',
+        window={{_base_.crop_vote_window}},
+        stride=None,
+        min_frequency=0.0),
     dict(type='DatasetClassCheckHook'),
 ]
 # ConvNeXt is usually fine-tuned with AdamW (as in mmseg's ConvNeXt configs); the
@@ -48,10 +50,5 @@ optim_wrapper = dict(
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
     dict(
-        type='PolyLR',
-        eta_min=0.0,
-        power=1.0,
-        begin=1500,
-        end={{_base_.max_iters}},
-        by_epoch=False)
+        type='PolyLR', eta_min=0.0, power=1.0, begin=1500, end={{_base_.max_iters}}, by_epoch=False)
 ]

@@ -11,15 +11,16 @@ _base_ = [
 ]
 model = dict(
     teacher=dict(
-        decode_head=dict(
-            num_classes={{_base_.num_classes}}, class_names={{_base_.class_names}})),
+        decode_head=dict(num_classes={{_base_.num_classes}}, class_names={{_base_.class_names}})),
     teacher_checkpoint='work_dirs/reclip_vit-b16_custom/iter_20000.pth',
-    decode_head=dict(
-        num_classes={{_base_.num_classes}}, class_names={{_base_.class_names}}),
+    decode_head=dict(num_classes={{_base_.num_classes}}, class_names={{_base_.class_names}}),
     pd_threshold={{_base_.pd_threshold}})
 custom_hooks = [
-    dict(type='CropVoteHypothesisHook', window={{_base_.crop_vote_window}}, stride=None,
-         min_frequency=0.0),
+    dict(
+        type='CropVoteHypothesisHook',
+        window={{_base_.crop_vote_window}},
+        stride=None,
+        min_frequency=0.0),
     dict(type='DatasetClassCheckHook'),
 ]
 val_cfg = {{_base_.custom_val_cfg}}

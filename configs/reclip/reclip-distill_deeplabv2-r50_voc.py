@@ -10,20 +10,20 @@ _base_ = [
 ]
 model = dict(
     backbone=dict(
-        depth=50,
-        init_cfg=dict(type='Pretrained', checkpoint='open-mmlab://resnet50_v1c')),
+        depth=50, init_cfg=dict(type='Pretrained', checkpoint='open-mmlab://resnet50_v1c')),
     teacher=dict(
-        decode_head=dict(
-            num_classes={{_base_.num_classes}}, class_names={{_base_.class_names}})),
+        decode_head=dict(num_classes={{_base_.num_classes}}, class_names={{_base_.class_names}})),
     teacher_checkpoint='work_dirs/reclip_vit-b16_voc/iter_20000.pth',
-    decode_head=dict(
-        num_classes={{_base_.num_classes}}, class_names={{_base_.class_names}}),
+    decode_head=dict(num_classes={{_base_.num_classes}}, class_names={{_base_.class_names}}),
     pd_threshold=None)  # no prompt denoising in distillation eval
 # SGD 0.01, momentum 0.9, wd 5e-4, poly 0.9 down to 1e-4: schedule_distill_20k.py.
 custom_hooks = [
     # Crop-vote hypotheses for the text-guided loss, by the teacher's CLIP; same
     # settings as stage 1 (they depend only on the image and the frozen CLIP).
-    dict(type='CropVoteHypothesisHook', window={{_base_.crop_vote_window}}, stride=None,
-         min_frequency=0.0),
+    dict(
+        type='CropVoteHypothesisHook',
+        window={{_base_.crop_vote_window}},
+        stride=None,
+        min_frequency=0.0),
     dict(type='DatasetClassCheckHook'),
 ]

@@ -9,12 +9,14 @@ _base_ = [
     '../_base_/schedules/schedule_20k.py', '../_base_/default_runtime.py'
 ]
 model = dict(
-    decode_head=dict(
-        num_classes={{_base_.num_classes}}, class_names={{_base_.class_names}}),
+    decode_head=dict(num_classes={{_base_.num_classes}}, class_names={{_base_.class_names}}),
     pd_threshold={{_base_.pd_threshold}})  # dataset base: no released threshold
 custom_hooks = [
-    dict(type='CropVoteHypothesisHook', window={{_base_.crop_vote_window}}, stride=None,
-         min_frequency=0.0),
+    dict(
+        type='CropVoteHypothesisHook',
+        window={{_base_.crop_vote_window}},
+        stride=None,
+        min_frequency=0.0),
     dict(type='DatasetClassCheckHook'),
 ]
 # No labelled validation folder (custom.py): no val loop.

@@ -11,12 +11,14 @@ _base_ = [
     '../_base_/schedules/schedule_20k.py', '../_base_/default_runtime.py'
 ]
 model = dict(
-    decode_head=dict(
-        num_classes={{_base_.num_classes}}, class_names={{_base_.class_names}}),
+    decode_head=dict(num_classes={{_base_.num_classes}}, class_names={{_base_.class_names}}),
     pd_threshold={{_base_.pd_threshold}})  # released threshold (docs/method.md §8): dataset base
 custom_hooks = [
     # Only used if this config is trained: crop-vote window = released crop_size / 6.
-    dict(type='CropVoteHypothesisHook', window={{_base_.crop_vote_window}}, stride=None,
-         min_frequency=0.0),
+    dict(
+        type='CropVoteHypothesisHook',
+        window={{_base_.crop_vote_window}},
+        stride=None,
+        min_frequency=0.0),
     dict(type='DatasetClassCheckHook'),
 ]

@@ -62,8 +62,8 @@ class CheckedDatasetMixin:
                     f'Image {img_path!r} is {size[0]}x{size[1]} pixels: too small to segment '
                     f'(each side must be >= {MIN_SIDE}). Remove it from the split file '
                     f'{self.ann_file or "(folder scan)"!r} or replace it.') from err
-            files = ', '.join(
-                f'{key} {info[key]!r}' for key in ('img_path', 'seg_map_path') if info.get(key))
+            files = ', '.join(f'{key} {info[key]!r}' for key in ('img_path', 'seg_map_path')
+                              if info.get(key))
             if not _reraisable(err):
                 raise
             # The same exception type keeps upstream `except OSError` etc. working.

@@ -9,73 +9,68 @@ Synonyms are used sparingly, only where the dataset's name is an unusual word.
 import os.path as osp
 from typing import Dict, List, Sequence, Union
 
-__all__ = ['CLASS_NAMES', 'get_class_names', 'read_class_file', 'is_name_file',
-           'refuse_duplicate_names']
+__all__ = [
+    'CLASS_NAMES', 'get_class_names', 'read_class_file', 'is_name_file', 'refuse_duplicate_names'
+]
 
 ClassEntry = Union[str, List[str]]
 
 #: PASCAL VOC 2012 without background, names of docs/method.md §9 (VOC order).
 VOC20: List[ClassEntry] = [
-    'airplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat',
-    'chair', 'cow', 'dining table', 'dog', 'horse', 'motorbike', 'person',
-    'potted plant', 'sheep', 'sofa', 'train', 'tv monitor'
+    'airplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair', 'cow',
+    'dining table', 'dog', 'horse', 'motorbike', 'person', 'potted plant', 'sheep', 'sofa', 'train',
+    'tv monitor'
 ]
 
 #: PASCAL Context 59, in mmseg's ``PascalContextDataset59`` order.
 CONTEXT59: List[ClassEntry] = [
-    'aeroplane', 'bag', 'bed', 'bedclothes', 'bench', 'bicycle', 'bird',
-    'boat', 'book', 'bottle', 'building', 'bus', 'cabinet', 'car', 'cat',
-    'ceiling', 'chair', 'cloth', 'computer', 'cow', 'cup', 'curtain', 'dog',
-    'door', 'fence', 'floor', 'flower', 'food', 'grass', 'ground', 'horse',
-    'keyboard', 'light', 'motorbike', 'mountain', 'mouse', 'person', 'plate',
-    'platform', 'potted plant', 'road', 'rock', 'sheep', 'shelves',
-    'sidewalk', 'sign', 'sky', 'snow', 'sofa', 'table', 'track', 'train',
-    'tree', 'truck', 'tv monitor', 'wall', 'water', 'window', 'wood'
+    'aeroplane', 'bag', 'bed', 'bedclothes', 'bench', 'bicycle', 'bird', 'boat', 'book', 'bottle',
+    'building', 'bus', 'cabinet', 'car', 'cat', 'ceiling', 'chair', 'cloth', 'computer', 'cow',
+    'cup', 'curtain', 'dog', 'door', 'fence', 'floor', 'flower', 'food', 'grass', 'ground', 'horse',
+    'keyboard', 'light', 'motorbike', 'mountain', 'mouse', 'person', 'plate', 'platform',
+    'potted plant', 'road', 'rock', 'sheep', 'shelves', 'sidewalk', 'sign', 'sky', 'snow', 'sofa',
+    'table', 'track', 'train', 'tree', 'truck', 'tv monitor', 'wall', 'water', 'window', 'wood'
 ]
 
 #: ADE20K 150, in mmseg's ``ADE20KDataset`` order.
 ADE150: List[ClassEntry] = [
-    'wall', 'building', 'sky', 'floor', 'tree', 'ceiling', 'road', 'bed',
-    ['windowpane', 'window'], 'grass', 'cabinet', 'sidewalk', 'person',
-    ['earth', 'ground'], 'door', 'table', 'mountain', 'plant', 'curtain',
-    'chair', 'car', 'water', 'painting', 'sofa', 'shelf', 'house', 'sea',
-    'mirror', 'rug', 'field', 'armchair', 'seat', 'fence', 'desk', 'rock',
-    'wardrobe', 'lamp', 'bathtub', 'railing', 'cushion', 'base', 'box',
-    'column', 'signboard', 'chest of drawers', 'counter', 'sand', 'sink',
-    'skyscraper', 'fireplace', 'refrigerator', 'grandstand', 'path', 'stairs',
-    'runway', 'case', 'pool table', 'pillow', 'screen door', 'stairway',
-    'river', 'bridge', 'bookcase', 'blind', 'coffee table', 'toilet',
-    'flower', 'book', 'hill', 'bench', 'countertop', 'stove', 'palm',
-    'kitchen island', 'computer', 'swivel chair', 'boat', 'bar',
-    'arcade machine', ['hovel', 'hut'], 'bus', 'towel', 'light', 'truck',
-    'tower', 'chandelier', 'awning', 'streetlight', 'booth',
-    ['television receiver', 'television'], 'airplane', 'dirt track',
-    'apparel', 'pole', 'land', 'bannister', 'escalator', 'ottoman', 'bottle',
-    'buffet', 'poster', 'stage', 'van', 'ship', 'fountain', 'conveyer belt',
-    'canopy', 'washer', ['plaything', 'toy'], 'swimming pool', 'stool',
-    'barrel', 'basket', 'waterfall', 'tent', 'bag', 'minibike', 'cradle',
-    'oven', 'ball', 'food', 'step', 'tank', ['trade name', 'logo'],
-    'microwave', 'pot', 'animal', 'bicycle', 'lake', 'dishwasher', 'screen',
+    'wall', 'building', 'sky', 'floor', 'tree', 'ceiling',
+    'road', 'bed', ['windowpane', 'window'], 'grass', 'cabinet', 'sidewalk', 'person',
+    ['earth', 'ground'], 'door', 'table', 'mountain', 'plant', 'curtain', 'chair', 'car', 'water',
+    'painting', 'sofa', 'shelf', 'house', 'sea', 'mirror', 'rug', 'field', 'armchair', 'seat',
+    'fence', 'desk', 'rock', 'wardrobe', 'lamp', 'bathtub', 'railing', 'cushion', 'base', 'box',
+    'column', 'signboard', 'chest of drawers', 'counter', 'sand', 'sink', 'skyscraper', 'fireplace',
+    'refrigerator', 'grandstand', 'path', 'stairs', 'runway', 'case', 'pool table', 'pillow',
+    'screen door', 'stairway', 'river', 'bridge', 'bookcase', 'blind', 'coffee table', 'toilet',
+    'flower', 'book', 'hill', 'bench', 'countertop', 'stove',
+    'palm', 'kitchen island', 'computer', 'swivel chair', 'boat', 'bar', 'arcade machine',
+    ['hovel', 'hut'
+     ], 'bus', 'towel', 'light', 'truck', 'tower', 'chandelier', 'awning', 'streetlight', 'booth',
+    ['television receiver', 'television'], 'airplane', 'dirt track', 'apparel', 'pole', 'land',
+    'bannister', 'escalator', 'ottoman', 'bottle', 'buffet',
+    'poster', 'stage', 'van', 'ship', 'fountain', 'conveyer belt', 'canopy', 'washer',
+    ['plaything', 'toy'], 'swimming pool', 'stool', 'barrel', 'basket', 'waterfall',
+    'tent', 'bag', 'minibike', 'cradle', 'oven', 'ball', 'food', 'step', 'tank',
+    ['trade name', 'logo'], 'microwave', 'pot', 'animal', 'bicycle', 'lake', 'dishwasher', 'screen',
     'blanket', 'sculpture', 'hood', 'sconce', 'vase', 'traffic light', 'tray',
-    ['ashcan', 'trash can'], 'fan', 'pier', 'crt screen', 'plate', 'monitor',
-    'bulletin board', 'shower', 'radiator', 'glass', 'clock', 'flag'
+    ['ashcan', 'trash can'], 'fan', 'pier', 'crt screen', 'plate', 'monitor', 'bulletin board',
+    'shower', 'radiator', 'glass', 'clock', 'flag'
 ]
 
 #: Cityscapes 19 trainId classes, in mmseg's ``CityscapesDataset`` order.
 CITYSCAPES19: List[ClassEntry] = [
-    'road', 'sidewalk', 'building', 'wall', 'fence', 'pole', 'traffic light',
-    'traffic sign', 'vegetation', 'terrain', 'sky', 'person', 'rider', 'car',
-    'truck', 'bus', 'train', 'motorcycle', 'bicycle'
+    'road', 'sidewalk', 'building', 'wall', 'fence', 'pole', 'traffic light', 'traffic sign',
+    'vegetation', 'terrain', 'sky', 'person', 'rider', 'car', 'truck', 'bus', 'train', 'motorcycle',
+    'bicycle'
 ]
 
 #: COCO-Stuff 27 mid-level classes (STEGO / PiCIE order, docs/method.md §9):
 #: 12 thing supercategories then 15 stuff supercategories.
 COCOSTUFF27: List[ClassEntry] = [
-    'electronic', 'appliance', 'food things', 'furniture things', 'indoor',
-    'kitchen', 'accessory', 'animal', 'outdoor', 'person', 'sports',
-    'vehicle', 'ceiling', 'floor', 'food stuff', 'furniture stuff',
-    'raw material', 'textile', 'wall', 'window', 'building', 'ground',
-    'plant', 'sky', 'solid', 'structural', 'water'
+    'electronic', 'appliance', 'food things', 'furniture things', 'indoor', 'kitchen', 'accessory',
+    'animal', 'outdoor', 'person', 'sports', 'vehicle', 'ceiling', 'floor', 'food stuff',
+    'furniture stuff', 'raw material', 'textile', 'wall', 'window', 'building', 'ground', 'plant',
+    'sky', 'solid', 'structural', 'water'
 ]
 
 #: Registry of the built-in lists, keyed by the ``class_names`` config value.
@@ -163,8 +158,7 @@ def refuse_duplicate_names(classes: Sequence[Sequence[str]], source: str) -> Non
 
 
 def get_class_names(
-    key_or_list: Union[str, Sequence[Union[str, Sequence[str]]]]
-) -> List[List[str]]:
+        key_or_list: Union[str, Sequence[Union[str, Sequence[str]]]]) -> List[List[str]]:
     """Normalise class names to a list of synonym lists.
 
     Args:

@@ -16,7 +16,7 @@ for unlabeled. ``tools/dataset_converters/coco_stuff27.py`` maps them with
 :func:`convert_labels` to 0..26 (255 = ignore) and writes
 ``<name>_labelTrainIds27.png`` next to each raw map.
 """
-from typing import Dict, List
+from typing import Dict
 
 import numpy as np
 from mmseg.datasets import BaseSegDataset
@@ -26,8 +26,7 @@ from .checks import CheckedDatasetMixin
 
 __all__ = [
     'COCOStuff27Dataset', 'COCOSTUFF27_CLASSES', 'COCOSTUFF27_PALETTE',
-    'COCOSTUFF_FINE_TO_COARSE27', 'COCOSTUFF27_SEG_MAP_SUFFIX',
-    'convert_labels'
+    'COCOSTUFF_FINE_TO_COARSE27', 'COCOSTUFF27_SEG_MAP_SUFFIX', 'convert_labels'
 ]
 
 #: Suffix of the converted 27-class label maps.
@@ -35,22 +34,18 @@ COCOSTUFF27_SEG_MAP_SUFFIX = '_labelTrainIds27.png'
 
 #: Coarse classes: 12 thing supercategories (0..11), then 15 stuff
 #: supercategories (12..26), in the STEGO / PiCIE order.
-COCOSTUFF27_CLASSES = (
-    'electronic', 'appliance', 'food things', 'furniture things', 'indoor',
-    'kitchen', 'accessory', 'animal', 'outdoor', 'person', 'sports',
-    'vehicle', 'ceiling', 'floor', 'food stuff', 'furniture stuff',
-    'raw material', 'textile', 'wall', 'window', 'building', 'ground',
-    'plant', 'sky', 'solid', 'structural', 'water')
+COCOSTUFF27_CLASSES = ('electronic', 'appliance', 'food things', 'furniture things', 'indoor',
+                       'kitchen', 'accessory', 'animal', 'outdoor', 'person', 'sports', 'vehicle',
+                       'ceiling', 'floor', 'food stuff', 'furniture stuff', 'raw material',
+                       'textile', 'wall', 'window', 'building', 'ground', 'plant', 'sky', 'solid',
+                       'structural', 'water')
 
-COCOSTUFF27_PALETTE = [
-    [220, 20, 60], [119, 11, 32], [0, 0, 142], [0, 0, 230], [106, 0, 228],
-    [0, 60, 100], [0, 80, 100], [0, 0, 70], [0, 0, 192], [250, 170, 30],
-    [100, 170, 30], [220, 220, 0], [175, 116, 175], [250, 0, 30],
-    [165, 42, 42], [255, 77, 255], [0, 226, 252], [182, 182, 255],
-    [0, 82, 0], [120, 166, 157], [110, 76, 0], [174, 57, 255],
-    [199, 100, 0], [72, 0, 118], [255, 179, 240], [0, 125, 92],
-    [209, 0, 151]
-]
+COCOSTUFF27_PALETTE = [[220, 20, 60], [119, 11, 32], [0, 0, 142], [0, 0, 230], [106, 0, 228],
+                       [0, 60, 100], [0, 80, 100], [0, 0, 70], [0, 0, 192], [250, 170, 30],
+                       [100, 170, 30], [220, 220, 0], [175, 116, 175], [250, 0, 30], [165, 42, 42],
+                       [255, 77, 255], [0, 226, 252], [182, 182, 255], [0, 82, 0], [120, 166, 157],
+                       [110, 76, 0], [174, 57, 255], [199, 100, 0], [72, 0, 118], [255, 179, 240],
+                       [0, 125, 92], [209, 0, 151]]
 
 # Fine (0-based COCO-Stuff-164k label id, i.e. COCO category id - 1) -> coarse
 # (index into COCOSTUFF27_CLASSES). Source: the COCO-Stuff category hierarchy
@@ -280,8 +275,7 @@ class COCOStuff27Dataset(CheckedDatasetMixin, BaseSegDataset):
             (``data_root``, ``data_prefix``, ``ann_file`` (optional list of
             image basenames, e.g. a curated subset), ``pipeline``, ...).
     """
-    METAINFO = dict(
-        classes=COCOSTUFF27_CLASSES, palette=COCOSTUFF27_PALETTE)
+    METAINFO = dict(classes=COCOSTUFF27_CLASSES, palette=COCOSTUFF27_PALETTE)
 
     def __init__(self,
                  img_suffix: str = '.jpg',

@@ -100,12 +100,18 @@ class CropVoteCrops(Dataset):
         return len(window_boxes(*self.scaled_size(h, w), self.window, self.stride))
 
 
-def build_crop_loader(dataset: CropVoteCrops, num_workers: int = 2,
-                      pin_memory: bool = False, prefetch_factor: int = 4) -> DataLoader:
+def build_crop_loader(dataset: CropVoteCrops,
+                      num_workers: int = 2,
+                      pin_memory: bool = False,
+                      prefetch_factor: int = 4) -> DataLoader:
     """A ``DataLoader`` yielding one image's item at a time, read by ``num_workers``
     processes (``0``: in the main process), in the dataset's order."""
-    kwargs = dict(num_workers=num_workers, pin_memory=pin_memory, batch_size=None,
-                  shuffle=False, collate_fn=_identity)
+    kwargs = dict(
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        batch_size=None,
+        shuffle=False,
+        collate_fn=_identity)
     if num_workers > 0:
         kwargs.update(prefetch_factor=prefetch_factor, persistent_workers=False)
     return DataLoader(dataset, **kwargs)
@@ -120,8 +126,12 @@ def prepare_crops(crops: torch.Tensor, input_size: int, mean: Optional[torch.Ten
     """Resize raw crops ``[n, 3, h, w]`` to ``input_size²`` (torch bilinear, no
     antialias, ``align_corners=False``) in float32 and normalise with ``mean``/``std``
     (``[3, 1, 1]`` or ``None``). Returns ``[n, 3, S, S]`` float32."""
-    crops = F.interpolate(crops.float(), size=(input_size, input_size), mode='bilinear',
-                          align_corners=False, antialias=False)
+    crops = F.interpolate(
+        crops.float(),
+        size=(input_size, input_size),
+        mode='bilinear',
+        align_corners=False,
+        antialias=False)
     if mean is not None:
         crops = (crops - mean) / std
     return crops

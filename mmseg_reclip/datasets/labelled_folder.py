@@ -26,6 +26,6 @@ class LabelledImageFolderDataset(BaseSegDataset):
         from mmseg_reclip.models.utils.model_meta import meta_from_class_names
         from .class_names import get_class_names
         key = class_names if isinstance(class_names, str) else None
-        metainfo = dict(meta_from_class_names(get_class_names(class_names), key),
-                        **(metainfo or {}))
+        metainfo = dict(
+            meta_from_class_names(get_class_names(class_names), key), **(metainfo or {}))
         super().__init__(metainfo=metainfo, **kwargs)

@@ -8,8 +8,7 @@ Each template holds exactly one ``{}`` placeholder for the class name.
 from typing import Dict, List, Sequence, Union
 
 __all__ = [
-    'IMAGENET_TEMPLATES', 'SCENE_TEMPLATES', 'TEMPLATE_SETS', 'get_templates',
-    'read_template_file'
+    'IMAGENET_TEMPLATES', 'SCENE_TEMPLATES', 'TEMPLATE_SETS', 'get_templates', 'read_template_file'
 ]
 
 #: The 80 ImageNet prompt templates of CLIP, in the original order.
@@ -144,7 +143,8 @@ def get_templates(name_or_list: Union[str, Sequence[str]]) -> List[str]:
     Args:
         name_or_list (str | Sequence[str]): a key of :data:`TEMPLATE_SETS`
             (``'reclip85'``, ``'imagenet80'``, ``'scene5'``, ``'single'``), the path
-            of a template file (:func:`read_template_file`), or an explicit list of templates, each containing exactly one ``'{}'``.
+            of a template file (:func:`read_template_file`), or an explicit list of
+            templates, each containing exactly one ``'{}'``.
 
     Returns:
         List[str]: a new list of templates (safe to mutate).
@@ -160,9 +160,8 @@ def get_templates(name_or_list: Union[str, Sequence[str]]) -> List[str]:
         name_or_list = read_template_file(name_or_list)
     if isinstance(name_or_list, str):
         if name_or_list not in TEMPLATE_SETS:
-            raise ValueError(
-                f'Unknown template set {name_or_list!r}; known keys: '
-                f'{sorted(TEMPLATE_SETS)}')
+            raise ValueError(f'Unknown template set {name_or_list!r}; known keys: '
+                             f'{sorted(TEMPLATE_SETS)}')
         templates = list(TEMPLATE_SETS[name_or_list])
     else:
         try:
@@ -176,6 +175,5 @@ def get_templates(name_or_list: Union[str, Sequence[str]]) -> List[str]:
         if not isinstance(t, str):
             raise TypeError(f'template must be str, got {type(t).__name__}')
         if t.count('{}') != 1:
-            raise ValueError(
-                f"template {t!r} must contain exactly one '{{}}' placeholder")
+            raise ValueError(f"template {t!r} must contain exactly one '{{}}' placeholder")
     return templates

@@ -7,8 +7,8 @@ from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 
 #: Extensions listed by default (compared case-insensitively): what mmcv/OpenCV read.
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp', '.ppm',
-                    '.pgm', '.pbm', '.jp2')
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm',
+                    '.pbm', '.jp2')
 
 
 def list_images(folder: str, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> List[str]:
@@ -86,10 +86,9 @@ class UnlabeledImageDataset(BaseSegDataset):
             from mmseg_reclip.models.utils.model_meta import meta_from_class_names
             from .class_names import get_class_names
             key = class_names if isinstance(class_names, str) else None
-            metainfo = dict(meta_from_class_names(get_class_names(class_names), key),
-                            **(metainfo or {}))
-        super().__init__(data_root=data_root, data_prefix=data_prefix, metainfo=metainfo,
-                         **kwargs)
+            metainfo = dict(
+                meta_from_class_names(get_class_names(class_names), key), **(metainfo or {}))
+        super().__init__(data_root=data_root, data_prefix=data_prefix, metainfo=metainfo, **kwargs)
 
     def load_data_list(self) -> List[dict]:
         """One ``dict(img_path=...)`` per image under the folder, sorted by path."""
@@ -104,5 +103,6 @@ class UnlabeledImageDataset(BaseSegDataset):
                 f'UnlabeledImageDataset: no image under {osp.abspath(folder)!r} (looked '
                 f'recursively for {", ".join(self.extensions)}); put images there or set '
                 '`extensions`.')
-        return [dict(img_path=p, label_map=None, reduce_zero_label=False, seg_fields=[])
-                for p in paths]
+        return [
+            dict(img_path=p, label_map=None, reduce_zero_label=False, seg_fields=[]) for p in paths
+        ]

@@ -74,14 +74,18 @@ def compute_hypotheses(score_fn: ScoreFn,
     paths = crops.img_paths
     mine = CropVoteCrops(paths[rank::world_size], crops.mode, crops.window, crops.stride,
                          crops.img_scale, crops.bgr_to_rgb, crops.backend_args)
-    print_log(f'Computing {crops.mode} hypotheses for {len(paths)} images '
-              f'(rank {rank}: {len(mine)}) ...', logger='current')
+    print_log(
+        f'Computing {crops.mode} hypotheses for {len(paths)} images '
+        f'(rank {rank}: {len(mine)}) ...',
+        logger='current')
     total = sum(mine.num_crops(i) for i in range(len(mine)))
     rate = _probe_rate(score_fn, min(batch_size, max(1, total // 20)), input_size, device)
-    print_log(f'Crop-vote pre-pass: {len(mine)} images, {total} crops, batch '
-              f'{batch_size}, {num_workers} reader workers, CLIP in {precision_name}; '
-              f'~{rate:.0f} crops/s measured on a probe batch, ETA '
-              f'{_fmt_seconds(total / rate)}', logger='current')
+    print_log(
+        f'Crop-vote pre-pass: {len(mine)} images, {total} crops, batch '
+        f'{batch_size}, {num_workers} reader workers, CLIP in {precision_name}; '
+        f'~{rate:.0f} crops/s measured on a probe batch, ETA '
+        f'{_fmt_seconds(total / rate)}',
+        logger='current')
     loader = build_crop_loader(mine, num_workers, pin_memory=device.type == 'cuda')
     batches = batch_crops(iter(loader), batch_size, input_size, mean, std, device)
     result = _vote_all(batches, score_fn, vote, reduce, total, len(mine), log_interval)
@@ -94,8 +98,8 @@ def compute_hypotheses(score_fn: ScoreFn,
 
 
 @torch.no_grad()
-def _vote_all(batches, score_fn: ScoreFn, vote: VoteFn, reduce: Optional[ScoreFn],
-              total_crops: int, num_images: int, log_interval: int) -> Dict[str, List[int]]:
+def _vote_all(batches, score_fn: ScoreFn, vote: VoteFn, reduce: Optional[ScoreFn], total_crops: int,
+              num_images: int, log_interval: int) -> Dict[str, List[int]]:
     """Score the batches and vote per image as soon as all its crops are scored."""
     result: Dict[str, List[int]] = {}
     partial: Dict[str, List[torch.Tensor]] = {}
@@ -126,8 +130,10 @@ def _vote_all(batches, score_fn: ScoreFn, vote: VoteFn, reduce: Optional[ScoreFn
             if len(result) % log_interval == 0 or len(result) == num_images:
                 rate = done_crops / max(time.perf_counter() - start, 1e-9)
                 left = max(total_crops - done_crops, 0) / max(rate, 1e-9)
-                print_log(f'Crop-vote hypotheses: {len(result)}/{num_images} images, '
-                          f'{rate:.0f} crops/s, ETA {_fmt_seconds(left)}', logger='current')
+                print_log(
+                    f'Crop-vote hypotheses: {len(result)}/{num_images} images, '
+                    f'{rate:.0f} crops/s, ETA {_fmt_seconds(left)}',
+                    logger='current')
     return result
 
 
@@ -188,14 +194,18 @@ def log_summary(hypotheses: Dict[str, List[int]], mode: str) -> None:
     n = len(hypotheses)
     sizes = [len(v) for v in hypotheses.values()]
     empty = sum(1 for s in sizes if s == 0)
-    print_log(f'Crop-vote hypotheses ({mode}): {n} images, {sum(sizes) / max(n, 1):.2f} '
-              f'classes per image on average, {empty} empty', logger='current')
+    print_log(
+        f'Crop-vote hypotheses ({mode}): {n} images, {sum(sizes) / max(n, 1):.2f} '
+        f'classes per image on average, {empty} empty',
+        logger='current')
     if n and empty * 2 > n:
         # an empty hypothesis masks every class out of the loss of that image
-        print_log(f'{empty} of {n} training images have an EMPTY hypothesis: their loss '
-                  'is zero and nothing learns from them. Check the class names, the CLIP '
-                  'weights and min_frequency / score_threshold.', logger='current',
-                  level=logging.WARNING)
+        print_log(
+            f'{empty} of {n} training images have an EMPTY hypothesis: their loss '
+            'is zero and nothing learns from them. Check the class names, the CLIP '
+            'weights and min_frequency / score_threshold.',
+            logger='current',
+            level=logging.WARNING)
 
 
 def model_device(model) -> torch.device:

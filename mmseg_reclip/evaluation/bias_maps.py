@@ -72,8 +72,8 @@ def compute_bias_maps(model: nn.Module, inputs: torch.Tensor) -> Dict[str, torch
         logits = head.mask_decoder(feats, out['Lr'])
         out['logits'] = logits
     logits = _denoise(model, logits, 'grid')
-    seg = logits_to_input_size(logits, inputs.shape[-2:],
-                               getattr(model.backbone, 'patch_size', None),
+    seg = logits_to_input_size(logits, inputs.shape[-2:], getattr(model.backbone, 'patch_size',
+                                                                  None),
                                getattr(model, 'align_corners', False))
     out['masks'] = _denoise(model, seg, 'upsampled').argmax(dim=1)
     return out

@@ -42,8 +42,8 @@ from ..models.utils.seeding import derive_seed
 from .dist import log_once
 
 __all__ = [
-    'sample_seed', 'SeededIndex', 'StepSeededSampler', 'StepSeededDataset',
-    'seed_train_dataloader', 'seeded_rng'
+    'sample_seed', 'SeededIndex', 'StepSeededSampler', 'StepSeededDataset', 'seed_train_dataloader',
+    'seeded_rng'
 ]
 
 
@@ -208,6 +208,6 @@ def seed_train_dataloader(cfg) -> bool:
     loader['sampler'] = dict(type='StepSeededSampler', sampler=sampler)
     loader['dataset'] = dict(type='StepSeededDataset', dataset=dataset)
     log_once('Training data: each sample is augmented under a seed from (seed, epoch, '
-              'position, rank) (StepSeededSampler/StepSeededDataset; '
-              'step_seeded_data=False turns this off).')
+             'position, rank) (StepSeededSampler/StepSeededDataset; '
+             'step_seeded_data=False turns this off).')
     return True

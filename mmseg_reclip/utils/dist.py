@@ -36,8 +36,8 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 
 __all__ = [
-    'cuda_available', 'sync_bn_to_bn', 'adapt_cfg_to_device', 'init_cpu_dist',
-    'setup_distributed', 'teardown_distributed', 'log_once', 'LOOPBACK_ADDRS'
+    'cuda_available', 'sync_bn_to_bn', 'adapt_cfg_to_device', 'init_cpu_dist', 'setup_distributed',
+    'teardown_distributed', 'log_once', 'LOOPBACK_ADDRS'
 ]
 
 #: Norm layer types that need CUDA (torch's SyncBatchNorm; mmcv's compiled MMSyncBN).
@@ -89,8 +89,8 @@ def _is_ddp_wrapper(wrapper_type: Any) -> bool:
         if wrapper_type in _DDP_WRAPPERS:
             return True
         wrapper_type = MODEL_WRAPPERS.get(wrapper_type)
-    return isinstance(wrapper_type, type) and issubclass(
-        wrapper_type, torch.nn.parallel.DistributedDataParallel)
+    return isinstance(wrapper_type, type) and issubclass(wrapper_type,
+                                                         torch.nn.parallel.DistributedDataParallel)
 
 
 def adapt_cfg_to_device(cfg: Config, use_cuda: Optional[bool] = None) -> Config:
@@ -117,7 +117,7 @@ def adapt_cfg_to_device(cfg: Config, use_cuda: Optional[bool] = None) -> Config:
     n = sync_bn_to_bn(cfg)
     if n:
         log_once(f'CUDA is not available: {n} SyncBN norm config(s) converted to BN '
-             '(each process normalises with its own batch statistics).')
+                 '(each process normalises with its own batch statistics).')
     if cfg.get('sync_bn', None) is not None:
         log_once(f'CUDA is not available: ignoring sync_bn={cfg.sync_bn!r}.')
         cfg.pop('sync_bn')
@@ -170,7 +170,8 @@ def _slurm_env(port: Optional[int] = None) -> None:
     os.environ.setdefault('MASTER_PORT', '29500')
     if 'MASTER_ADDR' not in os.environ:
         out = subprocess.run(['scontrol', 'show', 'hostname', node_list],
-                             capture_output=True, text=True)
+                             capture_output=True,
+                             text=True)
         names = out.stdout.split()
         if out.returncode != 0 or not names:
             raise RuntimeError(
@@ -191,7 +192,9 @@ def _mpi_env() -> None:
     os.environ['LOCAL_RANK'] = os.environ['OMPI_COMM_WORLD_LOCAL_RANK']
 
 
-def init_cpu_dist(launcher: str, backend: str = 'gloo', timeout: Optional[float] = None,
+def init_cpu_dist(launcher: str,
+                  backend: str = 'gloo',
+                  timeout: Optional[float] = None,
                   port: Optional[int] = None) -> None:
     """Create the default process group for a CPU-only run (no ``torch.cuda`` call).
 
@@ -245,10 +248,13 @@ def setup_distributed(cfg: Config, use_cuda: Optional[bool] = None) -> Config:
         return cfg
     dist_cfg = dict(cfg.env_cfg.dist_cfg)
     backend = dist_cfg.pop('backend', 'gloo')
-    init_cpu_dist(launcher, backend=backend, timeout=dist_cfg.pop('timeout', None),
-                  port=dist_cfg.pop('port', None))
+    init_cpu_dist(
+        launcher,
+        backend=backend,
+        timeout=dist_cfg.pop('timeout', None),
+        port=dist_cfg.pop('port', None))
     log_once(f'CPU distributed run: {backend} process group, rank {torch_dist.get_rank()} of '
-         f'{torch_dist.get_world_size()} (launcher={launcher!r}).')
+             f'{torch_dist.get_world_size()} (launcher={launcher!r}).')
     return cfg
 
 

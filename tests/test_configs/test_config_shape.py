@@ -13,9 +13,14 @@ ROOT = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'c
 ALL = sorted(glob.glob(osp.join(ROOT, '**', '*.py'), recursive=True))
 LEAVES = [p for p in ALL if osp.sep + '_base_' + osp.sep not in p]
 # released crop_size / 6 and the released prompt-denoising thresholds (docs/method.md §5, §8)
-EXPECTED = {'voc20': (56, 1.0), 'context59': (80, 0.85), 'ade20k': (85, 0.5),
-            'cityscapes': (85, 0.5), 'cocostuff27': (85, 0.95),
-            'custom': (56, None)}  # your own images: 336 crop / 6, no released PD
+EXPECTED = {
+    'voc20': (56, 1.0),
+    'context59': (80, 0.85),
+    'ade20k': (85, 0.5),
+    'cityscapes': (85, 0.5),
+    'cocostuff27': (85, 0.95),
+    'custom': (56, None)
+}  # your own images: 336 crop / 6, no released PD
 
 
 def _bases(path):
@@ -73,8 +78,8 @@ def test_leaves_do_not_repeat_window_or_threshold():
             f'{path}: set the value in its dataset base (crop_vote_window, pd_threshold)')
 
 
-@pytest.mark.parametrize('path', [p for p in LEAVES if '/reclip/' in p],
-                         ids=lambda p: osp.basename(p))
+@pytest.mark.parametrize(
+    'path', [p for p in LEAVES if '/reclip/' in p], ids=lambda p: osp.basename(p))
 def test_trained_configs_use_the_dataset_values(path):
     cfg = Config.fromfile(path)
     hooks = [h for h in cfg.custom_hooks if h['type'] == 'CropVoteHypothesisHook']

@@ -6,11 +6,13 @@ from mmseg_reclip.datasets.class_names import CLASS_NAMES, get_class_names
 from mmseg_reclip.models.decode_heads.maskclip_head import normalize_class_names
 
 
-@pytest.mark.parametrize('names,dup,where', [
-    (['cat', 'dog', 'cat'], "'cat'", 'in classes 0 and 2'),
-    (['dog', ['kitty', 'cat'], ' cat '], "'cat'", 'in classes 1 and 2'),
-    ([['tv', 'TV']], "'TV'", 'twice in class 0'),  # CLIP's tokenizer lower-cases
-])
+@pytest.mark.parametrize(
+    'names,dup,where',
+    [
+        (['cat', 'dog', 'cat'], "'cat'", 'in classes 0 and 2'),
+        (['dog', ['kitty', 'cat'], ' cat '], "'cat'", 'in classes 1 and 2'),
+        ([['tv', 'TV']], "'TV'", 'twice in class 0'),  # CLIP's tokenizer lower-cases
+    ])
 def test_duplicate_names_are_refused(names, dup, where):
     with pytest.raises(ValueError) as err:
         get_class_names(names)

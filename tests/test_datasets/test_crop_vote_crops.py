@@ -9,11 +9,10 @@ import torch
 import torch.nn.functional as F
 
 import mmseg_reclip  # noqa: F401
-from data_utils import make_voc_layout
-from mmseg_reclip.datasets.crop_vote_crops import (CropVoteCrops, batch_crops,
-                                                   build_crop_loader)
+from mmseg_reclip.datasets.crop_vote_crops import CropVoteCrops, batch_crops, build_crop_loader
 from mmseg_reclip.engine.hooks import CropVoteHypothesisHook, window_boxes
 from tests.clip_utils import save_random_clip
+from tests.data_utils import make_voc_layout
 
 MEAN = torch.tensor([122.771, 116.746, 104.094]).view(3, 1, 1)
 STD = torch.tensor([68.501, 66.632, 70.323]).view(3, 1, 1)
@@ -40,8 +39,10 @@ def by_hand(path, window, stride, img_scale=None):
     h, w = rgb.shape[:2]
     ys = sorted(set(range(0, h - window + 1, stride)) | {h - window})
     xs = sorted(set(range(0, w - window + 1, stride)) | {w - window})
-    crops = [torch.from_numpy(rgb[y:y + window, x:x + window].copy()).permute(2, 0, 1)
-             for y in ys for x in xs]
+    crops = [
+        torch.from_numpy(rgb[y:y + window, x:x + window].copy()).permute(2, 0, 1) for y in ys
+        for x in xs
+    ]
     return torch.stack(crops)
 
 
@@ -76,8 +77,9 @@ def test_batches_across_images(images, batch_size):
     flat = torch.cat([b for b, _ in batches])
     # independent: each crop resized alone, then normalised
     expected = torch.cat([
-        (F.interpolate(it['crops'].float(), size=(40, 40), mode='bilinear',
-                       align_corners=False) - MEAN) / STD for it in items])
+        (F.interpolate(it['crops'].float(), size=(40, 40), mode='bilinear', align_corners=False) -
+         MEAN) / STD for it in items
+    ])
     assert torch.equal(flat, expected)
     owners = [o for _, os_ in batches for o in os_]
     for it in items:  # every image's crops accounted for exactly once, in order
@@ -100,14 +102,19 @@ def runner(tmp_path_factory):
     root = tmp_path_factory.mktemp('cv_amp')
     clip = save_random_clip(str(root / 'tiny.pt'))
     data_root = make_voc_layout(str(root / 'voc'), n_generated=1)
-    runner = build_runner(root / 'work', data_root, clip,
-                          hook=dict(window=0.5, batch_size=5, num_workers=2), max_iters=1)
+    runner = build_runner(
+        root / 'work',
+        data_root,
+        clip,
+        hook=dict(window=0.5, batch_size=5, num_workers=2),
+        max_iters=1)
     runner.train()
     return runner
 
 
 def test_hook_precision_auto_key_and_announcement(runner, capsys):
     from mmengine.optim import OptimWrapper
+
     from mmseg_reclip.engine.optimizers import DeviceAmpOptimWrapper
     fp32 = [h for h in runner.hooks if isinstance(h, CropVoteHypothesisHook)][0]
     assert fp32.cast_dtype is None and 'precision' not in fp32.settings()

@@ -8,22 +8,18 @@ import re
 
 import numpy as np
 import pytest
-
-import mmseg_reclip  # noqa: F401  (mmcv.ops shim + registrations)
-from data_utils import (make_ade_layout, make_cityscapes_layout,
-                        make_coco_stuff_layout, make_context_layout,
-                        make_voc_layout, read_label)
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmseg.registry import DATASETS
-from mmseg_reclip.datasets import (CLASS_NAMES, COCOSTUFF27_CLASSES,
-                                   COCOSTUFF27_SEG_MAP_SUFFIX,
-                                   COCOSTUFF_FINE_TO_COARSE27,
-                                   IMAGENET_TEMPLATES, SCENE_TEMPLATES,
-                                   TEMPLATE_SETS, COCOStuff27Dataset,
-                                   PascalVOC20Dataset, convert_labels,
-                                   get_class_names, get_templates)
-from tool_utils import REPO_ROOT, run_tool
+
+import mmseg_reclip  # noqa: F401  (mmcv.ops shim + registrations)
+from mmseg_reclip.datasets import (CLASS_NAMES, COCOSTUFF27_CLASSES, COCOSTUFF27_SEG_MAP_SUFFIX,
+                                   COCOSTUFF_FINE_TO_COARSE27, IMAGENET_TEMPLATES, SCENE_TEMPLATES,
+                                   TEMPLATE_SETS, COCOStuff27Dataset, PascalVOC20Dataset,
+                                   convert_labels, get_class_names, get_templates)
+from tests.data_utils import (make_ade_layout, make_cityscapes_layout, make_coco_stuff_layout,
+                              make_context_layout, make_voc_layout, read_label)
+from tests.tool_utils import REPO_ROOT, run_tool
 
 CFG_DIR = REPO_ROOT / 'configs' / '_base_' / 'datasets'
 BASE_CFGS = {
@@ -96,15 +92,15 @@ def test_get_templates_errors():
 
 # ------------------------------------------------------------- class names
 def test_class_name_counts_match_mmseg():
-    from mmseg.datasets import (ADE20KDataset, CityscapesDataset,
-                                PascalContextDataset59)
+    from mmseg.datasets import ADE20KDataset, CityscapesDataset, PascalContextDataset59
     expected = {
-        'voc20': PascalVOC20Dataset, 'context59': PascalContextDataset59,
-        'ade150': ADE20KDataset, 'cityscapes19': CityscapesDataset,
+        'voc20': PascalVOC20Dataset,
+        'context59': PascalContextDataset59,
+        'ade150': ADE20KDataset,
+        'cityscapes19': CityscapesDataset,
         'cocostuff27': COCOStuff27Dataset
     }
-    counts = {'voc20': 20, 'context59': 59, 'ade150': 150,
-              'cityscapes19': 19, 'cocostuff27': 27}
+    counts = {'voc20': 20, 'context59': 59, 'ade150': 150, 'cityscapes19': 19, 'cocostuff27': 27}
     assert set(CLASS_NAMES) == set(expected)
     for key, cls in expected.items():
         names = get_class_names(key)
@@ -116,8 +112,7 @@ def test_class_name_counts_match_mmseg():
         # case / spaces / separators (VOC's 'aeroplane' is 'airplane' in docs/method.md §9)
         alias = {'airplane': 'aeroplane'} if key == 'voc20' else {}
         for ours, theirs in zip(firsts, ref):
-            assert _norm(alias.get(ours, ours)) == _norm(theirs), (key, ours,
-                                                                   theirs)
+            assert _norm(alias.get(ours, ours)) == _norm(theirs), (key, ours, theirs)
 
 
 def test_class_names_paper_lists():
@@ -130,8 +125,8 @@ def test_class_names_paper_lists():
 
 
 def test_get_class_names_normalises():
-    assert get_class_names(['cat', ['dog', 'puppy'], ' cow ']) == [
-        ['cat'], ['dog', 'puppy'], ['cow']]
+    assert get_class_names(['cat', ['dog', 'puppy'], ' cow ']) == [['cat'], ['dog', 'puppy'],
+                                                                   ['cow']]
     assert get_class_names(('a', 'b')) == [['a'], ['b']]
     out = get_class_names('voc20')
     out[0].append('x')  # copies: the registry is untouched
@@ -155,25 +150,44 @@ def test_coco27_mapping_table():
         # things (COCO ids 1..91) -> 0..11, stuff (92..182) -> 12..26
         assert (coarse < 12) == (fine < 91), fine
     # names: the 171 used ids in order are mmseg's COCOStuffDataset classes
-    fine_names = dict(
-        zip(sorted(COCOSTUFF_FINE_TO_COARSE27),
-            COCOStuffDataset.METAINFO['classes']))
+    fine_names = dict(zip(sorted(COCOSTUFF_FINE_TO_COARSE27), COCOStuffDataset.METAINFO['classes']))
     coarse_of = {
         n: COCOSTUFF27_CLASSES[COCOSTUFF_FINE_TO_COARSE27[i]]
         for i, n in fine_names.items()
     }
     known = {
-        'person': 'person', 'bicycle': 'vehicle', 'boat': 'vehicle',
-        'traffic light': 'outdoor', 'bench': 'outdoor', 'giraffe': 'animal',
-        'tie': 'accessory', 'kite': 'sports', 'bowl': 'kitchen',
-        'cake': 'food things', 'toilet': 'furniture things',
-        'tv': 'electronic', 'refrigerator': 'appliance',
-        'toothbrush': 'indoor', 'banner': 'textile', 'bridge': 'building',
-        'clouds': 'sky', 'sky-other': 'sky', 'fog': 'water', 'sea': 'water',
-        'road': 'ground', 'snow': 'ground', 'tree': 'plant', 'moss': 'plant',
-        'rock': 'solid', 'wood': 'solid', 'fence': 'structural',
-        'cabinet': 'furniture stuff', 'table': 'furniture stuff',
-        'carpet': 'floor', 'paper': 'raw material', 'salad': 'food stuff',
+        'person': 'person',
+        'bicycle': 'vehicle',
+        'boat': 'vehicle',
+        'traffic light': 'outdoor',
+        'bench': 'outdoor',
+        'giraffe': 'animal',
+        'tie': 'accessory',
+        'kite': 'sports',
+        'bowl': 'kitchen',
+        'cake': 'food things',
+        'toilet': 'furniture things',
+        'tv': 'electronic',
+        'refrigerator': 'appliance',
+        'toothbrush': 'indoor',
+        'banner': 'textile',
+        'bridge': 'building',
+        'clouds': 'sky',
+        'sky-other': 'sky',
+        'fog': 'water',
+        'sea': 'water',
+        'road': 'ground',
+        'snow': 'ground',
+        'tree': 'plant',
+        'moss': 'plant',
+        'rock': 'solid',
+        'wood': 'solid',
+        'fence': 'structural',
+        'cabinet': 'furniture stuff',
+        'table': 'furniture stuff',
+        'carpet': 'floor',
+        'paper': 'raw material',
+        'salad': 'food stuff',
         'tent': 'building'
     }
     for fine, coarse in known.items():
@@ -187,11 +201,9 @@ def test_coco27_mapping_table():
 def test_convert_labels():
     # person, sky-other, clouds, unlabeled / street sign (unused), hair brush
     # (unused), wood, out of range / bicycle, banner, wall-brick, wine glass
-    fine = np.array([[0, 156, 105, 255], [11, 90, 181, 200],
-                     [1, 91, 170, 45]], dtype=np.uint8)
+    fine = np.array([[0, 156, 105, 255], [11, 90, 181, 200], [1, 91, 170, 45]], dtype=np.uint8)
     out = convert_labels(fine)
-    expected = np.array([[9, 23, 23, 255], [255, 255, 24, 255],
-                         [11, 17, 18, 5]], dtype=np.uint8)
+    expected = np.array([[9, 23, 23, 255], [255, 255, 24, 255], [11, 17, 18, 5]], dtype=np.uint8)
     assert out.dtype == np.uint8 and out.shape == fine.shape
     np.testing.assert_array_equal(out, expected)
     # every value against the table; int inputs and out-of-range values
@@ -204,8 +216,8 @@ def test_convert_labels():
 
 
 def _load_converter():
-    spec = importlib.util.spec_from_file_location(
-        'coco_stuff27_converter', str(REPO_ROOT / CONVERTER))
+    spec = importlib.util.spec_from_file_location('coco_stuff27_converter',
+                                                  str(REPO_ROOT / CONVERTER))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -228,8 +240,7 @@ def test_coco27_converter_cli(tmp_path):
         assert len(files) == 4, files  # 2 raw + 2 converted, no temp files
     # converted maps are never taken as inputs on a rerun
     conv = _load_converter()
-    assert sorted(conv.find_raw_label_maps(
-        root, ['train2017', 'val2017'])) == sorted(raw)
+    assert sorted(conv.find_raw_label_maps(root, ['train2017', 'val2017'])) == sorted(raw)
     # an empty root is an error (in-process: one subprocess is enough)
     assert conv.main([str(tmp_path / 'empty')]) == 1
 
@@ -240,8 +251,7 @@ def test_coco27_converter_single_process(tmp_path):
     raw = make_coco_stuff_layout(root, n_per_split=1, splits=('val2017', ))
     assert conv.main([root, '--splits', 'val2017']) == 0
     (path, label), = raw.items()
-    np.testing.assert_array_equal(
-        read_label(conv.output_path(path)), convert_labels(label))
+    np.testing.assert_array_equal(read_label(conv.output_path(path)), convert_labels(label))
 
 
 # ------------------------------------------------------------ base configs
@@ -254,8 +264,7 @@ def test_base_config_is_unsupervised(name):
     assert len(DATASETS.get(cfg.dataset_type).METAINFO['classes']) == spec['n']
     assert tuple(cfg.crop_size) == spec['crop']
 
-    for pipeline in (cfg.train_pipeline,
-                     cfg.train_dataloader.dataset.dataset.pipeline):
+    for pipeline in (cfg.train_pipeline, cfg.train_dataloader.dataset.dataset.pipeline):
         types = [t['type'] for t in pipeline]
         assert types == [
             'LoadImageFromFile', 'RandomResize', 'RandomCrop', 'RandomFlip',
@@ -269,9 +278,7 @@ def test_base_config_is_unsupervised(name):
         assert pipeline[1]['keep_ratio'] is True
 
     test_types = [t['type'] for t in cfg.test_pipeline]
-    assert test_types == [
-        'LoadImageFromFile', 'Resize', 'LoadAnnotations', 'PackSegInputs'
-    ]
+    assert test_types == ['LoadImageFromFile', 'Resize', 'LoadAnnotations', 'PackSegInputs']
     assert tuple(cfg.test_pipeline[1]['scale']) == (2048, spec['short'])
     assert cfg.test_dataloader.dataset.pipeline == cfg.test_pipeline
     # per-sample augmentation seeds, in the config (mmseg's own train.py gets them too)
@@ -304,10 +311,8 @@ def test_voc20_dataset_gt(voc_root):
         out = ds[i]
         sample = out['data_samples']
         name = osp.splitext(osp.basename(sample.img_path))[0]
-        raw = read_label(
-            osp.join(voc_root, 'SegmentationClass', name + '.png'))
-        expected = np.where(raw == 0, 255,
-                            np.where(raw == 255, 255, raw.astype(int) - 1))
+        raw = read_label(osp.join(voc_root, 'SegmentationClass', name + '.png'))
+        expected = np.where(raw == 0, 255, np.where(raw == 255, 255, raw.astype(int) - 1))
         gt = sample.gt_sem_seg.data.numpy()[0]
         np.testing.assert_array_equal(gt, expected)
         seen.update(np.unique(gt).tolist())
@@ -352,8 +357,7 @@ def test_cocostuff27_test_dataset(tmp_path):
         assert sample.seg_map_path.endswith(COCOSTUFF27_SEG_MAP_SUFFIX)
         raw_path = sample.seg_map_path[:-len(COCOSTUFF27_SEG_MAP_SUFFIX)]
         expected = convert_labels(raw[raw_path + '.png'])
-        np.testing.assert_array_equal(
-            sample.gt_sem_seg.data.numpy()[0], expected)
+        np.testing.assert_array_equal(sample.gt_sem_seg.data.numpy()[0], expected)
     train = DATASETS.build(_with_root(cfg.train_dataloader.dataset.dataset, root))
     assert len(train) == 2
     assert 'gt_sem_seg' not in train[0]['data_samples']

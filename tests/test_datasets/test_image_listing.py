@@ -9,9 +9,8 @@ from mmengine.registry import init_default_scope
 from mmseg.registry import DATASETS
 
 import mmseg_reclip  # noqa: F401  (registrations)
-from data_utils import make_voc_layout
-from mmseg_reclip.datasets.image_listing import (collect_img_paths, file_signature,
-                                                 read_image)
+from mmseg_reclip.datasets.image_listing import collect_img_paths, file_signature, read_image
+from tests.data_utils import make_voc_layout
 from tests.test_engine.test_crop_vote_hook import dataset_cfg
 
 
@@ -28,9 +27,14 @@ def test_collect_img_paths_wrappers(tmp_path):
     one = DATASETS.build(dataset_cfg(root, 'ImageSets/Segmentation/one.txt'))
     assert collect_img_paths(one) == [paths[1]]
     assert collect_img_paths(ConcatDataset([one, ds])) == paths
-    nested = DATASETS.build(dict(type='RepeatDataset', times=2, dataset=dict(
-        type='ConcatDataset', datasets=[dataset_cfg(root, 'ImageSets/Segmentation/one.txt'),
-                                        dataset_cfg(root)])))
+    nested = DATASETS.build(
+        dict(
+            type='RepeatDataset',
+            times=2,
+            dataset=dict(
+                type='ConcatDataset',
+                datasets=[dataset_cfg(root, 'ImageSets/Segmentation/one.txt'),
+                          dataset_cfg(root)])))
     assert collect_img_paths(nested) == paths
     assert collect_img_paths(torch.utils.data.Subset(ds, [0, 2])) == [paths[0], paths[2]]
     with pytest.raises(TypeError, match='cannot list the images'):

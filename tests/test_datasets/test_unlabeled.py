@@ -69,8 +69,9 @@ def test_train_pipeline_runs_without_labels(folder):
     assert 'gt_sem_seg' not in sample['data_samples']
     assert sample['data_samples'].img_path == expected[0]
     # a pipeline that asks for labels fails instead of reading some
-    ds = UnlabeledImageDataset(data_root=root, pipeline=[
-        dict(type='LoadImageFromFile'), dict(type='LoadAnnotations')])
+    ds = UnlabeledImageDataset(
+        data_root=root, pipeline=[dict(type='LoadImageFromFile'),
+                                  dict(type='LoadAnnotations')])
     with pytest.raises(Exception):
         ds[0]
 
@@ -87,8 +88,8 @@ def test_empty_missing_and_labelled_arguments_are_clear_errors(tmp_path, folder)
     with pytest.raises(ValueError, match='takes no ann_file'):
         UnlabeledImageDataset(data_root=root, ann_file='train.txt', pipeline=[])
     with pytest.raises(ValueError, match='reads no labels'):
-        UnlabeledImageDataset(data_root=root, data_prefix=dict(img_path='', seg_map_path='x'),
-                              pipeline=[])
+        UnlabeledImageDataset(
+            data_root=root, data_prefix=dict(img_path='', seg_map_path='x'), pipeline=[])
 
 
 def test_class_names_set_metainfo(folder, tmp_path):
@@ -135,8 +136,10 @@ def test_custom_config_reads_environment_and_val_is_optional(folder, tmp_path, m
 # ------------------------------------------------------------------ class / template files
 def test_class_file_format(tmp_path):
     path = tmp_path / 'классы names.txt'
-    path.write_text('\ufeff# my classes\n\ncat   # a pet\n  person ,people,  human \n'
-                    'sky\n\n# end\n', encoding='utf-8')
+    path.write_text(
+        '\ufeff# my classes\n\ncat   # a pet\n  person ,people,  human \n'
+        'sky\n\n# end\n',
+        encoding='utf-8')
     expected = [['cat'], ['person', 'people', 'human'], ['sky']]
     assert read_class_file(str(path)) == expected
     # the same file works wherever class_names are read (configs, heads, datasets)
@@ -181,15 +184,21 @@ def test_template_file(tmp_path):
 
 
 def test_head_takes_num_classes_from_a_class_file(tmp_path):
-    from tests.clip_utils import TINY, save_random_clip
     from mmseg.registry import MODELS
+
+    from tests.clip_utils import TINY, save_random_clip
     clip = save_random_clip(str(tmp_path / 'tiny.pt'))
     names = tmp_path / 'names.txt'
     names.write_text('cat\nperson, people\nsky\n')
-    head = MODELS.build(dict(
-        type='MaskCLIPHead', class_names=str(names), num_classes=None, in_channels=64,
-        templates='single', query_cache_dir=None,
-        text_encoder=dict(type='OpenCLIPTextEncoder', model_name=TINY, pretrained=clip)))
+    head = MODELS.build(
+        dict(
+            type='MaskCLIPHead',
+            class_names=str(names),
+            num_classes=None,
+            in_channels=64,
+            templates='single',
+            query_cache_dir=None,
+            text_encoder=dict(type='OpenCLIPTextEncoder', model_name=TINY, pretrained=clip)))
     assert head.num_classes == 3
     assert head.class_names == [['cat'], ['person', 'people'], ['sky']]
     assert head.name_to_class.tolist() == [0, 1, 1, 2]

@@ -43,9 +43,14 @@ class DumpParamsHook(Hook):
     def _dump(self, runner, prefix: str) -> None:
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         state = dict(
-            params={k: v.detach().cpu().clone() for k, v in model.named_parameters()
-                    if v.requires_grad},
-            buffers={k: v.detach().cpu().clone() for k, v in model.named_buffers()},
+            params={
+                k: v.detach().cpu().clone()
+                for k, v in model.named_parameters() if v.requires_grad
+            },
+            buffers={
+                k: v.detach().cpu().clone()
+                for k, v in model.named_buffers()
+            },
             iter=runner.iter)
         torch.save(state, dump_path(runner.work_dir, get_rank(), prefix))
 
@@ -167,7 +172,7 @@ class NodeInfoHook(Hook):
             bytes_before=self._bytes_before,
             bytes_after=interface_bytes(),
             tcp=established_tcp(),
-            trainable_bytes=sum(p.numel() * p.element_size()
-                                for p in runner.model.parameters() if p.requires_grad))
+            trainable_bytes=sum(p.numel() * p.element_size() for p in runner.model.parameters()
+                                if p.requires_grad))
         with open(node_info_path(runner.work_dir, get_rank()), 'w') as f:
             json.dump(info, f, indent=1)

@@ -9,7 +9,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 import torch
 
-from tool_utils import REPO_ROOT
+from tests.tool_utils import REPO_ROOT
 
 BASE_CONFIG = REPO_ROOT / 'configs' / 'reclip' / 'reclip_vit-b16_voc.py'
 TINY = 'ViT-Tiny-16-test'
@@ -39,9 +39,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def write_config(path: Path, clip: str, data_root: str, kind: str = 'stochastic',
-                 batch_size: int = 2, max_iters: int = 4, checkpoint_interval: int = 2,
-                 extra_hooks: Sequence[str] = (), extra: str = '') -> str:
+def write_config(path: Path,
+                 clip: str,
+                 data_root: str,
+                 kind: str = 'stochastic',
+                 batch_size: int = 2,
+                 max_iters: int = 4,
+                 checkpoint_interval: int = 2,
+                 extra_hooks: Sequence[str] = (),
+                 extra: str = '') -> str:
     """A small ReCLIP config that ``_base_``s the real VOC config.
 
     ``kind='stochastic'``: the real head (Gumbel noise), SyncBN (BN on CPU) and random
@@ -52,8 +58,10 @@ def write_config(path: Path, clip: str, data_root: str, kind: str = 'stochastic'
     head_extra = ("type='NoiseFreeReCLIPHead', norm_cfg=dict(type='GN', num_groups=4, "
                   "requires_grad=True),") if det else ''
     pipeline = DETERMINISTIC_PIPELINE if det else STOCHASTIC_PIPELINE
-    hooks = ["dict(type='CropVoteHypothesisHook', window=32, stride=None, "
-             "min_frequency=0.0)", "dict(type='DumpParamsHook')"] + list(extra_hooks)
+    hooks = [
+        "dict(type='CropVoteHypothesisHook', window=32, stride=None, "
+        "min_frequency=0.0)", "dict(type='DumpParamsHook')"
+    ] + list(extra_hooks)
     text = f"""_base_ = [{str(BASE_CONFIG)!r}]
 custom_imports = dict(imports=['mmseg_reclip', 'tests.test_dist.dist_helpers'],
                       allow_failed_imports=False)
@@ -110,13 +118,21 @@ def _tail(text: str) -> str:
     return text if len(text) <= _TAIL else '...' + text[-_TAIL:]
 
 
-def run_script(args: Sequence[str], env: Optional[Mapping[str, str]] = None,
-               timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
+def run_script(args: Sequence[str],
+               env: Optional[Mapping[str, str]] = None,
+               timeout: float = 600,
+               check: bool = True) -> subprocess.CompletedProcess:
     """``bash tools/<script>.sh args...`` from the repository root, in its own process
     group (a timeout kills the launcher and every rank)."""
     cmd = ['bash'] + [os.fspath(a) for a in args]
-    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=launch_env(env), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=REPO_ROOT,
+        env=launch_env(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True)
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -131,12 +147,20 @@ def run_script(args: Sequence[str], env: Optional[Mapping[str, str]] = None,
     return result
 
 
-def dist_train(config: str, nproc: int, work_dir: Path, *extra: str, check: bool = True,
+def dist_train(config: str,
+               nproc: int,
+               work_dir: Path,
+               *extra: str,
+               check: bool = True,
                env: Optional[Mapping[str, str]] = None) -> subprocess.CompletedProcess:
     env = dict(env or {})
     env.setdefault('PORT', str(free_port()))
-    return run_script(['tools/dist_train.sh', config, str(nproc), '--work-dir',
-                       str(work_dir), *extra], env=env, check=check)
+    return run_script(
+        ['tools/dist_train.sh', config,
+         str(nproc), '--work-dir',
+         str(work_dir), *extra],
+        env=env,
+        check=check)
 
 
 def load_states(work_dir: Path, world_size: int, prefix: str = 'final') -> List[dict]:
@@ -157,8 +181,10 @@ def assert_ranks_identical(states: List[dict]) -> None:
     """Every rank ends with bit-identical trainable parameters."""
     assert len(states) >= 2
     for rank, state in enumerate(states[1:], start=1):
-        diffs = {k: d for k, d in max_param_diff(states[0]['params'], state['params']).items()
-                 if d != 0.0}
+        diffs = {
+            k: d
+            for k, d in max_param_diff(states[0]['params'], state['params']).items() if d != 0.0
+        }
         assert not diffs, (f'rank {rank} parameters differ from rank 0 (max |diff| per '
                            f'tensor): {diffs}')
 
@@ -175,8 +201,10 @@ def assert_states_equal(a: dict, b: dict, skip_buffers: Sequence[str] = ()) -> N
     ``skip_buffers`` excepted)."""
     for part in ('params', 'buffers'):
         assert a[part].keys() == b[part].keys()
-        bad = [k for k in a[part] if not torch.equal(a[part][k], b[part][k])
-               and not (part == 'buffers' and k.endswith(tuple(skip_buffers)))]
+        bad = [
+            k for k in a[part] if not torch.equal(a[part][k], b[part][k])
+            and not (part == 'buffers' and k.endswith(tuple(skip_buffers)))
+        ]
         assert not bad, f'{part} differ: {bad}'
 
 

@@ -4,9 +4,8 @@ import glob
 import json
 from pathlib import Path
 
-from tool_utils import run_tool
-
-from .dist_utils import free_port, run_script
+from tests.test_dist.dist_utils import free_port, run_script
+from tests.tool_utils import run_tool
 
 EVALUATORS = """test_evaluator = [
     dict(type='IoUMetric', iou_metrics=['mIoU']),
@@ -24,8 +23,8 @@ def _metrics(work_dir: Path) -> dict:
 
 def test_dist_bias_metrics_match_single_process(dist_assets, tmp_path):
     clip, data = dist_assets['clip'], dist_assets['data']
-    base = str(Path(__file__).resolve().parents[2] / 'configs' / 'maskclip' /
-               'maskclip_vit-b16_voc.py')
+    base = str(
+        Path(__file__).resolve().parents[2] / 'configs' / 'maskclip' / 'maskclip_vit-b16_voc.py')
     cfg = tmp_path / 'maskclip_bias.py'
     cfg.write_text(f"""_base_ = [{base!r}]
 model = dict(backbone=dict(model_name='ViT-Tiny-16-test', pretrained={clip!r}),
@@ -37,8 +36,11 @@ test_dataloader = dict(num_workers=0, persistent_workers=False,
 {EVALUATORS}
 """)
     run_tool(['tools/test.py', str(cfg), '--work-dir', str(tmp_path / 'wd1')])
-    two = run_script(['tools/dist_test.sh', str(cfg), 'none', '2', '--work-dir',
-                      str(tmp_path / 'wd2')], env=dict(PORT=str(free_port())))
+    two = run_script(
+        ['tools/dist_test.sh',
+         str(cfg), 'none', '2', '--work-dir',
+         str(tmp_path / 'wd2')],
+        env=dict(PORT=str(free_port())))
     assert 'Distributed launcher: pytorch' in two.stdout
     one, two = _metrics(tmp_path / 'wd1'), _metrics(tmp_path / 'wd2')
     for key in ('class_pref', 'class_pref_per_class', 'class_pref_confused', 'space_pref',

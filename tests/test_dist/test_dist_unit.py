@@ -11,13 +11,12 @@ from mmengine.config import Config
 from mmengine.dataset import InfiniteSampler, pseudo_collate
 from torch.utils.data import DataLoader
 
-from mmseg_reclip.utils import (AutoDistributedDataParallel, InferenceModelWrapper,
-                                SeededIndex, StepSeededDataset, StepSeededSampler,
-                                adapt_cfg_to_device, sample_seed, seed_train_dataloader,
-                                seeded_rng, setup_distributed, sync_bn_to_bn, use_auto_ddp)
-from mmseg_reclip.utils import data_seeding
+from mmseg_reclip.utils import (AutoDistributedDataParallel, InferenceModelWrapper, SeededIndex,
+                                StepSeededDataset, StepSeededSampler, adapt_cfg_to_device,
+                                data_seeding, sample_seed, seed_train_dataloader, seeded_rng,
+                                setup_distributed, sync_bn_to_bn, use_auto_ddp)
 from tests.data_utils import make_voc_layout
-from tool_utils import REPO_ROOT
+from tests.tool_utils import REPO_ROOT
 
 RECLIP_VOC = str(REPO_ROOT / 'configs' / 'reclip' / 'reclip_vit-b16_voc.py')
 
@@ -52,9 +51,11 @@ def test_cpu_distributed_config():
     assert cfg.env_cfg.dist_cfg.backend == 'gloo'
     assert cfg.model.decode_head.norm_cfg == dict(type='BN', requires_grad=True)
     assert not _has_sync_bn(cfg)
-    assert cfg.model_wrapper_cfg == dict(type='MMDistributedDataParallel', device_ids=None,
-                                         broadcast_buffers=False,
-                                         find_unused_parameters=False)
+    assert cfg.model_wrapper_cfg == dict(
+        type='MMDistributedDataParallel',
+        device_ids=None,
+        broadcast_buffers=False,
+        find_unused_parameters=False)
 
 
 def test_cpu_single_process_config():
@@ -72,8 +73,8 @@ def test_cpu_keeps_explicit_wrapper_settings():
     cfg = _cfg('slurm')
     cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', find_unused_parameters=True)
     adapt_cfg_to_device(cfg, use_cuda=False)
-    assert cfg.model_wrapper_cfg == dict(type='MMDistributedDataParallel',
-                                         find_unused_parameters=True, device_ids=None)
+    assert cfg.model_wrapper_cfg == dict(
+        type='MMDistributedDataParallel', find_unused_parameters=True, device_ids=None)
     cfg = _cfg('slurm')
     use_auto_ddp(cfg)  # what tools/test.py does; a DDP subclass gets device_ids=None
     adapt_cfg_to_device(cfg, use_cuda=False)
@@ -86,8 +87,10 @@ def test_cpu_keeps_explicit_wrapper_settings():
 
 
 def test_sync_bn_to_bn_nested():
-    node = dict(a=[dict(type='SyncBN', eps=1e-3), (dict(norm=dict(type='MMSyncBN')), )],
-                b=dict(type='BN'), c='SyncBN')
+    node = dict(
+        a=[dict(type='SyncBN', eps=1e-3), (dict(norm=dict(type='MMSyncBN')), )],
+        b=dict(type='BN'),
+        c='SyncBN')
     assert sync_bn_to_bn(node) == 2
     assert node['a'][0] == dict(type='BN', eps=1e-3)
     assert node['a'][1][0]['norm']['type'] == 'BN' and node['c'] == 'SyncBN'
@@ -95,8 +98,7 @@ def test_sync_bn_to_bn_nested():
 
 def test_auto_ddp_wraps_frozen_models_for_inference():
     frozen = nn.Linear(2, 2).requires_grad_(False)
-    wrapped = AutoDistributedDataParallel(module=frozen, device_ids=None,
-                                          broadcast_buffers=False)
+    wrapped = AutoDistributedDataParallel(module=frozen, device_ids=None, broadcast_buffers=False)
     assert isinstance(wrapped, InferenceModelWrapper) and wrapped.module is frozen
     from mmengine.model import is_model_wrapper
     assert is_model_wrapper(wrapped)
@@ -122,8 +124,8 @@ class _ArangeDataset:
 def _sampler(seed=0, rank=0, monkeypatch=None, inner=None):
     if monkeypatch is not None:
         monkeypatch.setattr(data_seeding, 'get_rank', lambda: rank)
-    return StepSeededSampler(_ArangeDataset(), inner or dict(type='InfiniteSampler',
-                                                            shuffle=True), seed=seed)
+    return StepSeededSampler(
+        _ArangeDataset(), inner or dict(type='InfiniteSampler', shuffle=True), seed=seed)
 
 
 def _take(it, n):
@@ -133,8 +135,13 @@ def _take(it, n):
 def test_sample_seed_depends_on_every_component():
     base = sample_seed(0, 0, 5, 0)
     assert base == sample_seed(0, 0, 5, 0)
-    assert len({base, sample_seed(1, 0, 5, 0), sample_seed(0, 1, 5, 0), sample_seed(0, 0, 6, 0),
-                sample_seed(0, 0, 5, 1)}) == 5
+    assert len({
+        base,
+        sample_seed(1, 0, 5, 0),
+        sample_seed(0, 1, 5, 0),
+        sample_seed(0, 0, 6, 0),
+        sample_seed(0, 0, 5, 1)
+    }) == 5
     assert 0 <= base < 2**63
 
 
@@ -202,22 +209,23 @@ def test_dataset_item_depends_only_on_its_seed():
 
 def _voc_loader(root, num_workers, seed=0):
     ds = StepSeededDataset(
-        dict(type='PascalVOC20Dataset', data_root=root,
-             data_prefix=dict(img_path='JPEGImages', seg_map_path='SegmentationClass'),
-             ann_file='ImageSets/Segmentation/train.txt',
-             pipeline=[
-                 dict(type='LoadImageFromFile'),
-                 dict(type='RandomResize', scale=(128, 64), ratio_range=(0.5, 2.0),
-                      keep_ratio=True),
-                 dict(type='RandomCrop', crop_size=(48, 48), cat_max_ratio=1.0),
-                 dict(type='RandomFlip', prob=0.5),
-                 dict(type='PhotoMetricDistortion'),
-                 dict(type='PackSegInputs')
-             ]))
+        dict(
+            type='PascalVOC20Dataset',
+            data_root=root,
+            data_prefix=dict(img_path='JPEGImages', seg_map_path='SegmentationClass'),
+            ann_file='ImageSets/Segmentation/train.txt',
+            pipeline=[
+                dict(type='LoadImageFromFile'),
+                dict(type='RandomResize', scale=(128, 64), ratio_range=(0.5, 2.0), keep_ratio=True),
+                dict(type='RandomCrop', crop_size=(48, 48), cat_max_ratio=1.0),
+                dict(type='RandomFlip', prob=0.5),
+                dict(type='PhotoMetricDistortion'),
+                dict(type='PackSegInputs')
+            ]))
     ds.full_init()
     sampler = StepSeededSampler(ds, dict(type='InfiniteSampler', shuffle=True), seed=seed)
-    return DataLoader(ds, batch_size=2, sampler=sampler, num_workers=num_workers,
-                      collate_fn=pseudo_collate)
+    return DataLoader(
+        ds, batch_size=2, sampler=sampler, num_workers=num_workers, collate_fn=pseudo_collate)
 
 
 def _batches(loader, n):
@@ -227,8 +235,7 @@ def _batches(loader, n):
 
 
 def _same(a, b) -> bool:
-    return len(a) == len(b) and all(x.shape == y.shape and torch.equal(x, y)
-                                    for x, y in zip(a, b))
+    return len(a) == len(b) and all(x.shape == y.shape and torch.equal(x, y) for x, y in zip(a, b))
 
 
 def test_augmentation_is_independent_of_workers(tmp_path):
@@ -247,16 +254,16 @@ def test_seed_train_dataloader_wraps_once():
     cfg = _cfg('none')
     # the configs carry the wrappers themselves (so mmseg's own train.py seeds too)
     loader = cfg.train_dataloader
-    assert loader.sampler == dict(type='StepSeededSampler',
-                                  sampler=dict(type='InfiniteSampler', shuffle=True))
+    assert loader.sampler == dict(
+        type='StepSeededSampler', sampler=dict(type='InfiniteSampler', shuffle=True))
     assert loader.dataset.type == 'StepSeededDataset'
     assert loader.dataset.dataset.type == 'PascalVOC20Dataset'
     assert not seed_train_dataloader(cfg)
     # a plain config (e.g. on mmseg's dataset bases) is wrapped once
     loader.sampler, loader.dataset = loader.sampler.sampler, loader.dataset.dataset
     assert seed_train_dataloader(cfg)
-    assert loader.sampler == dict(type='StepSeededSampler',
-                                  sampler=dict(type='InfiniteSampler', shuffle=True))
+    assert loader.sampler == dict(
+        type='StepSeededSampler', sampler=dict(type='InfiniteSampler', shuffle=True))
     assert loader.dataset.type == 'StepSeededDataset'
     assert loader.dataset.dataset.type == 'PascalVOC20Dataset'
     assert not seed_train_dataloader(cfg)

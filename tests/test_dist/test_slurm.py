@@ -13,10 +13,9 @@ import subprocess
 
 import pytest
 
-from tool_utils import run_tool
-
-from .dist_utils import (assert_params_close, assert_ranks_identical, free_port,
-                         hypothesis_cache, load_states, run_script)
+from tests.test_dist.dist_utils import (assert_params_close, assert_ranks_identical, free_port,
+                                        hypothesis_cache, load_states, run_script)
+from tests.tool_utils import run_tool
 
 WORLD = 2
 PARTITION = os.environ.get('RECLIP_TEST_SLURM_PARTITION', 'debug')
@@ -44,20 +43,27 @@ pytestmark = pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_rea
 def slurm_env():
     for tool in ('srun', 'sinfo', 'scontrol'):
         assert shutil.which(tool), f'RECLIP_TEST_SLURM=1 but {tool} is not installed'
-    state = subprocess.run(['sinfo', '-h', '-p', PARTITION, '-o', '%T'], capture_output=True,
-                           text=True, timeout=60)
+    state = subprocess.run(['sinfo', '-h', '-p', PARTITION, '-o', '%T'],
+                           capture_output=True,
+                           text=True,
+                           timeout=60)
     assert state.returncode == 0 and state.stdout.strip(), (
         f'RECLIP_TEST_SLURM=1 but the cluster does not answer (SLURM_CONF='
         f'{os.environ.get("SLURM_CONF")}): {state.stdout} {state.stderr}')
-    return dict(GPUS=str(WORLD), GPUS_PER_NODE=str(WORLD), CPUS_PER_TASK='1',
-                SRUN_ARGS=os.environ.get('RECLIP_TEST_SLURM_SRUN_ARGS', ''))
+    return dict(
+        GPUS=str(WORLD),
+        GPUS_PER_NODE=str(WORLD),
+        CPUS_PER_TASK='1',
+        SRUN_ARGS=os.environ.get('RECLIP_TEST_SLURM_SRUN_ARGS', ''))
 
 
 @pytest.fixture(scope='module')
 def slurm_run(slurm_env, dist_assets, deterministic_config):
     work_dir = dist_assets['root'] / 'wd_det_slurm'
-    proc = run_script(['tools/slurm_train.sh', PARTITION, 'reclip_test_train',
-                       deterministic_config, '--work-dir', str(work_dir)],
+    proc = run_script([
+        'tools/slurm_train.sh', PARTITION, 'reclip_test_train', deterministic_config, '--work-dir',
+        str(work_dir)
+    ],
                       env=dict(slurm_env, MASTER_PORT=str(free_port())))
     return dict(work_dir=work_dir, log=proc.stdout, states=load_states(work_dir, WORLD))
 
@@ -77,12 +83,17 @@ def test_slurm_train_two_tasks(slurm_run, single_process_run):
 
 def test_slurm_test_two_tasks(slurm_env, slurm_run, deterministic_config, tmp_path):
     ckpt = str(slurm_run['work_dir'] / 'iter_4.pth')
-    one = run_tool(['tools/test.py', deterministic_config, ckpt, '--work-dir',
-                    str(tmp_path / 'wd1')])
-    two = run_script(['tools/slurm_test.sh', PARTITION, 'reclip_test_test',
-                      deterministic_config, ckpt, '--work-dir', str(tmp_path / 'wd2')],
+    one = run_tool(
+        ['tools/test.py', deterministic_config, ckpt, '--work-dir',
+         str(tmp_path / 'wd1')])
+    two = run_script([
+        'tools/slurm_test.sh', PARTITION, 'reclip_test_test', deterministic_config, ckpt,
+        '--work-dir',
+        str(tmp_path / 'wd2')
+    ],
                      env=dict(slurm_env, MASTER_PORT=str(free_port())))
-    miou = [re.findall(r'mIoU: (\d+\.\d+)', text)[-1:]
-            for text in (one.stdout + one.stderr, two.stdout)]
+    miou = [
+        re.findall(r'mIoU: (\d+\.\d+)', text)[-1:] for text in (one.stdout + one.stderr, two.stdout)
+    ]
     assert miou[0] and miou[0] == miou[1]
     assert 'Distributed launcher: slurm' in two.stdout

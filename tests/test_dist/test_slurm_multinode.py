@@ -17,8 +17,8 @@ from typing import Dict
 
 import pytest
 
-from .dist_utils import (assert_ranks_identical, assert_states_equal, free_port,
-                         hypothesis_cache, load_states, run_script, write_config)
+from tests.test_dist.dist_utils import (assert_ranks_identical, assert_states_equal, free_port,
+                                        hypothesis_cache, load_states, run_script, write_config)
 
 WORLD = 2
 PARTITION = os.environ.get('RECLIP_TEST_SLURM_MULTINODE_PARTITION', 'multinode')
@@ -49,8 +49,11 @@ def nodes() -> Dict[str, str]:
     assert CONF and os.path.isfile(CONF), (
         f'RECLIP_TEST_SLURM_MULTINODE=1 but RECLIP_TEST_SLURM_MULTINODE_CONF={CONF!r} is '
         'not a file')
-    out = subprocess.run(['scontrol', 'show', 'node', '-o'], capture_output=True, text=True,
-                         timeout=60, env=dict(os.environ, SLURM_CONF=CONF))
+    out = subprocess.run(['scontrol', 'show', 'node', '-o'],
+                         capture_output=True,
+                         text=True,
+                         timeout=60,
+                         env=dict(os.environ, SLURM_CONF=CONF))
     assert out.returncode == 0, f'the two-node cluster does not answer: {out.stderr}'
     found = {}
     for line in out.stdout.splitlines():
@@ -66,22 +69,30 @@ def multinode_run(nodes, dist_assets):
     """slurm_train.sh with GPUS=2 GPUS_PER_NODE=1: the deterministic config (2 ranks x
     batch 2), plus a hook that records where each rank ran."""
     root = dist_assets['root']
-    cfg = write_config(root / 'det_2x2_nodes.py', dist_assets['clip'], dist_assets['data'],
-                       kind='deterministic', batch_size=2, max_iters=ITERS,
-                       extra_hooks=["dict(type='NodeInfoHook')"])
+    cfg = write_config(
+        root / 'det_2x2_nodes.py',
+        dist_assets['clip'],
+        dist_assets['data'],
+        kind='deterministic',
+        batch_size=2,
+        max_iters=ITERS,
+        extra_hooks=["dict(type='NodeInfoHook')"])
     work_dir = root / 'wd_det_slurm_2nodes'
     proc = run_script(
         ['tools/slurm_train.sh', PARTITION, 'reclip_test_2nodes', cfg, '--work-dir',
          str(work_dir)],
-        env=dict(SLURM_CONF=CONF, GPUS=str(WORLD), GPUS_PER_NODE='1', CPUS_PER_TASK='1',
-                 SRUN_ARGS=os.environ.get('RECLIP_TEST_SLURM_MULTINODE_SRUN_ARGS', ''),
-                 MASTER_PORT=str(free_port())))
+        env=dict(
+            SLURM_CONF=CONF,
+            GPUS=str(WORLD),
+            GPUS_PER_NODE='1',
+            CPUS_PER_TASK='1',
+            SRUN_ARGS=os.environ.get('RECLIP_TEST_SLURM_MULTINODE_SRUN_ARGS', ''),
+            MASTER_PORT=str(free_port())))
     info = []
     for rank in range(WORLD):
         with open(work_dir / f'node_info_rank{rank}.json') as f:
             info.append(json.load(f))
-    return dict(work_dir=work_dir, log=proc.stdout, states=load_states(work_dir, WORLD),
-                info=info)
+    return dict(work_dir=work_dir, log=proc.stdout, states=load_states(work_dir, WORLD), info=info)
 
 
 def test_one_task_per_node(multinode_run, nodes):
@@ -117,9 +128,10 @@ def test_gloo_goes_over_the_node_addresses(multinode_run, nodes):
         pairs = [(local, remote) for local, remote in rec['tcp']
                  if local.rsplit(':', 1)[0] == own and remote.rsplit(':', 1)[0] == peer]
         assert pairs, f'rank {rank} has no TCP connection {own} -> {peer}: {rec["tcp"]}'
-        sent = sum(after.get('tx_bytes', 0) - rec['bytes_before'][name].get('tx_bytes', 0)
-                   for name, after in rec['bytes_after'].items()
-                   if name != 'lo' and name in rec['bytes_before'])
+        sent = sum(
+            after.get('tx_bytes', 0) - rec['bytes_before'][name].get('tx_bytes', 0)
+            for name, after in rec['bytes_after'].items()
+            if name != 'lo' and name in rec['bytes_before'])
         # Every iteration each rank ends with the sum of both ranks' gradients, so it
         # must receive (and its peer send) at least a full gradient's bytes.
         need = ITERS * rec['trainable_bytes']

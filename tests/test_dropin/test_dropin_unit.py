@@ -1,10 +1,10 @@
 """Drop-in use without a GPU: install ranges, import order, one CLIP switch, offline
 error, quiet optimizer construction."""
 import glob
+import json
 import logging
 import os
 import os.path as osp
-import json
 import shutil
 import subprocess
 import sys
@@ -15,24 +15,31 @@ from mmengine.config import Config
 from packaging.requirements import Requirement
 
 from tests.clip_utils import TINY, save_random_clip
-from tool_utils import REPO_ROOT
+from tests.tool_utils import REPO_ROOT
 
-CONFIGS = sorted(glob.glob(str(REPO_ROOT / 'configs' / 'maskclip' / '*.py')) +
-                 glob.glob(str(REPO_ROOT / 'configs' / 'reclip' / '*.py')))
+CONFIGS = sorted(
+    glob.glob(str(REPO_ROOT / 'configs' / 'maskclip' / '*.py')) +
+    glob.glob(str(REPO_ROOT / 'configs' / 'reclip' / '*.py')))
 
 
 def _source_copy(tmp_path):
     src = tmp_path / 'src'
-    shutil.copytree(REPO_ROOT / 'mmseg_reclip', src / 'mmseg_reclip',
-                    ignore=shutil.ignore_patterns('__pycache__'))
+    shutil.copytree(
+        REPO_ROOT / 'mmseg_reclip',
+        src / 'mmseg_reclip',
+        ignore=shutil.ignore_patterns('__pycache__'))
     for name in ('setup.py', '_mmseg_reclip_hook.py', 'mmseg_reclip_hook.pth'):
         shutil.copy(REPO_ROOT / name, src / name)
     return src
 
 
 def _pip(*args):
-    subprocess.run([sys.executable, '-m', 'pip', *args], check=True, timeout=300,
-                   env={**os.environ, 'PIP_DISABLE_PIP_VERSION_CHECK': '1'})
+    subprocess.run([sys.executable, '-m', 'pip', *args],
+                   check=True,
+                   timeout=300,
+                   env={
+                       **os.environ, 'PIP_DISABLE_PIP_VERSION_CHECK': '1'
+                   })
 
 
 def test_install_keeps_the_users_stack(tmp_path):
@@ -45,8 +52,7 @@ def test_install_keeps_the_users_stack(tmp_path):
     installs = json.loads(report.read_text())['install']
     # only this package: torch, mmcv, mmengine, mmseg... of the env are kept
     assert [i['metadata']['name'] for i in installs] == ['mmseg-reclip']
-    reqs = [Requirement(r) for r in installs[0]['metadata']['requires_dist']
-            if 'extra ==' not in r]
+    reqs = [Requirement(r) for r in installs[0]['metadata']['requires_dist'] if 'extra ==' not in r]
     by_name = {r.name: r.specifier for r in reqs}
     assert not [r for r in reqs if '==' in str(r.specifier)]
     for name, other in (('torch', '2.1.2'), ('torch', '2.5.1'), ('mmengine', '0.10.3'),
@@ -61,8 +67,8 @@ def test_import_order_does_not_matter_after_install(tmp_path):
     mmcv._ext is missing)."""
     src = _source_copy(tmp_path)
     prefix = tmp_path / 'prefix'
-    _pip('install', '--quiet', '--no-deps', '--no-build-isolation', '--prefix', str(prefix),
-         '-e', str(src))
+    _pip('install', '--quiet', '--no-deps', '--no-build-isolation', '--prefix', str(prefix), '-e',
+         str(src))
     site_dir = glob.glob(str(prefix / 'lib' / 'python*' / 'site-packages'))[0]
     assert osp.isfile(osp.join(site_dir, 'mmseg_reclip_hook.pth'))
     script = tmp_path / 'first.py'
@@ -71,15 +77,26 @@ def test_import_order_does_not_matter_after_install(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
     run = ('import runpy, site, sys; site.addsitedir(sys.argv[1]) if sys.argv[1] else None; '
            'runpy.run_path(sys.argv[2], run_name="__main__")')
-    compiled = subprocess.run([sys.executable, '-c', 'import mmcv._ext'], env=env,
+    compiled = subprocess.run([sys.executable, '-c', 'import mmcv._ext'],
+                              env=env,
                               capture_output=True).returncode == 0
-    with_hook = subprocess.run([sys.executable, '-c', run, site_dir, str(script)], env=env,
-                               capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    with_hook = subprocess.run(
+        [sys.executable, '-c', run, site_dir, str(script)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path)
     assert with_hook.returncode == 0, with_hook.stderr[-3000:]
     assert f'SHIM {not compiled}' in with_hook.stdout
     if not compiled:
-        without = subprocess.run([sys.executable, '-c', run, '', str(script)], env=env,
-                                 capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        without = subprocess.run(
+            [sys.executable, '-c', run, '', str(script)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path)
         assert without.returncode != 0 and 'mmcv._ext' in without.stderr
 
 
@@ -107,17 +124,20 @@ def _count_create_model(monkeypatch):
     return calls
 
 
-@pytest.mark.parametrize('config', ['configs/maskclip/maskclip_vit-b16_voc.py',
-                                    'configs/reclip/reclip_vit-b16_voc.py',
-                                    'configs/reclip/reclip_vit-b16_released_voc.py'])
-def test_clip_switch_builds_one_shared_clip(config, tmp_path, monkeypatch,
-                                            mmseg_default_scope):
+@pytest.mark.parametrize('config', [
+    'configs/maskclip/maskclip_vit-b16_voc.py', 'configs/reclip/reclip_vit-b16_voc.py',
+    'configs/reclip/reclip_vit-b16_released_voc.py'
+])
+def test_clip_switch_builds_one_shared_clip(config, tmp_path, monkeypatch, mmseg_default_scope):
     from mmseg.registry import MODELS
     clip = save_random_clip(str(tmp_path / 'tiny.pt'))
     cfg = Config.fromfile(REPO_ROOT / config)
-    cfg.merge_from_dict({'model.clip.model_name': TINY, 'model.clip.pretrained': clip,
-                         'model.decode_head.in_channels': 64,
-                         'model.decode_head.templates': 'single'})
+    cfg.merge_from_dict({
+        'model.clip.model_name': TINY,
+        'model.clip.pretrained': clip,
+        'model.decode_head.in_channels': 64,
+        'model.decode_head.templates': 'single'
+    })
     if 'norm_cfg' in cfg.model.decode_head:
         cfg.model.decode_head.norm_cfg = dict(type='BN', requires_grad=True)
     calls = _count_create_model(monkeypatch)
@@ -127,20 +147,28 @@ def test_clip_switch_builds_one_shared_clip(config, tmp_path, monkeypatch,
     assert model.backbone.width == 64
     # The released eps quirk stays on the image tower of the shared CLIP (docs/method.md §1).
     image_eps = 1e-6 if 'released' in config else 1e-5
-    visual_eps = {m.eps for n, m in model.backbone.visual.named_modules()
-                  if n.endswith(('ln_1', 'ln_2'))}
-    text_eps = {m.eps for n, m in model.decode_head.text_encoder.tower.named_modules()
-                if n.endswith(('ln_1', 'ln_2'))}
+    visual_eps = {
+        m.eps
+        for n, m in model.backbone.visual.named_modules() if n.endswith(('ln_1', 'ln_2'))
+    }
+    text_eps = {
+        m.eps
+        for n, m in model.decode_head.text_encoder.tower.named_modules()
+        if n.endswith(('ln_1', 'ln_2'))
+    }
     assert visual_eps == {image_eps} and text_eps == {1e-5}
 
 
 def test_distiller_teacher_reads_the_clip_switch(mmseg_default_scope):
     from mmseg.registry import MODELS
     cfg = Config.fromfile(REPO_ROOT / 'configs/reclip/reclip-distill_deeplabv2-r101_voc.py')
-    cfg.merge_from_dict({'model.clip.pretrained': '/data/vitb16.bin',
-                         'model.backbone.depth': 18, 'model.backbone.init_cfg': None,
-                         'model.backbone.norm_cfg.type': 'BN',
-                         'model.decode_head.in_channels': 512})
+    cfg.merge_from_dict({
+        'model.clip.pretrained': '/data/vitb16.bin',
+        'model.backbone.depth': 18,
+        'model.backbone.init_cfg': None,
+        'model.backbone.norm_cfg.type': 'BN',
+        'model.decode_head.in_channels': 512
+    })
     model = MODELS.build(cfg.model)
     assert model.teacher_cfg['clip']['pretrained'] == '/data/vitb16.bin'
     assert model.teacher_cfg['clip']['model_name'] == 'ViT-B-16'
@@ -149,10 +177,17 @@ def test_distiller_teacher_reads_the_clip_switch(mmseg_default_scope):
 def test_offline_download_error_says_what_to_do(tmp_path):
     code = ('from mmseg_reclip.models.utils import create_clip\n'
             'create_clip("ViT-B-16", "openai")\n')
-    env = {**os.environ, 'PYTHONPATH': str(REPO_ROOT), 'HF_HUB_OFFLINE': '1',
-           'HF_HOME': str(tmp_path / 'hf'), 'XDG_CACHE_HOME': str(tmp_path / 'cache')}
-    proc = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True,
-                          text=True, timeout=300)
+    env = {
+        **os.environ, 'PYTHONPATH': str(REPO_ROOT),
+        'HF_HUB_OFFLINE': '1',
+        'HF_HOME': str(tmp_path / 'hf'),
+        'XDG_CACHE_HOME': str(tmp_path / 'cache')
+    }
+    proc = subprocess.run([sys.executable, '-c', code],
+                          env=env,
+                          capture_output=True,
+                          text=True,
+                          timeout=300)
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
     assert "open_clip tag 'openai'" in last and "'ViT-B-16'" in last
@@ -164,10 +199,13 @@ def test_frozen_clip_never_reaches_paramwise_rules(tmp_path, mmseg_default_scope
     from mmseg.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
     clip = save_random_clip(str(tmp_path / 'tiny.pt'))
     cfg = Config.fromfile(REPO_ROOT / 'configs/reclip/reclip_vit-b16_voc.py')
-    cfg.merge_from_dict({'model.clip.model_name': TINY, 'model.clip.pretrained': clip,
-                         'model.decode_head.in_channels': 64,
-                         'model.decode_head.templates': 'single',
-                         'model.decode_head.norm_cfg.type': 'BN'})
+    cfg.merge_from_dict({
+        'model.clip.model_name': TINY,
+        'model.clip.pretrained': clip,
+        'model.decode_head.in_channels': 64,
+        'model.decode_head.templates': 'single',
+        'model.decode_head.norm_cfg.type': 'BN'
+    })
     model = MODELS.build(cfg.model)
     records = []
 
@@ -181,9 +219,11 @@ def test_frozen_clip_never_reaches_paramwise_rules(tmp_path, mmseg_default_scope
     logger.addHandler(handler)
     try:
         optim_cfg = dict(cfg.optim_wrapper)
-        constructor = OPTIM_WRAPPER_CONSTRUCTORS.build(dict(
-            type=optim_cfg.pop('constructor'), optim_wrapper_cfg=optim_cfg,
-            paramwise_cfg=dict(norm_decay_mult=0.0)))
+        constructor = OPTIM_WRAPPER_CONSTRUCTORS.build(
+            dict(
+                type=optim_cfg.pop('constructor'),
+                optim_wrapper_cfg=optim_cfg,
+                paramwise_cfg=dict(norm_decay_mult=0.0)))
         wrapper = constructor(model)
     finally:
         logger.removeHandler(handler)

@@ -19,7 +19,7 @@ from PIL import Image
 from tests.clip_utils import TINY, save_random_clip
 from tests.data_utils import make_voc_layout
 from tests.test_tools.test_distill_e2e import STAGE1, STAGE2, data_options, student_options
-from tool_utils import run_tool
+from tests.tool_utils import run_tool
 
 MASKCLIP = 'configs/maskclip/maskclip_vit-b16_voc.py'
 STOCK_TOOLS = osp.join(osp.dirname(mmseg.__file__), '.mim', 'tools')
@@ -27,9 +27,10 @@ STOCK_TOOLS = osp.join(osp.dirname(mmseg.__file__), '.mim', 'tools')
 
 def clip_switch(clip, head='model.decode_head'):
     """Tiny CLIP through the one switch (``model.clip``), plus the tiny head sizes."""
-    return [f'model.clip.model_name={TINY}', f'model.clip.pretrained={clip}',
-            f'{head}.in_channels=64', f'{head}.templates=single',
-            f'{head}.norm_cfg.type=BN', f'{head}.query_cache_dir=None']
+    return [
+        f'model.clip.model_name={TINY}', f'model.clip.pretrained={clip}', f'{head}.in_channels=64',
+        f'{head}.templates=single', f'{head}.norm_cfg.type=BN', f'{head}.query_cache_dir=None'
+    ]
 
 
 def eval_data_options(data):
@@ -69,12 +70,14 @@ def runs(tmp_path_factory):
         train, _ = tools(stock)
         tag = 'stock' if stock else 'ours'
         s1 = root / f's1_{tag}'
-        run_tool([train, STAGE1, '--work-dir', str(s1), '--cfg-options'] +
-                 clip_switch(clip) + data_options(data))
+        run_tool(
+            [train, STAGE1, '--work-dir', str(s1), '--cfg-options'] + clip_switch(clip) +
+            data_options(data))
         s2 = root / f's2_{tag}'
-        run_tool([train, STAGE2, '--work-dir', str(s2), '--cfg-options'] +
-                 clip_switch(clip, 'model.teacher.decode_head') +
-                 student_options(str(s1 / 'iter_2.pth')) + data_options(data))
+        run_tool(
+            [train, STAGE2, '--work-dir', str(s2), '--cfg-options'] +
+            clip_switch(clip, 'model.teacher.decode_head') +
+            student_options(str(s1 / 'iter_2.pth')) + data_options(data))
         out[tag] = dict(s1=s1 / 'iter_2.pth', s2=s2 / 'iter_2.pth')
     return out
 
@@ -93,15 +96,17 @@ def test_stock_test_matches_ours(runs, which, tmp_path):
         'maskclip': (MASKCLIP, 'none', clip_switch(runs['clip'])),
         's1': (STAGE1, str(runs['ours']['s1']), clip_switch(runs['clip'])),
         's2': (STAGE2, str(runs['ours']['s2']),
-               clip_switch(runs['clip'], 'model.teacher.decode_head') +
-               student_options('unused')),
+               clip_switch(runs['clip'], 'model.teacher.decode_head') + student_options('unused')),
     }[which]
     preds = {}
     for stock in (False, True):
         _, test = tools(stock)
         out = tmp_path / ('stock' if stock else 'ours')
-        proc = run_tool([test, cfg, ckpt, '--work-dir', str(tmp_path / 'wd'), '--out', str(out),
-                         '--cfg-options'] + opts + eval_data_options(runs['data']))
+        proc = run_tool([
+            test, cfg, ckpt, '--work-dir',
+            str(tmp_path / 'wd'), '--out',
+            str(out), '--cfg-options'
+        ] + opts + eval_data_options(runs['data']))
         assert 'mIoU' in proc.stdout + proc.stderr
         preds[stock] = read_preds(out)
     assert preds[False].keys() == preds[True].keys()
@@ -123,16 +128,19 @@ def _api_cfg(path, opts):
 @pytest.mark.parametrize('which', ['maskclip', 's1', 's2'])
 def test_mmseg_apis(runs, which, tmp_path):
     from mmseg.apis import MMSegInferencer, inference_model, init_model, show_result_pyplot
+
     from mmseg_reclip.datasets import PascalVOC20Dataset
     cfg_path, ckpt, opts = {
         'maskclip': (MASKCLIP, 'none', clip_switch(runs['clip'])),
         's1': (STAGE1, str(runs['ours']['s1']), clip_switch(runs['clip'])),
         's2': (STAGE2, str(runs['ours']['s2']),
-               clip_switch(runs['clip'], 'model.teacher.decode_head') +
-               student_options('unused')),
+               clip_switch(runs['clip'], 'model.teacher.decode_head') + student_options('unused')),
     }[which]
-    img = np.array(Image.open(osp.join(runs['data'], 'JPEGImages', sorted(
-        os.listdir(osp.join(runs['data'], 'JPEGImages')))[0])))[..., ::-1].copy()  # BGR
+    img = np.array(
+        Image.open(
+            osp.join(runs['data'], 'JPEGImages',
+                     sorted(os.listdir(osp.join(runs['data'],
+                                                'JPEGImages')))[0])))[..., ::-1].copy()  # BGR
     voc = tuple(PascalVOC20Dataset.METAINFO['classes'])  # the dataset's names, not Cityscapes'
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
@@ -141,15 +149,14 @@ def test_mmseg_apis(runs, which, tmp_path):
         result = inference_model(model, img)
         pred = result.pred_sem_seg.data
         assert pred.shape[-2:] == img.shape[:2] and int(pred.max()) < len(voc)
-        drawn = show_result_pyplot(model, img, result, show=False,
-                                   out_file=str(tmp_path / 'vis.png'), opacity=0.5)
+        drawn = show_result_pyplot(
+            model, img, result, show=False, out_file=str(tmp_path / 'vis.png'), opacity=0.5)
         assert drawn.shape == img.shape and osp.isfile(tmp_path / 'vis.png')
         # the training-free model needs no checkpoint at all
         if which == 'maskclip':
             bare = init_model(_api_cfg(cfg_path, opts), None, device='cpu')
             assert tuple(bare.dataset_meta['classes']) == voc
-        inferencer = MMSegInferencer(model=_api_cfg(cfg_path, opts), weights=ckpt,
-                                     device='cpu')
+        inferencer = MMSegInferencer(model=_api_cfg(cfg_path, opts), weights=ckpt, device='cpu')
         assert tuple(inferencer.model.dataset_meta['classes']) == voc
         out = inferencer(img, return_datasamples=True)
         np.testing.assert_array_equal(out.pred_sem_seg.data.numpy(), pred.numpy())

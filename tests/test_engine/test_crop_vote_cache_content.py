@@ -2,13 +2,11 @@
 mostly-empty hypotheses are reported loudly."""
 import os
 
-import pytest
 import torch
 
 from mmseg_reclip.engine.hooks import CropVoteHypothesisHook
 from mmseg_reclip.models.utils.crop_vote import hypotheses_problem
-from tests.test_engine.test_crop_vote_hook import (clip_file, get_hook,  # noqa: F401
-                                                    read_log, trained)
+from tests.test_engine.test_crop_vote_hook import get_hook, read_log
 from tests.test_security.test_untrusted_files import write_payload
 
 
@@ -34,10 +32,19 @@ def test_bad_content_with_right_key_is_recomputed(trained):
     good = dict(hook.hypotheses)
     first = sorted(good)[0]
     edits = {
-        'negative': lambda h: {**h, first: [-1]},
-        'out of range': lambda h: {**h, first: [999]},
-        'subset': lambda h: {k: v for k, v in h.items() if k != first},
-        'float': lambda h: {**h, first: [0.5]},
+        'negative': lambda h: {
+            **h, first: [-1]
+        },
+        'out of range': lambda h: {
+            **h, first: [999]
+        },
+        'subset': lambda h: {
+            k: v
+            for k, v in h.items() if k != first
+        },
+        'float': lambda h: {
+            **h, first: [0.5]
+        },
     }
     for what, fn in edits.items():
         _rewrite(hook.cache_path, fn=fn)

@@ -19,10 +19,9 @@ from mmseg.registry import DATASETS, HOOKS, MODELS
 from mmseg.structures import SegDataSample
 
 import mmseg_reclip  # noqa: F401  (registrations)
-from data_utils import make_voc_layout
 from mmseg_reclip.engine.hooks import CropVoteHypothesisHook
 from mmseg_reclip.engine.hooks.crop_vote_hook import CACHE_PREFIX
-from tests.clip_utils import save_random_clip
+from tests.data_utils import make_voc_layout
 
 MEAN = [122.771, 116.746, 104.094]
 STD = [68.501, 66.632, 70.323]
@@ -37,34 +36,33 @@ def test_hook_arg_checks():
         CropVoteHypothesisHook(window=1.5)
     with pytest.raises(ValueError):
         CropVoteHypothesisHook(min_frequency=1.0)
-    hook = HOOKS.build(dict(type='CropVoteHypothesisHook', window=56, stride=None,
-                            min_frequency=0.0))
+    hook = HOOKS.build(
+        dict(type='CropVoteHypothesisHook', window=56, stride=None, min_frequency=0.0))
     assert isinstance(hook, CropVoteHypothesisHook)
-
-
-@pytest.fixture(scope='module')
-def clip_file(tmp_path_factory):
-    return save_random_clip(str(tmp_path_factory.mktemp('clip') / 'tiny.pt'))
 
 
 def model_cfg(clip_path):
     return dict(
         type='ReCLIP',
-        data_preprocessor=dict(type='SegDataPreProcessor', mean=MEAN, std=STD,
-                               bgr_to_rgb=True, size_divisor=16),
-        backbone=dict(type='CLIPViTBackbone', model_name='ViT-Tiny-16-test',
-                      pretrained=clip_path),
+        data_preprocessor=dict(
+            type='SegDataPreProcessor', mean=MEAN, std=STD, bgr_to_rgb=True, size_divisor=16),
+        backbone=dict(type='CLIPViTBackbone', model_name='ViT-Tiny-16-test', pretrained=clip_path),
         decode_head=dict(
-            type='ReCLIPHead', in_channels=64, num_classes=20, class_names='voc20',
-            templates='single', bias_extractor=dict(num_context=4),
+            type='ReCLIPHead',
+            in_channels=64,
+            num_classes=20,
+            class_names='voc20',
+            templates='single',
+            bias_extractor=dict(num_context=4),
             norm_cfg=dict(type='BN'),
-            text_encoder=dict(type='OpenCLIPTextEncoder', model_name='ViT-Tiny-16-test',
-                              pretrained=clip_path)))
+            text_encoder=dict(
+                type='OpenCLIPTextEncoder', model_name='ViT-Tiny-16-test', pretrained=clip_path)))
 
 
 def dataset_cfg(data_root, ann_file='ImageSets/Segmentation/train.txt'):
     return dict(
-        type='PascalVOC20Dataset', data_root=data_root,
+        type='PascalVOC20Dataset',
+        data_root=data_root,
         data_prefix=dict(img_path='JPEGImages', seg_map_path='SegmentationClass'),
         ann_file=ann_file,
         pipeline=[
@@ -74,7 +72,12 @@ def dataset_cfg(data_root, ann_file='ImageSets/Segmentation/train.txt'):
         ])
 
 
-def build_runner(work_dir, data_root, clip_path, hook=None, max_iters=2, resume=False,
+def build_runner(work_dir,
+                 data_root,
+                 clip_path,
+                 hook=None,
+                 max_iters=2,
+                 resume=False,
                  ann_file='ImageSets/Segmentation/train.txt'):
     hook = hook or dict(window=56, stride=None, min_frequency=0.0, batch_size=37)
     cfg = dict(
@@ -82,12 +85,15 @@ def build_runner(work_dir, data_root, clip_path, hook=None, max_iters=2, resume=
         work_dir=str(work_dir),
         experiment_name=f'cv_{uuid.uuid4().hex[:8]}',
         train_dataloader=dict(
-            batch_size=2, num_workers=0,
+            batch_size=2,
+            num_workers=0,
             sampler=dict(type='InfiniteSampler', shuffle=True),
             dataset=dataset_cfg(data_root, ann_file)),
         train_cfg=dict(type='IterBasedTrainLoop', max_iters=max_iters),
-        optim_wrapper=dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.01),
-                           constructor='TrainableOptimWrapperConstructor'),
+        optim_wrapper=dict(
+            type='OptimWrapper',
+            optimizer=dict(type='SGD', lr=0.01),
+            constructor='TrainableOptimWrapperConstructor'),
         default_hooks=dict(
             logger=dict(type='LoggerHook', interval=1, log_metric_by_epoch=False),
             checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=2)),
@@ -123,8 +129,7 @@ def independent_crop_vote(model, img_path, window, stride):
     xs = sorted(set(range(0, w - window + 1, stride)) | {w - window})
     crops = np.stack([rgb[y:y + window, x:x + window] for y in ys for x in xs])
     t = torch.from_numpy(crops.copy()).permute(0, 3, 1, 2).float()
-    t = F.interpolate(t, size=(224, 224), mode='bilinear', align_corners=False,
-                      antialias=False)
+    t = F.interpolate(t, size=(224, 224), mode='bilinear', align_corners=False, antialias=False)
     t = (t - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
     with torch.no_grad():
         scores = model.global_class_scores(t)
@@ -143,8 +148,8 @@ def test_runner_end_to_end_cache_and_resume(tmp_path, clip_file):
     assert not [f for f in os.listdir(work_dir) if f.endswith('.tmp')]
     data = torch.load(files[0], weights_only=True)
     assert set(data) == {'key', 'settings', 'hypotheses'}
-    assert data['key'] == hook.cache_key and osp.basename(files[0]) == (
-        f'{CACHE_PREFIX}{hook.cache_key[:16]}.pth')
+    assert data['key'] == hook.cache_key and osp.basename(
+        files[0]) == (f'{CACHE_PREFIX}{hook.cache_key[:16]}.pth')
     assert data['settings']['window'] == 56 and data['settings']['bgr_to_rgb'] is True
     paths = sorted(glob.glob(osp.join(data_root, 'JPEGImages', '*.jpg')))
     assert sorted(data['hypotheses']) == paths == sorted(hook.hypotheses)
@@ -168,16 +173,6 @@ def test_runner_end_to_end_cache_and_resume(tmp_path, clip_file):
     assert hook2.cache_reused and hook2.hypotheses == hook.hypotheses
     assert caches(work_dir) == files and os.stat(files[0]).st_mtime_ns == mtime
     assert 'reused the cache' in read_log(runner2)
-
-
-@pytest.fixture
-def trained(tmp_path, clip_file):
-    """A real Runner after 2 iterations (its dataloader and model stay usable)."""
-    data_root = make_voc_layout(str(tmp_path / 'voc'), n_generated=2)
-    runner = build_runner(tmp_path / 'work', data_root, clip_file,
-                          hook=dict(window=0.5, batch_size=256))
-    runner.train()
-    return runner, data_root
 
 
 def test_keys_settings_images_and_content(trained, clip_file, tmp_path):
@@ -215,9 +210,13 @@ def test_keys_settings_images_and_content(trained, clip_file, tmp_path):
     split = osp.join(data_root, 'ImageSets', 'Segmentation', 'sub.txt')
     with open(split, 'w') as f:
         f.write('gen_000000\nreal_000000\n')
-    runner_sub = build_runner(tmp_path / 'work_sub', data_root, clip_file,
-                              hook=dict(window=0.5, cache_dir=work_dir),
-                              ann_file='ImageSets/Segmentation/sub.txt', max_iters=1)
+    runner_sub = build_runner(
+        tmp_path / 'work_sub',
+        data_root,
+        clip_file,
+        hook=dict(window=0.5, cache_dir=work_dir),
+        ann_file='ImageSets/Segmentation/sub.txt',
+        max_iters=1)
     runner_sub.train()
     sub = get_hook(runner_sub)
     assert not sub.cache_reused and sub.cache_key not in (hook.cache_key, other.cache_key)
@@ -307,8 +306,8 @@ def test_before_train_iter_and_errors(trained):
     assert sample.metainfo['hypothesis'] == hook.hypotheses[path]
     with pytest.raises(KeyError, match='no hypothesis for image'):
         hook.before_train_iter(
-            runner, 0, dict(inputs=[], data_samples=[SegDataSample(
-                metainfo=dict(img_path='/nowhere.jpg'))]))
+            runner, 0,
+            dict(inputs=[], data_samples=[SegDataSample(metainfo=dict(img_path='/nowhere.jpg'))]))
 
     bad = osp.join(data_root, 'JPEGImages', 'gen_000000.jpg')
     with open(bad, 'wb') as f:
@@ -325,24 +324,27 @@ def _stand_in_runner(clip_path, data_root, work_dir):
     init_default_scope('mmseg')
     model = MODELS.build(model_cfg(clip_path))
     dataset = DATASETS.build(dataset_cfg(data_root))
-    return SimpleNamespace(model=model, train_dataloader=SimpleNamespace(dataset=dataset),
-                           work_dir=work_dir)
+    return SimpleNamespace(
+        model=model, train_dataloader=SimpleNamespace(dataset=dataset), work_dir=work_dir)
 
 
 def _dist_worker(rank, world_size, init_file, clip_path, data_root, work_dir, out_dir):
     import torch.distributed as dist
     torch.set_num_threads(1)
-    dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank,
-                            world_size=world_size)
+    dist.init_process_group(
+        'gloo', init_method=f'file://{init_file}', rank=rank, world_size=world_size)
     try:
         runner = _stand_in_runner(clip_path, data_root, work_dir)
         first = CropVoteHypothesisHook(window=0.5)
         first.before_train(runner)
         second = CropVoteHypothesisHook(window=0.5)
         second.before_train(runner)
-        torch.save(dict(first=first.hypotheses, first_reused=first.cache_reused,
-                        second=second.hypotheses, second_reused=second.cache_reused),
-                   osp.join(out_dir, f'{rank}.pth'))
+        torch.save(
+            dict(
+                first=first.hypotheses,
+                first_reused=first.cache_reused,
+                second=second.hypotheses,
+                second_reused=second.cache_reused), osp.join(out_dir, f'{rank}.pth'))
     finally:
         dist.destroy_process_group()
 
@@ -355,7 +357,9 @@ def test_two_ranks_match_one_process(tmp_path, clip_file):
     out_dir.mkdir()
     # fork: the children reuse the imported modules (spawn re-imports for ~10 s)
     torch.multiprocessing.start_processes(
-        _dist_worker, nprocs=2, start_method='fork',
+        _dist_worker,
+        nprocs=2,
+        start_method='fork',
         args=(2, str(tmp_path / 'dist_init'), clip_file, data_root, str(tmp_path / 'dist'),
               str(out_dir)))
     for rank in range(2):

@@ -12,13 +12,12 @@ import pytest
 import torch
 from mmengine.runner.checkpoint import CheckpointLoader
 
-from mmseg_reclip.engine.runner import (WorkDirLock, WorkDirLockedError,
-                                        checkpoint_is_intact, latest_intact_checkpoint,
-                                        remove_stale_tmp_files)
+from mmseg_reclip.engine.runner import (WorkDirLock, WorkDirLockedError, checkpoint_is_intact,
+                                        latest_intact_checkpoint, remove_stale_tmp_files)
 from mmseg_reclip.engine.runner.work_dir import LOCK_FILE
 from mmseg_reclip.models.utils.io import TMP_PREFIX, atomic_torch_save
-from test_compat import IMG_SIZE, NUM_CLASSES, _make_toy_dataset, _TOY_CONFIG
-from tool_utils import run_tool
+from tests.test_compat import _TOY_CONFIG, IMG_SIZE, NUM_CLASSES, _make_toy_dataset
+from tests.tool_utils import run_tool
 
 
 @pytest.fixture
@@ -76,13 +75,13 @@ def test_lock_refuses_a_live_holder_and_takes_over_dead_ones(tmp_path, sleeper):
 def test_tmp_cleanup_and_intact_checks(tmp_path):
     (tmp_path / f'{TMP_PREFIX}abc.pth').write_bytes(b'half')
     (tmp_path / 'keep.pth').write_bytes(b'x')
-    assert [os.path.basename(p) for p in remove_stale_tmp_files(str(tmp_path))] == [
-        f'{TMP_PREFIX}abc.pth']
+    assert [os.path.basename(p)
+            for p in remove_stale_tmp_files(str(tmp_path))] == [f'{TMP_PREFIX}abc.pth']
     assert sorted(os.listdir(tmp_path)) == ['keep.pth']
 
     for it in (2, 4):
-        atomic_torch_save(dict(state_dict={'w': torch.full((3, ), float(it))}),
-                          str(tmp_path / f'iter_{it}.pth'))
+        atomic_torch_save(
+            dict(state_dict={'w': torch.full((3, ), float(it))}), str(tmp_path / f'iter_{it}.pth'))
     (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'iter_4.pth'))
     assert latest_intact_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_4.pth')
     data = (tmp_path / 'iter_4.pth').read_bytes()
@@ -102,9 +101,10 @@ def toy(tmp_path_factory):
     base = tmp_path_factory.mktemp('lock_toy')
     _make_toy_dataset(base / 'data')
     cfg = base / 'toy_fcn.py'
-    cfg.write_text(_TOY_CONFIG.format(size=IMG_SIZE, num_classes=NUM_CLASSES,
-                                      data_root=str(base / 'data'), max_iters=4) +
-                   "runner_type = 'ReCLIPRunner'\n")
+    cfg.write_text(
+        _TOY_CONFIG.format(
+            size=IMG_SIZE, num_classes=NUM_CLASSES, data_root=str(base / 'data'), max_iters=4) +
+        "runner_type = 'ReCLIPRunner'\n")
     return base, cfg
 
 
@@ -118,9 +118,12 @@ def test_second_run_is_refused_and_stale_lock_taken_over(toy, sleeper):
     write_lock(wd, pid=sleeper.pid, host=socket.gethostname(), started='earlier')
     (wd / 'toy_fcn.py').write_text('# the running job\'s config dump\n')
     (wd / f'{TMP_PREFIX}x.pth').write_bytes(b'left by a kill -9')
-    proc = run_tool(['tools/train.py', cfg, '--work-dir', wd, '--cfg-options',
-                     'train_cfg.max_iters=2', 'optim_wrapper.optimizer.lr=0.5'],
-                    cwd=base, check=False)
+    proc = run_tool([
+        'tools/train.py', cfg, '--work-dir', wd, '--cfg-options', 'train_cfg.max_iters=2',
+        'optim_wrapper.optimizer.lr=0.5'
+    ],
+                    cwd=base,
+                    check=False)
     assert proc.returncode != 0
     assert f'PID {sleeper.pid} on host {socket.gethostname()}' in _out(proc), _out(proc)
     # the refused run neither overwrote the config dump nor touched the files
@@ -136,8 +139,9 @@ def test_second_run_is_refused_and_stale_lock_taken_over(toy, sleeper):
 
     sleeper.kill()
     sleeper.wait()
-    proc = run_tool(['tools/train.py', cfg, '--work-dir', wd, '--cfg-options',
-                     'train_cfg.max_iters=2'], cwd=base)
+    proc = run_tool(
+        ['tools/train.py', cfg, '--work-dir', wd, '--cfg-options', 'train_cfg.max_iters=2'],
+        cwd=base)
     assert 'stale lock' in _out(proc)
     assert 'Removed 1 temporary file' in _out(proc)
     assert not (wd / f'{TMP_PREFIX}x.pth').exists() and (wd / 'iter_2.pth').is_file()

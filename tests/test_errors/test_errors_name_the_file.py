@@ -8,18 +8,13 @@ import pytest
 import torch
 from mmengine.config import ConfigDict
 from mmengine.registry import init_default_scope
+from mmseg.registry import DATASETS
 from PIL import Image
 
 import mmseg_reclip  # noqa: F401
-from mmseg.registry import DATASETS
 from mmseg_reclip.models.utils import create_clip
-from tests.clip_utils import TINY, save_random_clip
+from tests.clip_utils import TINY
 from tests.data_utils import make_voc_layout
-
-
-@pytest.fixture(scope='module')
-def clip_file(tmp_path_factory):
-    return save_random_clip(str(tmp_path_factory.mktemp('clip') / 'tiny.pt'), TINY)
 
 
 def one_line(err) -> str:
@@ -90,10 +85,13 @@ TRAIN_PIPELINE = [
 
 def voc(root, ann_file='ImageSets/Segmentation/val.txt', pipeline=TEST_PIPELINE):
     init_default_scope('mmseg')
-    return DATASETS.build(ConfigDict(
-        type='PascalVOC20Dataset', data_root=root, ann_file=ann_file,
-        data_prefix=dict(img_path='JPEGImages', seg_map_path='SegmentationClass'),
-        pipeline=copy.deepcopy(pipeline)))
+    return DATASETS.build(
+        ConfigDict(
+            type='PascalVOC20Dataset',
+            data_root=root,
+            ann_file=ann_file,
+            data_prefix=dict(img_path='JPEGImages', seg_map_path='SegmentationClass'),
+            pipeline=copy.deepcopy(pipeline)))
 
 
 def test_empty_split_file_names_the_file(tmp_path):
@@ -111,11 +109,13 @@ def test_one_pixel_image_names_the_file(tmp_path):
     root = make_voc_layout(str(tmp_path / 'voc'), n_generated=1)
     img = osp.join(root, 'JPEGImages', 'gen_000000.jpg')
     Image.fromarray(np.full((1, 1, 3), 90, np.uint8)).save(img)
-    Image.fromarray(np.full((1, 1), 3, np.uint8)).save(
-        osp.join(root, 'SegmentationClass', 'gen_000000.png'))
+    Image.fromarray(np.full((1, 1), 3,
+                            np.uint8)).save(osp.join(root, 'SegmentationClass', 'gen_000000.png'))
     dataset = voc(root)
-    idx = [i for i in range(len(dataset))
-           if dataset.get_data_info(i)['img_path'].endswith('gen_000000.jpg')][0]
+    idx = [
+        i for i in range(len(dataset))
+        if dataset.get_data_info(i)['img_path'].endswith('gen_000000.jpg')
+    ][0]
     with pytest.raises(ValueError) as err:
         dataset[idx]
     msg = one_line(err)
@@ -132,8 +132,7 @@ def test_other_load_failures_name_the_sample_file(tmp_path):
     with open(label, 'wb') as f:
         f.write(b'not a png')
     dataset = voc(root)
-    idx = [i for i in range(len(dataset))
-           if dataset.get_data_info(i)['seg_map_path'] == label][0]
+    idx = [i for i in range(len(dataset)) if dataset.get_data_info(i)['seg_map_path'] == label][0]
     with pytest.raises(Exception) as err:
         dataset[idx]
     assert repr(label) in str(err.value) and 'loading sample' in str(err.value)

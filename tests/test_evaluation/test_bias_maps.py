@@ -69,8 +69,7 @@ def test_student_maps_are_the_heads_tensors(models):
     assert torch.equal(maps['masks'], model.inference(x, metas(x)).argmax(dim=1))
     # The student inherited the teacher's bias: same B on the same grid.
     teacher = models['reclip'].decode_head
-    torch.testing.assert_close(bias_map(head, (6, 8)), teacher.bias((6, 8)),
-                               rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(bias_map(head, (6, 8)), teacher.bias((6, 8)), rtol=1e-5, atol=1e-6)
 
 
 @torch.no_grad()

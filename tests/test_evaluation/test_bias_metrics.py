@@ -7,8 +7,7 @@ from mmengine.structures import PixelData
 from mmseg.registry import METRICS
 from mmseg.structures import SegDataSample
 
-from mmseg_reclip.evaluation.metrics.space_preference_metric import (centre_distance,
-                                                                     object_areas)
+from mmseg_reclip.evaluation.metrics.space_preference_metric import centre_distance, object_areas
 
 CLASSES = ('a', 'b', 'c')
 
@@ -139,8 +138,7 @@ def test_space_slope_zero_when_uniform_and_false_positives_charged():
 
 def test_space_bins_setting_and_validation():
     label = centre_and_border_scene()
-    _, res = run(dict(type='SpacePreferenceMetric', bins=(0, 0.25, 0.5, 0.75, 1)),
-                 [(label, label)])
+    _, res = run(dict(type='SpacePreferenceMetric', bins=(0, 0.25, 0.5, 0.75, 1)), [(label, label)])
     assert len(res['space_pref_curve']['miou']) == 4
     assert res['space_pref'] == pytest.approx(0.0)
     with pytest.raises(ValueError, match='increasing'):

@@ -43,8 +43,8 @@ def files(tmp_path_factory):
         head.mask_decoder.norm.running_var.uniform_(0.5, 2.0)
     ckpt = str(root / 'teacher.pth')
     classes = tuple(n[0] for n in head.class_names)
-    torch.save(dict(meta=dict(dataset_meta=dict(classes=classes)),
-                    state_dict=teacher.state_dict()), ckpt)
+    torch.save(
+        dict(meta=dict(dataset_meta=dict(classes=classes)), state_dict=teacher.state_dict()), ckpt)
     return clip, ckpt
 
 
@@ -53,8 +53,8 @@ def samples(n=2, size=(64, 64)):
     out = []
     for i in range(n):
         s = SegDataSample()
-        s.set_metainfo(dict(img_shape=size, ori_shape=size, pad_shape=size,
-                            hypothesis=list(hyps[i % 2])))
+        s.set_metainfo(
+            dict(img_shape=size, ori_shape=size, pad_shape=size, hypothesis=list(hyps[i % 2])))
         out.append(s)
     return out
 
@@ -65,8 +65,10 @@ def images(n=2, size=(64, 64), seed=0):
 
 
 def wrapper_for(model, dtype):
-    cfg = dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.01, momentum=0.9),
-               constructor='TrainableOptimWrapperConstructor')
+    cfg = dict(
+        type='OptimWrapper',
+        optimizer=dict(type='SGD', lr=0.01, momentum=0.9),
+        constructor='TrainableOptimWrapperConstructor')
     if dtype is not None:
         cfg.update(type='DeviceAmpOptimWrapper', dtype=dtype)
     from mmseg.registry import OPTIM_WRAPPER_CONSTRUCTORS
@@ -82,8 +84,7 @@ def train_step(model, wrapper, inputs, data):
         losses = model.loss(inputs, data)
     loss = sum(v for k, v in losses.items() if 'loss' in k)
     wrapper.backward(loss)
-    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters()
-             if p.grad is not None}
+    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
     wrapper.step()
     wrapper.zero_grad()
     return losses, grads
@@ -133,8 +134,7 @@ def test_stage1_step_bf16_close_to_fp32(files):
     amp_model = copy.deepcopy(ref_model)
     inputs, data = images(), samples()
     ref_losses, ref_grads = train_step(ref_model, wrapper_for(ref_model, None), inputs, data)
-    amp_losses, amp_grads = train_step(amp_model, wrapper_for(amp_model, 'bfloat16'), inputs,
-                                       data)
+    amp_losses, amp_grads = train_step(amp_model, wrapper_for(amp_model, 'bfloat16'), inputs, data)
     ref, amp = ref_losses['decode.loss_contrast'], amp_losses['decode.loss_contrast']
     assert amp.dtype == torch.float32 and torch.isfinite(amp)
     assert abs(amp.item() - ref.item()) <= 0.05 * abs(ref.item())
@@ -204,8 +204,7 @@ def test_stage2_step_bf16_close_to_fp32(files):
     amp_model = copy.deepcopy(ref_model)
     inputs, data = images(), samples()
     ref_losses, _ = train_step(ref_model, wrapper_for(ref_model, None), inputs, data)
-    amp_losses, amp_grads = train_step(amp_model, wrapper_for(amp_model, 'bfloat16'), inputs,
-                                       data)
+    amp_losses, amp_grads = train_step(amp_model, wrapper_for(amp_model, 'bfloat16'), inputs, data)
     assert set(ref_losses) == set(amp_losses)
     for key, ref in ref_losses.items():
         if 'loss' not in key:
@@ -227,10 +226,15 @@ def test_stage1_fp16_with_loss_scaler_on_gpu(files, wrapper_type):
     inputs, data = images().cuda(), samples()
     ref_losses, _ = train_step(ref_model, wrapper_for(ref_model, None), inputs, data)
     from mmseg.registry import OPTIM_WRAPPER_CONSTRUCTORS
-    wrapper = OPTIM_WRAPPER_CONSTRUCTORS.build(dict(
-        type='TrainableOptimWrapperConstructor',
-        optim_wrapper_cfg=dict(type=wrapper_type, dtype='float16', loss_scale='dynamic',
-                               optimizer=dict(type='SGD', lr=0.01, momentum=0.9))))(amp_model)
+    wrapper = OPTIM_WRAPPER_CONSTRUCTORS.build(
+        dict(
+            type='TrainableOptimWrapperConstructor',
+            optim_wrapper_cfg=dict(
+                type=wrapper_type,
+                dtype='float16',
+                loss_scale='dynamic',
+                optimizer=dict(type='SGD', lr=0.01, momentum=0.9))))(
+                    amp_model)
     assert wrapper.loss_scaler.is_enabled()
     amp_losses, amp_grads = train_step(amp_model, wrapper, inputs, data)
     ref, amp = ref_losses['decode.loss_contrast'], amp_losses['decode.loss_contrast']

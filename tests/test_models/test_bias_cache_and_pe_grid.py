@@ -8,19 +8,14 @@ import torch
 import torch.nn.functional as F
 from mmengine.config import ConfigDict
 from mmengine.registry import init_default_scope
+from mmseg.registry import MODELS
 
 import mmseg_reclip  # noqa: F401
-from mmseg.registry import MODELS
 from mmseg_reclip.models.decode_heads.reclip_head import bias_logits
-from tests.clip_utils import TINY, save_random_clip
+from tests.clip_utils import TINY
 
 NAMES = ['cat', 'dog', 'sky']
 C = len(NAMES)
-
-
-@pytest.fixture(scope='module')
-def clip_file(tmp_path_factory):
-    return save_random_clip(str(tmp_path_factory.mktemp('clip') / 'tiny.pt'), TINY)
 
 
 def build(cfg):
@@ -30,11 +25,17 @@ def build(cfg):
 
 @pytest.fixture(scope='module')
 def teacher_head(clip_file):
-    head = build(dict(
-        type='ReCLIPHead', class_names=NAMES, num_classes=C, in_channels=64,
-        templates='single', show_progress=False, query_cache_dir=None,
-        bias_extractor=dict(num_context=4),
-        text_encoder=dict(type='OpenCLIPTextEncoder', model_name=TINY, pretrained=clip_file)))
+    head = build(
+        dict(
+            type='ReCLIPHead',
+            class_names=NAMES,
+            num_classes=C,
+            in_channels=64,
+            templates='single',
+            show_progress=False,
+            query_cache_dir=None,
+            bias_extractor=dict(num_context=4),
+            text_encoder=dict(type='OpenCLIPTextEncoder', model_name=TINY, pretrained=clip_file)))
     head.init_weights()
     with torch.no_grad():
         head.bias_extractor.pe_proj.weight.normal_(0, 0.1)
@@ -44,11 +45,16 @@ def teacher_head(clip_file):
 
 
 def student_head(teacher):
-    head = build(dict(
-        type='ReCLIPStudentHead', in_channels=64, channels=64, num_classes=C,
-        class_names=NAMES, embed_dim=64,
-        bias_extractor=dict(pe_channels=64, pe_grid=(14, 14)),
-        feature_module=None))
+    head = build(
+        dict(
+            type='ReCLIPStudentHead',
+            in_channels=64,
+            channels=64,
+            num_classes=C,
+            class_names=NAMES,
+            embed_dim=64,
+            bias_extractor=dict(pe_channels=64, pe_grid=(14, 14)),
+            feature_module=None))
     head.load_from_teacher(teacher)
     return head.eval()
 
@@ -81,17 +87,17 @@ def test_pe_grid_orientation_stage1_head(clip_file, teacher_head):
     extractor = teacher_head.bias_extractor
     with torch.no_grad():
         p = extractor.positional_features((14, 14))
-        expected = loop_positional_features(grid, extractor.pe_proj.weight,
-                                            extractor.pe_proj.bias)
+        expected = loop_positional_features(grid, extractor.pe_proj.weight, extractor.pe_proj.bias)
         torch.testing.assert_close(p, expected, rtol=1e-5, atol=1e-5)
         # a non-square student grid: bicubic resize of the correctly oriented grid
-        resized = F.interpolate(grid[None], size=(7, 20), mode='bicubic',
-                                align_corners=False)[0]
+        resized = F.interpolate(grid[None], size=(7, 20), mode='bicubic', align_corners=False)[0]
         torch.testing.assert_close(
             teacher_head.bias((7, 20)),
-            bias_logits(loop_positional_features(resized, extractor.pe_proj.weight,
-                                                 extractor.pe_proj.bias),
-                        extractor.reference_embeddings()), rtol=1e-5, atol=1e-5)
+            bias_logits(
+                loop_positional_features(resized, extractor.pe_proj.weight, extractor.pe_proj.bias),
+                extractor.reference_embeddings()),
+            rtol=1e-5,
+            atol=1e-5)
 
 
 def test_pe_grid_orientation_student_head(clip_file, teacher_head):
@@ -116,12 +122,11 @@ def test_student_bias_cache_follows_load_state_dict(teacher_head):
     student.load_state_dict(state, strict=True)
     b2 = student.bias((6, 8))
     assert b2 is not b1 and (b2 - b1).abs().max() > 1e-3
-    fresh = bias_logits(student.bias_extractor.positional_features((6, 8)),
-                        student.bias_extractor.reference)
+    fresh = bias_logits(
+        student.bias_extractor.positional_features((6, 8)), student.bias_extractor.reference)
     torch.testing.assert_close(b2, fresh)
     # the decoder output follows too (the cache feeds the rectified logits)
-    feats = F.normalize(torch.randn(1, 64, 6, 8, generator=torch.Generator().manual_seed(0)),
-                        dim=1)
+    feats = F.normalize(torch.randn(1, 64, 6, 8, generator=torch.Generator().manual_seed(0)), dim=1)
     out = student.decode(feats)
     student.bias_extractor._cache.clear()
     torch.testing.assert_close(out, student.decode(feats))

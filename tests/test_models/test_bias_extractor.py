@@ -8,9 +8,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.config import ConfigDict
 from mmengine.registry import init_default_scope
+from mmseg.registry import MODELS
 
 import mmseg_reclip  # noqa: F401
-from mmseg.registry import MODELS
 from mmseg_reclip.models.decode_heads import ReferenceBiasExtractor
 from tests.clip_utils import TINY, save_random_clip
 
@@ -26,8 +26,13 @@ def encoder(tmp_path_factory):
 
 
 def build_learnt(encoder, **kwargs):
-    cfg = dict(type='ReferenceBiasExtractor', num_classes=C, embed_dim=D, text_encoder=encoder,
-               class_names=NAMES, num_context=4)
+    cfg = dict(
+        type='ReferenceBiasExtractor',
+        num_classes=C,
+        embed_dim=D,
+        text_encoder=encoder,
+        class_names=NAMES,
+        num_context=4)
     cfg.update(kwargs)
     extractor = MODELS.build(cfg)
     with torch.no_grad():  # non-trivial R and P
@@ -38,8 +43,8 @@ def build_learnt(encoder, **kwargs):
 
 def loop_bias(extractor, size):
     """``B[c, y, x] = Σ_d (W·PE[:, y, x] + b)[d] · R[c, d]`` with explicit loops."""
-    grid = F.interpolate(extractor.pe_grid()[None], size=size, mode='bicubic',
-                         align_corners=False)[0].double()
+    grid = F.interpolate(
+        extractor.pe_grid()[None], size=size, mode='bicubic', align_corners=False)[0].double()
     weight = extractor.pe_proj.weight[:, :, 0, 0].double()
     bias = extractor.pe_proj.bias.double()
     ref = extractor.reference_embeddings().double()
@@ -59,15 +64,21 @@ def test_built_alone_from_a_config_dict(encoder):
     assert set(extractor.state_dict()) == {'context', 'pe_proj.weight', 'pe_proj.bias'}
     with torch.no_grad():
         for size in [(14, 14), (5, 9)]:
-            torch.testing.assert_close(extractor(size), loop_bias(extractor, size),
-                                       rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(
+                extractor(size), loop_bias(extractor, size), rtol=1e-4, atol=1e-5)
     # R: global Frobenius normalisation (released)
     torch.testing.assert_close(extractor.reference_embeddings().norm(), torch.tensor(1.0))
 
 
 def test_token0_context_init(encoder):
-    extractor = MODELS.build(dict(type='ReferenceBiasExtractor', num_classes=C, embed_dim=D,
-                                  text_encoder=encoder, class_names=NAMES, num_context=4))
+    extractor = MODELS.build(
+        dict(
+            type='ReferenceBiasExtractor',
+            num_classes=C,
+            embed_dim=D,
+            text_encoder=encoder,
+            class_names=NAMES,
+            num_context=4))
     token0 = encoder.token_embeddings(torch.zeros(1, dtype=torch.long))
     assert torch.equal(extractor.context, token0.expand(4, -1))
     with pytest.raises(ValueError, match='ctx_init'):
@@ -97,11 +108,15 @@ def test_cache_per_size_outside_training_and_gradients_inside(encoder):
 
 def test_inherited_mode_needs_no_clip_and_reproduces_the_teacher(encoder):
     teacher = build_learnt(encoder).eval()
-    student = MODELS.build(dict(type='ReferenceBiasExtractor', num_classes=C, embed_dim=D,
-                                pe_channels=64, pe_grid=(14, 14)))
+    student = MODELS.build(
+        dict(
+            type='ReferenceBiasExtractor',
+            num_classes=C,
+            embed_dim=D,
+            pe_channels=64,
+            pe_grid=(14, 14)))
     assert not student.learnt and student.text_encoder is None
-    assert set(student.state_dict()) == {'reference', 'pos_embed', 'pe_proj.weight',
-                                         'pe_proj.bias'}
+    assert set(student.state_dict()) == {'reference', 'pos_embed', 'pe_proj.weight', 'pe_proj.bias'}
     student.inherit(teacher)
     student.eval()
     with torch.no_grad():
@@ -113,8 +128,13 @@ def test_inherited_mode_needs_no_clip_and_reproduces_the_teacher(encoder):
     assert torch.equal(student.pe_proj.weight + 1, teacher.pe_proj.weight)
     with pytest.raises(TypeError, match='inherited-mode'):
         teacher.inherit(student)
-    wrong = MODELS.build(dict(type='ReferenceBiasExtractor', num_classes=C, embed_dim=D,
-                              pe_channels=32, pe_grid=(14, 14)))
+    wrong = MODELS.build(
+        dict(
+            type='ReferenceBiasExtractor',
+            num_classes=C,
+            embed_dim=D,
+            pe_channels=32,
+            pe_grid=(14, 14)))
     with pytest.raises(ValueError, match='pe_channels'):
         wrong.inherit(teacher)
 
@@ -134,11 +154,17 @@ class _ZeroBiasForTest(nn.Module):
 def test_head_takes_a_swapped_bias_extractor(tmp_path):
     clip = save_random_clip(str(tmp_path / 'tiny.pt'), TINY)
     init_default_scope('mmseg')
-    head = MODELS.build(ConfigDict(
-        type='ReCLIPHead', class_names=NAMES, num_classes=C, in_channels=D,
-        templates='single', show_progress=False, query_cache_dir=None,
-        bias_extractor=dict(type='_ZeroBiasForTest'),
-        text_encoder=dict(type='OpenCLIPTextEncoder', model_name=TINY, pretrained=clip)))
+    head = MODELS.build(
+        ConfigDict(
+            type='ReCLIPHead',
+            class_names=NAMES,
+            num_classes=C,
+            in_channels=D,
+            templates='single',
+            show_progress=False,
+            query_cache_dir=None,
+            bias_extractor=dict(type='_ZeroBiasForTest'),
+            text_encoder=dict(type='OpenCLIPTextEncoder', model_name=TINY, pretrained=clip)))
     head.init_weights()
     head.eval()
     feats = F.normalize(torch.randn(2, D, 5, 6), dim=1)
@@ -151,12 +177,26 @@ def test_head_takes_a_swapped_bias_extractor(tmp_path):
 def test_old_head_arguments_get_a_clear_error(tmp_path):
     clip = save_random_clip(str(tmp_path / 'tiny.pt'), TINY)
     init_default_scope('mmseg')
-    with pytest.raises(TypeError, match=r"num_context -> bias_extractor.*gumbel_scale -> "
-                       r'mask_decoder'):
-        MODELS.build(ConfigDict(
-            type='ReCLIPHead', class_names=NAMES, num_classes=C, in_channels=D,
-            templates='single', num_context=4, gumbel_scale=100.0,
-            text_encoder=dict(type='OpenCLIPTextEncoder', model_name=TINY, pretrained=clip)))
+    with pytest.raises(
+            TypeError, match=r"num_context -> bias_extractor.*gumbel_scale -> "
+            r'mask_decoder'):
+        MODELS.build(
+            ConfigDict(
+                type='ReCLIPHead',
+                class_names=NAMES,
+                num_classes=C,
+                in_channels=D,
+                templates='single',
+                num_context=4,
+                gumbel_scale=100.0,
+                text_encoder=dict(type='OpenCLIPTextEncoder', model_name=TINY, pretrained=clip)))
     with pytest.raises(TypeError, match='pe_channels -> bias_extractor'):
-        MODELS.build(dict(type='ReCLIPStudentHead', in_channels=D, channels=D, num_classes=C,
-                          class_names=NAMES, embed_dim=D, pe_channels=768))
+        MODELS.build(
+            dict(
+                type='ReCLIPStudentHead',
+                in_channels=D,
+                channels=D,
+                num_classes=C,
+                class_names=NAMES,
+                embed_dim=D,
+                pe_channels=768))

@@ -12,12 +12,12 @@ from mmengine.config import Config, ConfigDict
 from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
 from mmengine.runner.checkpoint import load_checkpoint
+from mmseg.registry import MODELS
 
 import mmseg_reclip  # noqa: F401
-from mmseg.registry import MODELS
 from mmseg_reclip.models.utils.class_set import (ClassSetMismatchError, decode_class_set,
-                                                  encode_class_set)
-from tests.clip_utils import TINY, save_random_clip
+                                                 encode_class_set)
+from tests.clip_utils import TINY
 
 NAMES4 = ['cat', 'dining table', 'hippopotamus', ['tv monitor', 'television']]
 OTHER4 = ['dog', 'dining table', 'hippopotamus', ['tv monitor', 'television']]
@@ -26,22 +26,22 @@ MEAN = [122.771, 116.746, 104.094]
 STD = [68.501, 66.632, 70.323]
 
 
-@pytest.fixture(scope='module')
-def clip_file(tmp_path_factory):
-    return save_random_clip(str(tmp_path_factory.mktemp('clip') / 'tiny.pt'), TINY)
-
-
 def model_cfg(clip, names=NAMES4, templates='single', head='ReCLIPHead'):
     head_cfg = dict(
-        type=head, class_names=names, num_classes=len(names), in_channels=64,
-        templates=templates, show_progress=False, query_cache_dir=None,
+        type=head,
+        class_names=names,
+        num_classes=len(names),
+        in_channels=64,
+        templates=templates,
+        show_progress=False,
+        query_cache_dir=None,
         text_encoder=dict(type='OpenCLIPTextEncoder', model_name=TINY, pretrained=clip))
     if head == 'ReCLIPHead':
         head_cfg.update(bias_extractor=dict(num_context=4), norm_cfg=dict(type='BN'))
     return dict(
         type='ReCLIP',
-        data_preprocessor=dict(type='SegDataPreProcessor', mean=MEAN, std=STD,
-                               bgr_to_rgb=True, size_divisor=16),
+        data_preprocessor=dict(
+            type='SegDataPreProcessor', mean=MEAN, std=STD, bgr_to_rgb=True, size_divisor=16),
         backbone=dict(type='CLIPViTBackbone', model_name=TINY, pretrained=clip),
         decode_head=head_cfg,
         test_cfg=dict(mode='whole'))
@@ -178,12 +178,25 @@ def student_cfg(clip, teacher_ckpt, names=NAMES4, teacher_names=NAMES4):
         teacher=model_cfg(clip, names=teacher_names),
         teacher_checkpoint=teacher_ckpt,
         data_preprocessor=model_cfg(clip)['data_preprocessor'],
-        backbone=dict(type='ResNetV1c', depth=18, base_channels=16, stem_channels=16,
-                      out_indices=(0, 1, 2, 3), dilations=(1, 1, 2, 4), strides=(1, 2, 1, 1),
-                      norm_cfg=dict(type='BN'), contract_dilation=True),
-        decode_head=dict(type='ReCLIPStudentHead', in_channels=128, in_index=3, channels=32,
-                         num_classes=len(names), class_names=names, embed_dim=64,
-                         bias_extractor=dict(pe_channels=64, pe_grid=(14, 14))),
+        backbone=dict(
+            type='ResNetV1c',
+            depth=18,
+            base_channels=16,
+            stem_channels=16,
+            out_indices=(0, 1, 2, 3),
+            dilations=(1, 1, 2, 4),
+            strides=(1, 2, 1, 1),
+            norm_cfg=dict(type='BN'),
+            contract_dilation=True),
+        decode_head=dict(
+            type='ReCLIPStudentHead',
+            in_channels=128,
+            in_index=3,
+            channels=32,
+            num_classes=len(names),
+            class_names=names,
+            embed_dim=64,
+            bias_extractor=dict(pe_channels=64, pe_grid=(14, 14))),
         train_cfg=dict(),
         test_cfg=dict(mode='whole'))
 
@@ -219,9 +232,10 @@ def test_distilled_checkpoint_carries_the_class_set(clip_file, ckpt, tmp_path):
 def test_tools_test_refuses_a_checkpoint_of_other_classes(clip_file, tmp_path):
     """tools/test.py CONFIG CKPT with a VOC checkpoint and a config whose 20 class names
     differ: a clear error naming both lists, no mIoU."""
+    from tool_utils import run_tool
+
     from tests.clip_utils import small_data_options, tiny_clip_options
     from tests.data_utils import make_voc_layout
-    from tool_utils import run_tool
     config = 'configs/reclip/reclip_vit-b16_voc.py'
     opts = tiny_clip_options(clip_file) + ['model.decode_head.query_cache_dir=None']
     cfg = Config.fromfile(config)  # the same model as `opts` give tools/test.py
@@ -234,9 +248,11 @@ def test_tools_test_refuses_a_checkpoint_of_other_classes(clip_file, tmp_path):
     torch.save(dict(meta=dict(), state_dict=model.state_dict()), ckpt)
     data = make_voc_layout(str(tmp_path / 'voc'), n_generated=1)
     other = '[' + ','.join(f'thing{i}' for i in range(20)) + ']'
-    proc = run_tool(['tools/test.py', config, ckpt, '--work-dir', str(tmp_path / 'wd'),
-                     '--cfg-options'] + opts + small_data_options(data, ('test', )) +
-                    [f'model.decode_head.class_names={other}'], check=False)
+    proc = run_tool(
+        ['tools/test.py', config, ckpt, '--work-dir',
+         str(tmp_path / 'wd'), '--cfg-options'] + opts + small_data_options(data, ('test', )) +
+        [f'model.decode_head.class_names={other}'],
+        check=False)
     log = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert 'ClassSetMismatchError: The checkpoint was trained for other classes' in log
@@ -248,8 +264,10 @@ def test_tools_test_refuses_a_checkpoint_of_other_classes(clip_file, tmp_path):
 def test_student_never_inherited_with_missing_tensors(clip_file, ckpt, tmp_path):
     model = build(student_cfg(clip_file, ckpt))
     model.init_weights()
-    state = {k: v for k, v in model.state_dict().items()
-             if k != 'decode_head.bias_extractor.reference'}
+    state = {
+        k: v
+        for k, v in model.state_dict().items() if k != 'decode_head.bias_extractor.reference'
+    }
     fresh = build(student_cfg(clip_file, None))
     with pytest.raises(ValueError, match=r"lacks \['bias_extractor.reference'\]"):
         fresh.load_state_dict(state, strict=False)

@@ -39,8 +39,10 @@ def save_plain(path, tensors):
 
 def test_other_unexpected_or_missing_keys_refused(state, tmp_path):
     extra = tmp_path / 'extra.pt'
-    torch.save({**state, 'input_resolution': torch.tensor(224), 'my_head.weight':
-                torch.zeros(3)}, extra)
+    torch.save({
+        **state, 'input_resolution': torch.tensor(224),
+        'my_head.weight': torch.zeros(3)
+    }, extra)
     with pytest.raises(RuntimeError, match=r"extra\.pt.*my_head\.weight"):
         create_clip(TINY, str(extra))
     missing = tmp_path / 'missing.pt'

@@ -35,8 +35,8 @@ def reference_dense(state_dict, size, img):
         kwargs['attn_mask'] = eye_mask
         return args, kwargs
 
-    visual.transformer.resblocks[-1].register_forward_pre_hook(force_self_attention,
-                                                               with_kwargs=True)
+    visual.transformer.resblocks[-1].register_forward_pre_hook(
+        force_self_attention, with_kwargs=True)
     with torch.no_grad():
         _, tokens = visual(img)
         feats = F.normalize(tokens @ visual.proj, dim=-1)

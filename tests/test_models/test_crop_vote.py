@@ -3,8 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmseg_reclip.models.utils.crop_vote import (global_hypothesis,
-                                                 votes_to_hypothesis, window_boxes)
+from mmseg_reclip.models.utils.crop_vote import global_hypothesis, votes_to_hypothesis, window_boxes
 
 
 def _edge_aligned_starts(length, window, stride):
@@ -28,8 +27,8 @@ def test_window_boxes_exact():
     # stride None = half the window
     assert window_boxes(100, 120, 56, None) == expected
     # exact fit: no duplicate edge window
-    assert window_boxes(84, 84, 56, 28) == [(0, 0, 56, 56), (0, 28, 56, 84),
-                                            (28, 0, 84, 56), (28, 28, 84, 84)]
+    assert window_boxes(84, 84, 56, 28) == [(0, 0, 56, 56), (0, 28, 56, 84), (28, 0, 84, 56),
+                                            (28, 28, 84, 84)]
 
 
 def test_window_boxes_ratio_and_clamp():

@@ -11,8 +11,7 @@ from mmseg.structures import SegDataSample
 
 import mmseg_reclip  # noqa: F401
 from mmseg_reclip.models.decode_heads.aspp_v2_head import ASPPV2
-from mmseg_reclip.models.losses.distill_losses import (feature_guided_l1_loss,
-                                                       mask_guided_ce_loss)
+from mmseg_reclip.models.losses.distill_losses import feature_guided_l1_loss, mask_guided_ce_loss
 from mmseg_reclip.models.segmentors.distiller import valid_region
 from tests.clip_utils import TINY, save_random_clip
 
@@ -23,20 +22,31 @@ STD = [68.501, 66.632, 70.323]
 def teacher_cfg(clip):
     return dict(
         type='ReCLIP',
-        data_preprocessor=dict(type='SegDataPreProcessor', mean=MEAN, std=STD,
-                               bgr_to_rgb=True, size_divisor=16),
+        data_preprocessor=dict(
+            type='SegDataPreProcessor', mean=MEAN, std=STD, bgr_to_rgb=True, size_divisor=16),
         backbone=dict(type='CLIPViTBackbone', model_name=TINY, pretrained=clip),
         decode_head=dict(
-            type='ReCLIPHead', in_channels=64, num_classes=20, class_names='voc20',
-            templates='single', bias_extractor=dict(num_context=4), norm_cfg=dict(type='BN'),
+            type='ReCLIPHead',
+            in_channels=64,
+            num_classes=20,
+            class_names='voc20',
+            templates='single',
+            bias_extractor=dict(num_context=4),
+            norm_cfg=dict(type='BN'),
             query_cache_dir=None,
             text_encoder=dict(type='OpenCLIPTextEncoder', model_name=TINY, pretrained=clip)))
 
 
 def student_cfg(clip, ckpt, **head):
-    head_cfg = dict(type='ReCLIPStudentHead', in_channels=128, in_index=3, channels=32,
-                    num_classes=20, class_names='voc20', embed_dim=64,
-                    bias_extractor=dict(pe_channels=64, pe_grid=(14, 14)))
+    head_cfg = dict(
+        type='ReCLIPStudentHead',
+        in_channels=128,
+        in_index=3,
+        channels=32,
+        num_classes=20,
+        class_names='voc20',
+        embed_dim=64,
+        bias_extractor=dict(pe_channels=64, pe_grid=(14, 14)))
     head_cfg.update(head)
     return dict(
         type='ReCLIPDistiller',
@@ -44,9 +54,16 @@ def student_cfg(clip, ckpt, **head):
         teacher_checkpoint=ckpt,
         data_preprocessor=teacher_cfg(clip)['data_preprocessor'],
         student_input_norm=dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375]),
-        backbone=dict(type='ResNetV1c', depth=18, base_channels=16, stem_channels=16,
-                      out_indices=(0, 1, 2, 3), dilations=(1, 1, 2, 4), strides=(1, 2, 1, 1),
-                      norm_cfg=dict(type='BN'), contract_dilation=True),
+        backbone=dict(
+            type='ResNetV1c',
+            depth=18,
+            base_channels=16,
+            stem_channels=16,
+            out_indices=(0, 1, 2, 3),
+            dilations=(1, 1, 2, 4),
+            strides=(1, 2, 1, 1),
+            norm_cfg=dict(type='BN'),
+            contract_dilation=True),
         decode_head=head_cfg,
         train_cfg=dict(),
         test_cfg=dict(mode='whole'))
@@ -80,8 +97,8 @@ def files(tmp_path_factory):
         head.mask_decoder.norm.running_var.uniform_(0.5, 2.0)
     ckpt = str(root / 'teacher.pth')
     classes = tuple(n[0] for n in head.class_names)
-    torch.save(dict(meta=dict(dataset_meta=dict(classes=classes)),
-                    state_dict=teacher.state_dict()), ckpt)
+    torch.save(
+        dict(meta=dict(dataset_meta=dict(classes=classes)), state_dict=teacher.state_dict()), ckpt)
     return clip, ckpt
 
 
@@ -104,8 +121,9 @@ def test_aspp_v2_shape_dilations_and_sum():
     x = torch.randn(2, 8, 33, 40)
     out = aspp(x)
     assert out.shape == (2, 6, 33, 40)
-    ref = sum(F.conv2d(x, c.weight, c.bias, padding=c.dilation, dilation=c.dilation)
-              for c in aspp.branches)
+    ref = sum(
+        F.conv2d(x, c.weight, c.bias, padding=c.dilation, dilation=c.dilation)
+        for c in aspp.branches)
     torch.testing.assert_close(out, ref)
     # An impulse reaches exactly the 3x3 taps of every dilation (biases are 0).
     impulse = torch.zeros(1, 8, 61, 61)
@@ -164,8 +182,7 @@ def test_inherited_parts_survive_checkpoint_without_teacher(files, tmp_path):
     model = build(student_cfg(clip, ckpt))
     model.init_weights()
     state = model.state_dict()
-    assert not any(k.startswith('teacher') or 'text_encoder' in k or 'visual' in k
-                   for k in state)
+    assert not any(k.startswith('teacher') or 'text_encoder' in k or 'visual' in k for k in state)
     assert state['decode_head.inherited']
     fresh = build(student_cfg(clip, str(tmp_path / 'does_not_exist.pth')))
     fresh.load_state_dict(state, strict=True)
@@ -188,8 +205,8 @@ def test_functional_losses():
     target = torch.randint(0, 5, (2, 16, 24))
     target[0, :3] = 255
     up = F.interpolate(logits, size=(16, 24), mode='bilinear', align_corners=False)
-    torch.testing.assert_close(mask_guided_ce_loss(logits, target),
-                               F.cross_entropy(up, target, ignore_index=255))
+    torch.testing.assert_close(
+        mask_guided_ce_loss(logits, target), F.cross_entropy(up, target, ignore_index=255))
     zero = mask_guided_ce_loss(logits.requires_grad_(), torch.full((2, 16, 24), 255))
     assert zero.item() == 0 and torch.isfinite(zero)
     zero.backward()
@@ -200,8 +217,8 @@ def test_functional_losses():
     torch.testing.assert_close(feature_guided_l1_loss(sf, tf), (sup - tf).abs().mean())
     valid = torch.zeros(2, 16, 24, dtype=torch.bool)
     valid[:, :8, :12] = True
-    torch.testing.assert_close(feature_guided_l1_loss(sf, tf, valid),
-                               (sup - tf)[:, :, :8, :12].abs().mean())
+    torch.testing.assert_close(
+        feature_guided_l1_loss(sf, tf, valid), (sup - tf)[:, :, :8, :12].abs().mean())
 
 
 def test_valid_region_from_img_shape():
@@ -215,8 +232,7 @@ def _student_grads(model, losses, keep):
     model.zero_grad(set_to_none=True)
     total = sum(v for k, v in losses.items() if any(t in k for t in keep))
     total.backward(retain_graph=True)
-    return {n: p.grad.clone() if p.grad is not None else None
-            for n, p in model.named_parameters()}
+    return {n: p.grad.clone() if p.grad is not None else None for n, p in model.named_parameters()}
 
 
 def test_each_loss_trains_the_student_and_nothing_else(files):
@@ -264,7 +280,8 @@ def test_each_loss_trains_the_student_and_nothing_else(files):
 
     # The optimizer sees exactly the student's trainable parameters.
     wrapper = TrainableOptimWrapperConstructor(
-        dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.01)))(model)
+        dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.01)))(
+            model)
     in_optim = {id(p) for g in wrapper.optimizer.param_groups for p in g['params']}
     assert in_optim == {id(p) for n, p in model.named_parameters() if p.requires_grad}
     assert not in_optim & {id(p) for p in teacher.parameters()}
@@ -273,10 +290,14 @@ def test_each_loss_trains_the_student_and_nothing_else(files):
 
 def test_loss_weights_are_the_lambdas(files):
     clip, ckpt = files
-    cfg = student_cfg(clip, ckpt, loss_decode=[
-        dict(type='MaskGuidedCELoss', loss_weight=1.0),
-        dict(type='FeatureGuidedL1Loss', loss_weight=1.0),
-        dict(type='TextGuidedContrastiveLoss', loss_weight=1.0)])
+    cfg = student_cfg(
+        clip,
+        ckpt,
+        loss_decode=[
+            dict(type='MaskGuidedCELoss', loss_weight=1.0),
+            dict(type='FeatureGuidedL1Loss', loss_weight=1.0),
+            dict(type='TextGuidedContrastiveLoss', loss_weight=1.0)
+        ])
     models = []
     for c in (cfg, student_cfg(clip, ckpt)):
         torch.manual_seed(0)
@@ -356,13 +377,14 @@ def test_distill_configs():
             == cfg.num_classes, path
         assert model.teacher.decode_head.class_names == model.decode_head.class_names
         assert model.data_preprocessor.mean == [122.771, 116.746, 104.094]  # CLIP's
-        assert [h['type'] for h in cfg.custom_hooks] == ['CropVoteHypothesisHook', 'DatasetClassCheckHook']
+        assert [h['type']
+                for h in cfg.custom_hooks] == ['CropVoteHypothesisHook', 'DatasetClassCheckHook']
         assert cfg.optim_wrapper.constructor == 'TrainableOptimWrapperConstructor'
         head = model.decode_head
         assert head.feature_module.dilations == (6, 12, 18, 24) and head.channels == 512
-        weights = {l['type']: l['loss_weight'] for l in head.loss_decode}
-        assert weights == dict(MaskGuidedCELoss=1.0, FeatureGuidedL1Loss=0.5,
-                               TextGuidedContrastiveLoss=0.5)
+        weights = {loss['type']: loss['loss_weight'] for loss in head.loss_decode}
+        assert weights == dict(
+            MaskGuidedCELoss=1.0, FeatureGuidedL1Loss=0.5, TextGuidedContrastiveLoss=0.5)
         pipeline = cfg.train_dataloader.dataset.dataset.pipeline  # inside StepSeededDataset
         crop = [t for t in pipeline if t['type'] == 'RandomCrop']
         assert crop[0]['crop_size'] == (crops[ds], crops[ds]), path
@@ -376,8 +398,7 @@ def test_distill_configs():
             assert cfg.optim_wrapper.optimizer.lr == 0.01
             (poly, ) = cfg.param_scheduler
             assert (poly.type, poly.eta_min, poly.power) == ('PolyLR', 1e-4, 0.9)
-            backbone.update(depth=18, base_channels=16, stem_channels=16,
-                            norm_cfg=dict(type='BN'))
+            backbone.update(depth=18, base_channels=16, stem_channels=16, norm_cfg=dict(type='BN'))
             head.in_channels = 128
         else:
             assert 'mmpretrain.models' in cfg.custom_imports.imports

@@ -40,8 +40,8 @@ def test_pseudo_label_moves_with_the_image_and_is_marked(files):
         dict(type='RandomCrop', crop_size=(10, 12), cat_max_ratio=1.0),
         dict(type='PackSegInputs', meta_keys=PSEUDO_META_KEYS),
     ])
-    out = pipeline(dict(img_path=img_path, seg_map_path='/gt/a_1.png', seg_fields=[],
-                        reduce_zero_label=False))
+    out = pipeline(
+        dict(img_path=img_path, seg_map_path='/gt/a_1.png', seg_fields=[], reduce_zero_label=False))
     sample = out['data_samples']
     assert sample.metainfo['pseudo_label_path'].endswith('a_1.png')
     seg = sample.gt_sem_seg.data[0].numpy()

@@ -31,8 +31,8 @@ def message_hub():
 
 
 def _rank_worker(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
-    dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank,
-                            world_size=world_size)
+    dist.init_process_group(
+        'gloo', init_method=f'file://{init_file}', rank=rank, world_size=world_size)
     try:
         MessageHub.get_instance(f'rank{rank}')
         out = {it: masks_at(it, seed=3) for it in (0, 1)}
@@ -45,8 +45,12 @@ def _rank_worker(rank: int, world_size: int, init_file: str, out_dir: str) -> No
 def two_rank_masks(tmp_path_factory):
     root = tmp_path_factory.mktemp('gumbel_ranks')
     # spawn, not fork: forking after torch's OpenMP pool has run deadlocks the workers
-    mp.start_processes(_rank_worker, args=(2, str(root / 'init'), str(root)), nprocs=2,
-                       join=True, start_method='spawn')
+    mp.start_processes(
+        _rank_worker,
+        args=(2, str(root / 'init'), str(root)),
+        nprocs=2,
+        join=True,
+        start_method='spawn')
     return [torch.load(root / f'rank{r}.pth', weights_only=True) for r in range(2)]
 
 
@@ -86,21 +90,34 @@ def test_step_seed_components(message_hub):
 def test_heads_draw_the_step_noise(head, message_hub, tmp_path):
     """Both heads' masks are the step generator's Gumbel draw at (noise_seed, iter)."""
     from mmseg.registry import MODELS
+
     from tests.clip_utils import TINY, save_random_clip
     if head == 'ReCLIPHead':
         clip = save_random_clip(str(tmp_path / 'tiny.pt'))
-        module = MODELS.build(dict(
-            type='ReCLIPHead', class_names=['cat', 'dog', 'sky'], num_classes=3,
-            in_channels=64, templates='single', show_progress=False, query_cache_dir=None,
-            bias_extractor=dict(num_context=4),
-            mask_decoder=dict(noise_seed=9, gumbel_scale=7.0, gumbel_tau=0.5),
-            text_encoder=dict(type='OpenCLIPTextEncoder', model_name=TINY, pretrained=clip)))
+        module = MODELS.build(
+            dict(
+                type='ReCLIPHead',
+                class_names=['cat', 'dog', 'sky'],
+                num_classes=3,
+                in_channels=64,
+                templates='single',
+                show_progress=False,
+                query_cache_dir=None,
+                bias_extractor=dict(num_context=4),
+                mask_decoder=dict(noise_seed=9, gumbel_scale=7.0, gumbel_tau=0.5),
+                text_encoder=dict(type='OpenCLIPTextEncoder', model_name=TINY, pretrained=clip)))
     else:
-        module = MODELS.build(dict(
-            type='ReCLIPStudentHead', in_channels=8, channels=8, num_classes=3,
-            class_names=['cat', 'dog', 'sky'], embed_dim=8,
-            bias_extractor=dict(pe_channels=8, pe_grid=(2, 2)), feature_module=None,
-            mask_decoder=dict(noise_seed=9, gumbel_scale=7.0, gumbel_tau=0.5)))
+        module = MODELS.build(
+            dict(
+                type='ReCLIPStudentHead',
+                in_channels=8,
+                channels=8,
+                num_classes=3,
+                class_names=['cat', 'dog', 'sky'],
+                embed_dim=8,
+                bias_extractor=dict(pe_channels=8, pe_grid=(2, 2)),
+                feature_module=None,
+                mask_decoder=dict(noise_seed=9, gumbel_scale=7.0, gumbel_tau=0.5)))
     logits = torch.randn(2, 3, 6, 6, generator=torch.Generator().manual_seed(0))
     per_iter = []
     for it in (0, 1):

@@ -1,9 +1,11 @@
 """KeyedCache: key digest, atomic save, weights_only load, reject-and-recompute."""
 import hashlib
+import logging
 import os
 
 import pytest
 import torch
+from mmengine.logging import MMLogger
 
 from mmseg_reclip.models.utils.cache import KeyedCache, digest
 from tests.test_security.test_untrusted_files import write_payload
@@ -28,6 +30,7 @@ def test_save_is_atomic_and_load_round_trips(tmp_path):
     assert cache.load() == dict(value=[1, 2], key='ab' * 32)
 
     class Boom:  # torch.save fails on it: no temp file may stay behind
+
         def __reduce__(self):
             raise RuntimeError('boom')
 
@@ -37,7 +40,29 @@ def test_save_is_atomic_and_load_round_trips(tmp_path):
     assert cache.load()['value'] == [1, 2]
 
 
-def test_unusable_files_are_rejected_with_a_reason(tmp_path, capsys):
+class _ListHandler(logging.Handler):
+    """Collects the messages of mmengine's current logger, whatever stream its own
+    handlers hold (they may point at a stdout that an earlier test captured)."""
+
+    def __init__(self):
+        super().__init__()
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def test_unusable_files_are_rejected_with_a_reason(tmp_path):
+    logger = MMLogger.get_current_instance()
+    handler = _ListHandler()
+    logger.addHandler(handler)
+    try:
+        _check_rejections(tmp_path, handler)
+    finally:
+        logger.removeHandler(handler)
+
+
+def _check_rejections(tmp_path, handler):
     key = 'cd' * 32
     cache = KeyedCache(str(tmp_path), 'p_', key, what='Test cache')
     with open(cache.path, 'wb') as f:
@@ -54,6 +79,6 @@ def test_unusable_files_are_rejected_with_a_reason(tmp_path, capsys):
     marker = tmp_path / 'MARKER'
     write_payload(cache.path, marker, key=key, value=1)
     assert cache.load() is None and not marker.exists()  # weights_only: never ran
-    out = capsys.readouterr().out
+    out = '\n'.join(handler.messages)
     for why in ('is unreadable', 'key mismatch', 'invalid content (negative)'):
         assert f'Test cache {cache.path}' in out and why in out, why

@@ -6,8 +6,7 @@ import torch
 import torch.nn.functional as F
 from mmengine.runner.checkpoint import load_state_dict as mmengine_load_state_dict
 
-from tests.test_models.test_distill import build, files, student_cfg  # noqa: F401
-from tests.test_models.test_distill import teacher_cfg
+from tests.test_models.test_distill import build, files, student_cfg, teacher_cfg  # noqa: F401
 
 # new key -> key of the code before the refactor (November 2026)
 TEACHER_OLD = {
@@ -61,17 +60,19 @@ def test_stage1_checkpoint_with_old_keys_loads_and_predicts_the_same(files):  # 
                        state['decode_head.mask_decoder.norm.running_var'])
     feats = F.normalize(torch.randn(2, 64, 6, 7), dim=1)
     with torch.no_grad():
-        torch.testing.assert_close(model.eval().decode_head.forward((feats, )),
-                                   reference.eval().decode_head.forward((feats, )),
-                                   rtol=0, atol=0)
+        torch.testing.assert_close(
+            model.eval().decode_head.forward((feats, )),
+            reference.eval().decode_head.forward((feats, )),
+            rtol=0,
+            atol=0)
 
 
 def test_distiller_takes_an_old_teacher_checkpoint(files, tmp_path):  # noqa: F811
     clip, ckpt = files
     saved = torch.load(ckpt, map_location='cpu', weights_only=False)
     old_ckpt = str(tmp_path / 'old_teacher.pth')
-    torch.save(dict(meta=saved['meta'], state_dict=to_old(saved['state_dict'], TEACHER_OLD)),
-               old_ckpt)
+    torch.save(
+        dict(meta=saved['meta'], state_dict=to_old(saved['state_dict'], TEACHER_OLD)), old_ckpt)
     new, old = build(student_cfg(clip, ckpt)), build(student_cfg(clip, old_ckpt))
     new.init_weights()
     old.init_weights()
@@ -100,5 +101,5 @@ def test_old_student_checkpoint_loads_with_its_bn_eps(files):  # noqa: F811
     x = torch.randn(1, 3, 48, 64)
     model.decode_head.mask_decoder.norm.eps = eps
     with torch.no_grad():
-        torch.testing.assert_close(fresh.eval()._forward(x), model.eval()._forward(x),
-                                   rtol=0, atol=0)
+        torch.testing.assert_close(
+            fresh.eval()._forward(x), model.eval()._forward(x), rtol=0, atol=0)

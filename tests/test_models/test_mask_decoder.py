@@ -7,9 +7,9 @@ import torch.nn.functional as F
 from mmengine.config import ConfigDict
 from mmengine.logging import MessageHub
 from mmengine.registry import init_default_scope
+from mmseg.registry import MODELS
 
 import mmseg_reclip  # noqa: F401
-from mmseg.registry import MODELS
 from mmseg_reclip.models.decode_heads import RectifiedMaskDecoder
 from mmseg_reclip.models.utils import gumbel_softmax_hard, step_generator
 from tests.clip_utils import TINY, save_random_clip
@@ -38,11 +38,16 @@ def test_forward_is_conv_then_bn():
     decoder = randomize(build(kernel_size=3)).eval()
     g = torch.Generator().manual_seed(1)
     feats, rect = torch.randn(2, D, 6, 7, generator=g), torch.randn(2, C, 6, 7, generator=g)
-    x = F.conv2d(torch.cat([feats, rect], 1), decoder.conv.weight, decoder.conv.bias,
-                 padding=1)
+    x = F.conv2d(torch.cat([feats, rect], 1), decoder.conv.weight, decoder.conv.bias, padding=1)
     norm = decoder.norm
-    expected = F.batch_norm(x, norm.running_mean, norm.running_var, norm.weight, norm.bias,
-                            training=False, eps=norm.eps)
+    expected = F.batch_norm(
+        x,
+        norm.running_mean,
+        norm.running_var,
+        norm.weight,
+        norm.bias,
+        training=False,
+        eps=norm.eps)
     with torch.no_grad():
         out = decoder(feats, rect)
     assert out.shape == (2, C, 6, 7) and out.dtype == torch.float32
@@ -50,8 +55,11 @@ def test_forward_is_conv_then_bn():
     # training: BN normalises with the batch statistics (mean 0 per class)
     decoder.train()
     out = decoder(feats, rect)
-    torch.testing.assert_close(((out - norm.bias[:, None, None]) / norm.weight[:, None, None])
-                               .mean(dim=(0, 2, 3)), torch.zeros(C), rtol=0, atol=1e-5)
+    torch.testing.assert_close(
+        ((out - norm.bias[:, None, None]) / norm.weight[:, None, None]).mean(dim=(0, 2, 3)),
+        torch.zeros(C),
+        rtol=0,
+        atol=1e-5)
 
 
 def test_initialisation_and_kernel_check():
@@ -95,11 +103,18 @@ class _LinearDecoderForTest(nn.Module):
 def test_head_takes_a_swapped_mask_decoder(tmp_path):
     clip = save_random_clip(str(tmp_path / 'tiny.pt'), TINY)
     init_default_scope('mmseg')
-    head = MODELS.build(ConfigDict(
-        type='ReCLIPHead', class_names=['cat', 'dog', 'sky'], num_classes=3, in_channels=64,
-        templates='single', show_progress=False, query_cache_dir=None,
-        bias_extractor=dict(num_context=4), mask_decoder=dict(type='_LinearDecoderForTest'),
-        text_encoder=dict(type='OpenCLIPTextEncoder', model_name=TINY, pretrained=clip)))
+    head = MODELS.build(
+        ConfigDict(
+            type='ReCLIPHead',
+            class_names=['cat', 'dog', 'sky'],
+            num_classes=3,
+            in_channels=64,
+            templates='single',
+            show_progress=False,
+            query_cache_dir=None,
+            bias_extractor=dict(num_context=4),
+            mask_decoder=dict(type='_LinearDecoderForTest'),
+            text_encoder=dict(type='OpenCLIPTextEncoder', model_name=TINY, pretrained=clip)))
     head.init_weights()
     head.eval()
     assert not isinstance(head.mask_decoder, RectifiedMaskDecoder)

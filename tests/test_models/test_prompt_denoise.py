@@ -87,8 +87,12 @@ def test_pd_modes(maskclip):
         grid = maskclip.grid_logits(img)
         peak = (10 * grid).softmax(1).flatten(2).amax(2)[0]
         threshold = float(peak.sort(descending=True).values[2])  # three classes pass
-        set_modes(maskclip, upsample_mode='released', pd_threshold=threshold,
-                  pd_mode='grid', pd_fallback=False)
+        set_modes(
+            maskclip,
+            upsample_mode='released',
+            pd_threshold=threshold,
+            pd_mode='grid',
+            pd_fallback=False)
         out = maskclip.inference(img, metas)
     keep = peak >= threshold
     assert keep.sum() == 3
@@ -102,8 +106,12 @@ def test_pd_modes(maskclip):
             maskclip.inference(img, metas)
     finally:
         maskclip.test_cfg = dict(mode='whole')
-        set_modes(maskclip, pd_threshold=None, pd_mode='upsampled', pd_fallback=True,
-                  upsample_mode='padded_crop')
+        set_modes(
+            maskclip,
+            pd_threshold=None,
+            pd_mode='upsampled',
+            pd_fallback=True,
+            upsample_mode='padded_crop')
 
 
 @pytest.mark.parametrize('option', [dict(pd_mode='input'), dict(upsample_mode='crop')])
@@ -124,11 +132,11 @@ def test_distiller_takes_the_same_denoise_path():
     logits = torch.randn(2, 5, 6, 6, generator=torch.Generator().manual_seed(0))
     mixin = PromptDenoiseMixin()
     mixin.init_prompt_denoise(0.99, 10.0, 'upsampled', pd_fallback=False)
-    assert torch.equal(mixin.denoise(logits, 'upsampled'),
-                       prompt_denoise(logits, 0.99, 10.0, fallback=False))
+    assert torch.equal(
+        mixin.denoise(logits, 'upsampled'), prompt_denoise(logits, 0.99, 10.0, fallback=False))
     assert mixin.denoise(logits, 'grid') is logits  # not this segmentor's stage
     mixin.init_prompt_denoise(None)
     assert mixin.denoise(logits) is logits  # off
     with pytest.raises(ValueError, match='pd_mode'):
-        ReCLIPDistiller.init_prompt_denoise(ReCLIPDistiller.__new__(ReCLIPDistiller), 0.5,
-                                            pd_mode='grid')
+        ReCLIPDistiller.init_prompt_denoise(
+            ReCLIPDistiller.__new__(ReCLIPDistiller), 0.5, pd_mode='grid')

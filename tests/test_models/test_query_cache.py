@@ -19,10 +19,15 @@ def clip(tmp_path_factory):
 
 
 def build(clip, cache_dir):
-    return MODELS.build(ConfigDict(
-        type='MaskCLIPHead', class_names=NAMES, num_classes=len(NAMES), in_channels=64,
-        templates='single', query_cache_dir=str(cache_dir),
-        text_encoder=dict(type='OpenCLIPTextEncoder', model_name=TINY, pretrained=clip)))
+    return MODELS.build(
+        ConfigDict(
+            type='MaskCLIPHead',
+            class_names=NAMES,
+            num_classes=len(NAMES),
+            in_channels=64,
+            templates='single',
+            query_cache_dir=str(cache_dir),
+            text_encoder=dict(type='OpenCLIPTextEncoder', model_name=TINY, pretrained=clip)))
 
 
 def test_cache_is_reused_only_when_valid(clip, tmp_path):

@@ -7,13 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 from mmengine.optim import build_optim_wrapper
-
 from mmseg.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
+
 from mmseg_reclip.models.decode_heads.maskclip_head import MaskCLIPHead
 from mmseg_reclip.models.decode_heads.reclip_head import bias_logits, rectify
 from mmseg_reclip.models.losses import reclip_contrastive_loss
 from mmseg_reclip.models.utils import gumbel_softmax_hard
-from tests.clip_utils import TINY, save_random_clip
+from tests.clip_utils import TINY
 
 # 4 classes, the last with a synonym (class score = max over its names)
 CLASS_NAMES = ['cat', 'dining table', 'hippopotamus', ['tv monitor', 'television']]
@@ -24,11 +24,6 @@ TRAINABLE = {
     'mask_decoder.conv.weight', 'mask_decoder.conv.bias', 'mask_decoder.norm.weight',
     'mask_decoder.norm.bias'
 }
-
-
-@pytest.fixture(scope='module')
-def clip_file(tmp_path_factory):
-    return save_random_clip(str(tmp_path_factory.mktemp('clip') / 'tiny.pt'), TINY)
 
 
 def head_cfg(clip_file, **kwargs):
@@ -79,8 +74,7 @@ def loop_bias(pos, ref):
     for c in range(ref.shape[0]):
         for y in range(h):
             for x in range(w):
-                out[c, y, x] = sum(float(pos[d, y, x]) * float(ref[c, d])
-                                   for d in range(num_dims))
+                out[c, y, x] = sum(float(pos[d, y, x]) * float(ref[c, d]) for d in range(num_dims))
     return out
 
 
@@ -100,13 +94,14 @@ def test_head_bias_is_projected_pe_times_reference(clip_file):
     with torch.no_grad():
         ref = head.bias_extractor.reference_embeddings()
         # P by hand: bicubic resize of CLIP's PE grid, then W·pe + b per position
-        grid = F.interpolate(head.text_encoder.image_pos_embed[None], size=size,
-                             mode='bicubic', align_corners=False)[0]
+        grid = F.interpolate(
+            head.text_encoder.image_pos_embed[None], size=size, mode='bicubic',
+            align_corners=False)[0]
         weight = head.bias_extractor.pe_proj.weight[:, :, 0, 0]
         pos = (weight @ grid.flatten(1) + head.bias_extractor.pe_proj.bias[:, None])
         pos = pos.reshape(D, *size)
-        torch.testing.assert_close(head.bias_extractor.positional_features(size), pos,
-                                   rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(
+            head.bias_extractor.positional_features(size), pos, rtol=1e-5, atol=1e-6)
         bias = head.bias(size)
     assert ref.shape == (C, D)
     torch.testing.assert_close(ref.norm(), torch.tensor(1.0))  # R / ||R||_F (released)
@@ -143,13 +138,19 @@ def test_head_forward_matches_independent(clip_file, bias_mode):
         queries = head.queries()
         # query logits with the synonym max written out
         per_name = torch.einsum('bdhw,nd->bnhw', feats, queries)
-        lq = torch.stack([per_name[:, 0], per_name[:, 1], per_name[:, 2],
-                          torch.maximum(per_name[:, 3], per_name[:, 4])], dim=1)
+        lq = torch.stack([
+            per_name[:, 0], per_name[:, 1], per_name[:, 2],
+            torch.maximum(per_name[:, 3], per_name[:, 4])
+        ],
+                         dim=1)
         pos = head.bias_extractor.positional_features((3, 5))
         bias = loop_bias(pos, head.bias_extractor.reference_embeddings()).float()
         rect = {'subtract': lq - bias, 'add': lq + bias, 'none': lq}[bias_mode]
-        x = F.conv2d(torch.cat([feats, rect], 1), head.mask_decoder.conv.weight,
-                     head.mask_decoder.conv.bias, padding=2)
+        x = F.conv2d(
+            torch.cat([feats, rect], 1),
+            head.mask_decoder.conv.weight,
+            head.mask_decoder.conv.bias,
+            padding=2)
         bn = head.mask_decoder.norm
         expected = (x - bn.running_mean[:, None, None]) / torch.sqrt(
             bn.running_var[:, None, None] + bn.eps) * bn.weight[:, None, None] + \
@@ -196,8 +197,9 @@ def test_bias_cached_at_eval_per_size(clip_file):
     assert b4 is not b3
     assert (b4 - b3).abs().max() > 1e-4
     with torch.no_grad():
-        fresh = bias_logits(head.bias_extractor.positional_features((3, 4)),
-                            head.bias_extractor.reference_embeddings())
+        fresh = bias_logits(
+            head.bias_extractor.positional_features((3, 4)),
+            head.bias_extractor.reference_embeddings())
     torch.testing.assert_close(b4, fresh)
 
 
@@ -239,8 +241,8 @@ def test_optimizer_gets_exactly_the_trainable_parameters(clip_file):
     assert set(expected.values()) == {'decode_head.' + n for n in TRAINABLE}
     assert len(list(model.parameters())) > len(expected)  # frozen CLIP params exist
 
-    optim_cfg = dict(type='OptimWrapper',
-                     optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=5e-4))
+    optim_cfg = dict(
+        type='OptimWrapper', optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=5e-4))
     constructor = OPTIM_WRAPPER_CONSTRUCTORS.build(
         dict(type='TrainableOptimWrapperConstructor', optim_wrapper_cfg=optim_cfg))
     wrapper = constructor(model)
@@ -253,8 +255,10 @@ def test_optimizer_gets_exactly_the_trainable_parameters(clip_file):
     # the runner's route: `constructor` and `paramwise_cfg` in the optim_wrapper config
     wrapper = build_optim_wrapper(
         model,
-        dict(optim_cfg, constructor='TrainableOptimWrapperConstructor',
-             paramwise_cfg=dict(custom_keys={'context': dict(decay_mult=0.0)})))
+        dict(
+            optim_cfg,
+            constructor='TrainableOptimWrapperConstructor',
+            paramwise_cfg=dict(custom_keys={'context': dict(decay_mult=0.0)})))
     groups = wrapper.optimizer.param_groups
     assert {id(p) for g in groups for p in g['params']} == set(expected)
     decay = {expected[id(p)]: g['weight_decay'] for g in groups for p in g['params']}
@@ -317,8 +321,8 @@ def test_contrastive_loss_synonyms_max():
     name_to_class = torch.tensor([0, 1, 1])
     # class 0: name logits 10 (0.5, 0, 0.3) -> class logits (5, max(0, 3)) = (5, 3)
     # class 1: name logits 10 (0.3, 0.4, 0.5) -> class logits (3, max(4, 5)) = (3, 5)
-    loss = reclip_contrastive_loss(feats, masks, queries, torch.tensor([[True, True]]),
-                                   name_to_class, logit_scale=10.0)
+    loss = reclip_contrastive_loss(
+        feats, masks, queries, torch.tensor([[True, True]]), name_to_class, logit_scale=10.0)
     assert loss.item() == pytest.approx(softplus(-2.0), rel=1e-6)
 
 

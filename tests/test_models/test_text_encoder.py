@@ -45,8 +45,8 @@ def ade_names(num):
 def test_build_queries_matches_open_clip(model, request):
     encoder = request.getfixturevalue(f'{model}_encoder')
     model_name = TINY if model == 'tiny' else 'ViT-B-16'
-    clip = open_clip.create_model(model_name,
-                                  pretrained=request.getfixturevalue(f'{model}_file')).eval()
+    clip = open_clip.create_model(
+        model_name, pretrained=request.getfixturevalue(f'{model}_file')).eval()
     tokenizer = open_clip.get_tokenizer(model_name)
     with torch.no_grad():
         expected = []
@@ -97,10 +97,9 @@ def test_context_prompts_gradient(tiny_encoder):
     names = ade_names(6)
     tokens, eot = tiny_encoder.name_tokens(names, 8, 'eot')
     grads = []
-    for encode in (tiny_encoder.encode_context_prompts,
-                   tiny_encoder.encode_context_prompts_naive):
-        context = (0.1 * torch.randn(8, tiny_encoder.width,
-                                     generator=torch.Generator().manual_seed(1)))
+    for encode in (tiny_encoder.encode_context_prompts, tiny_encoder.encode_context_prompts_naive):
+        context = (0.1 *
+                   torch.randn(8, tiny_encoder.width, generator=torch.Generator().manual_seed(1)))
         context.requires_grad_(True)
         encode(context, tokens, eot).square().sum().backward()
         grads.append(context.grad)

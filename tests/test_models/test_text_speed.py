@@ -66,12 +66,12 @@ def test_mask_argument_and_no_blocks(tiny_file):
     enc = OpenCLIPTextEncoder(TINY, pretrained=tiny_file)
     blocks = enc.tower.transformer.resblocks
     g = torch.Generator().manual_seed(0)
-    prefix, suffix = torch.randn(5, enc.width, generator=g), torch.randn(3, 4, enc.width,
-                                                                        generator=g)
+    prefix, suffix = torch.randn(
+        5, enc.width, generator=g), torch.randn(
+            3, 4, enc.width, generator=g)
     with torch.no_grad():
         a = encode_shared_prefix(blocks, prefix, suffix)
-        b = encode_shared_prefix(blocks, prefix, suffix,
-                                 torch.ones(4, 9, dtype=torch.bool).tril(5))
+        b = encode_shared_prefix(blocks, prefix, suffix, torch.ones(4, 9, dtype=torch.bool).tril(5))
     assert torch.equal(a, b)
     assert torch.equal(encode_shared_prefix([], prefix, suffix), suffix)
 
@@ -91,10 +91,10 @@ def test_bf16_autocast_close(tiny_file):
     assert cos > 0.99
 
 
-@pytest.mark.skipif(not (os.environ.get('MMSEG_RECLIP_TEST_COMPILE') == '1'
-                         or torch.cuda.is_available()),
-                    reason='torch.compile takes ~70 s on a small CPU; set '
-                    'MMSEG_RECLIP_TEST_COMPILE=1 to run it')
+@pytest.mark.skipif(
+    not (os.environ.get('MMSEG_RECLIP_TEST_COMPILE') == '1' or torch.cuda.is_available()),
+    reason='torch.compile takes ~70 s on a small CPU; set '
+    'MMSEG_RECLIP_TEST_COMPILE=1 to run it')
 def test_compiled_equals_eager(tiny_file):
     device = 'cuda' if torch.cuda.is_available() else 'cpu'
     enc = OpenCLIPTextEncoder(TINY, pretrained=tiny_file).to(device)

@@ -14,8 +14,8 @@ from mmengine.runner.checkpoint import CheckpointLoader
 
 from mmseg_reclip import compat
 from tests.clip_utils import TINY, save_random_clip
-from test_compat import IMG_SIZE, NUM_CLASSES, _make_toy_dataset, _TOY_CONFIG
-from tool_utils import run_tool
+from tests.test_compat import _TOY_CONFIG, IMG_SIZE, NUM_CLASSES, _make_toy_dataset
+from tests.tool_utils import run_tool
 
 CONVERTER = 'tools/model_converters/reclip_released_to_mmseg.py'
 
@@ -47,9 +47,10 @@ def toy(tmp_path_factory):
     base = tmp_path_factory.mktemp('untrusted_toy')
     _make_toy_dataset(base / 'data')
     cfg = base / 'toy_fcn.py'
-    cfg.write_text(_TOY_CONFIG.format(size=IMG_SIZE, num_classes=NUM_CLASSES,
-                                      data_root=str(base / 'data'), max_iters=1) +
-                   "runner_type = 'ReCLIPRunner'\n")
+    cfg.write_text(
+        _TOY_CONFIG.format(
+            size=IMG_SIZE, num_classes=NUM_CLASSES, data_root=str(base / 'data'), max_iters=1) +
+        "runner_type = 'ReCLIPRunner'\n")
     return base, cfg
 
 
@@ -70,8 +71,8 @@ def test_mmengine_loader_refuses_and_allow_list_is_scoped(evil):
     during a load."""
     path, marker = evil
     before = set(map(repr, torch.serialization.get_safe_globals()))
-    with pytest.raises(compat.UnsafeCheckpointError,
-                       match=f'{path}: refused.*{compat.TRUST_PICKLE_ENV}=1'):
+    with pytest.raises(
+            compat.UnsafeCheckpointError, match=f'{path}: refused.*{compat.TRUST_PICKLE_ENV}=1'):
         CheckpointLoader.load_checkpoint(path, map_location='cpu')
     assert not marker.exists()
     assert set(map(repr, torch.serialization.get_safe_globals())) == before
@@ -117,8 +118,10 @@ def test_tools_refuse(evil, toy):
     base, cfg = toy
     runs = [
         ['tools/test.py', cfg, path, '--work-dir', base / 'wd_test'],
-        ['tools/train.py', cfg, '--work-dir', base / 'wd_load', '--cfg-options',
-         f'load_from={path}'],
+        [
+            'tools/train.py', cfg, '--work-dir', base / 'wd_load', '--cfg-options',
+            f'load_from={path}'
+        ],
     ]
     resume_dir = base / 'wd_resume'
     resume_dir.mkdir()
@@ -159,10 +162,14 @@ def test_query_cache_payload_is_ignored(evil, tmp_path):
     from mmseg.registry import MODELS
     path, marker = evil
     clip = save_random_clip(str(tmp_path / 'clip.pt'))
-    cfg = dict(type='MaskCLIPHead', class_names=['cat', 'dog'], num_classes=2,
-               in_channels=64, templates='single', query_cache_dir=str(tmp_path / 'qc'),
-               text_encoder=dict(type='OpenCLIPTextEncoder', model_name=TINY,
-                                 pretrained=clip))
+    cfg = dict(
+        type='MaskCLIPHead',
+        class_names=['cat', 'dog'],
+        num_classes=2,
+        in_channels=64,
+        templates='single',
+        query_cache_dir=str(tmp_path / 'qc'),
+        text_encoder=dict(type='OpenCLIPTextEncoder', model_name=TINY, pretrained=clip))
     head = MODELS.build(ConfigDict(cfg))
     cache = head._query_cache().path
     os.makedirs(os.path.dirname(cache))

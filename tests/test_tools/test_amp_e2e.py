@@ -9,15 +9,15 @@ import torch
 from tests.clip_utils import save_random_clip
 from tests.data_utils import make_voc_layout
 from tests.test_tools.test_distill_e2e import STAGE1, clip_options, data_options
-from tool_utils import run_tool
+from tests.tool_utils import run_tool
 
 
 def test_train_amp_then_test_fp16(tmp_path):
     clip = save_random_clip(str(tmp_path / 'tiny_clip.pt'))
     data = make_voc_layout(str(tmp_path / 'voc'), n_generated=1)
     work = tmp_path / 'amp'
-    proc = run_tool(['tools/train.py', STAGE1, '--work-dir', str(work), '--amp',
-                     '--cfg-options'] + clip_options(clip) + data_options(data))
+    proc = run_tool(['tools/train.py', STAGE1, '--work-dir',
+                     str(work), '--amp', '--cfg-options'] + clip_options(clip) + data_options(data))
     log = proc.stdout + proc.stderr
     losses = [float(v) for v in re.findall(r'decode\.loss_contrast: (\d+\.\d+)', log)]
     assert len(losses) == 2 and all(0 < v < 100 for v in losses)  # finite, not NaN
@@ -37,7 +37,9 @@ def test_train_amp_then_test_fp16(tmp_path):
     settings = torch.load(cache[0], weights_only=True)['settings']
     assert settings['precision'] == f'torch.{dtype}'
 
-    test = run_tool(['tools/test.py', STAGE1, str(work / 'iter_2.pth'), '--work-dir',
-                     str(tmp_path / 'test'), '--cfg-options'] + clip_options(clip) +
-                    data_options(data) + ['test_cfg.fp16=True'])
+    test = run_tool([
+        'tools/test.py', STAGE1,
+        str(work / 'iter_2.pth'), '--work-dir',
+        str(tmp_path / 'test'), '--cfg-options'
+    ] + clip_options(clip) + data_options(data) + ['test_cfg.fp16=True'])
     assert re.search(r'mIoU: \d+\.\d+', test.stdout + test.stderr)

@@ -18,7 +18,7 @@ from mmseg.registry import MODELS
 from tests.clip_utils import save_random_clip
 from tests.data_utils import make_voc_layout
 from tests.test_tools.test_distill_e2e import STAGE1, STAGE2, clip_options, student_options
-from tool_utils import run_tool
+from tests.tool_utils import run_tool
 
 TOOL = 'tools/analysis_tools/bias_report.py'
 MASKCLIP = 'configs/maskclip/maskclip_vit-b16_voc.py'
@@ -66,29 +66,38 @@ def setup(tmp_path_factory):
     torch.save(dict(state_dict=student.state_dict(), meta={}), student_ckpt)
     # Stand-alone configs (each model has its own overrides, as a user's configs would).
     configs = {}
-    for name, base, opts in (
-            ('maskclip', MASKCLIP, clip_options(clip)),
-            ('reclip', STAGE1, clip_options(clip)),
-            ('student', STAGE2, student_options(ckpt))):
+    for name, base, opts in (('maskclip', MASKCLIP, clip_options(clip)),
+                             ('reclip', STAGE1, clip_options(clip)), ('student', STAGE2,
+                                                                      student_options(ckpt))):
         cfg = Config.fromfile(base)
         cfg.merge_from_dict(cfg_dict(opts + data_options(data)))
         configs[name] = str(root / f'{name}.py')
         cfg.dump(configs[name])
-    return dict(root=root, clip=clip, data=data, ckpt=ckpt, student_ckpt=student_ckpt,
-                student=student, configs=configs)
+    return dict(
+        root=root,
+        clip=clip,
+        data=data,
+        ckpt=ckpt,
+        student_ckpt=student_ckpt,
+        student=student,
+        configs=configs)
 
 
 def data_options(data):
-    return [f'test_dataloader.dataset.data_root={data}', 'test_dataloader.num_workers=0',
-            'test_dataloader.persistent_workers=False']
+    return [
+        f'test_dataloader.dataset.data_root={data}', 'test_dataloader.num_workers=0',
+        'test_dataloader.persistent_workers=False'
+    ]
 
 
 def test_report_three_models(setup, tmp_path):
     out = tmp_path / 'report'
     cfgs = setup['configs']
-    run_tool([TOOL, cfgs['maskclip'], '--compare', cfgs['reclip'], setup['ckpt'], '--compare',
-              cfgs['student'], setup['student_ckpt'], '--names', 'maskclip', 'reclip',
-              'student', '--out', str(out), '--banner', BANNER])
+    run_tool([
+        TOOL, cfgs['maskclip'], '--compare', cfgs['reclip'], setup['ckpt'], '--compare',
+        cfgs['student'], setup['student_ckpt'], '--names', 'maskclip', 'reclip', 'student', '--out',
+        str(out), '--banner', BANNER
+    ])
     images = ('gen_000000', 'real_000000')
     models = ('maskclip', 'reclip', 'student')
     pngs = ['fig1a_distance_curve.png', 'bias_reclip.png', 'bias_student.png']
@@ -106,8 +115,8 @@ def test_report_three_models(setup, tmp_path):
     assert set(scores) == set(models)
     for s in scores.values():
         per_class = s['class_pref_per_class']
-        assert per_class and s['class_pref'] == pytest.approx(np.mean(list(per_class.values())),
-                                                              abs=1e-4)
+        assert per_class and s['class_pref'] == pytest.approx(
+            np.mean(list(per_class.values())), abs=1e-4)
         assert set(s['class_pref_confused']) == set(per_class)
         curve = s['space_pref_curve']
         pts = [(c, m / 100) for c, m in zip(curve['centres'], curve['miou']) if m is not None]
@@ -141,8 +150,8 @@ def test_report_three_models(setup, tmp_path):
     maskclip = np.load(out / 'fig4_maskclip_real_000000.npz')
     assert 'B' not in maskclip and 'Lr' not in maskclip and 'Lq' in maskclip
     # The stand-alone bias map is the head's bias on the default grid.
-    np.testing.assert_allclose(np.load(out / 'bias_reclip.npz')['B'],
-                               head.bias((21, 21)).numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.load(out / 'bias_reclip.npz')['B'], head.bias((21, 21)).numpy(), rtol=1e-5, atol=1e-6)
     # The student's Fig. 4: its own features through the inherited query, bias, decoder.
     saved = np.load(out / 'fig4_student_real_000000.npz')
     student = setup['student'].eval()
@@ -159,9 +168,11 @@ def test_no_dataset_bias_and_fig4_on_any_image(setup, tmp_path):
     out = tmp_path / 'nodata'
     image = osp.join(setup['data'], 'JPEGImages', 'real_000000.jpg')
     opts = clip_options(setup['clip']) + data_options(str(tmp_path / 'missing'))
-    proc = run_tool([TOOL, STAGE1, setup['ckpt'], '--out', str(out), '--images', image,
-                     '--classes', 'person,chair', '--bias-grid', '6', '9',
-                     '--cfg-options'] + opts)
+    proc = run_tool([
+        TOOL, STAGE1, setup['ckpt'], '--out',
+        str(out), '--images', image, '--classes', 'person,chair', '--bias-grid', '6', '9',
+        '--cfg-options'
+    ] + opts)
     assert re.search(r'no test set', proc.stdout + proc.stderr)
     assert not (out / 'scores.json').exists()
     assert (out / 'bias_reclip_vit-b16_voc.png').exists()
@@ -171,6 +182,10 @@ def test_no_dataset_bias_and_fig4_on_any_image(setup, tmp_path):
     names = [n[0] for n in model.decode_head.class_names]
     assert saved['classes'].tolist() == [names.index('person'), names.index('chair')]
     assert np.load(out / 'bias_reclip_vit-b16_voc.npz')['B'].shape == (20, 6, 9)
-    bad = run_tool([TOOL, STAGE1, setup['ckpt'], '--out', str(out), '--images', image,
-                    '--classes', 'unicorn', '--cfg-options'] + opts, check=False)
+    bad = run_tool(
+        [
+            TOOL, STAGE1, setup['ckpt'], '--out',
+            str(out), '--images', image, '--classes', 'unicorn', '--cfg-options'
+        ] + opts,
+        check=False)
     assert bad.returncode != 0 and "unknown class(es) ['unicorn']" in bad.stderr

@@ -7,8 +7,8 @@ ResNet-18 student as tools/demo.py uses, two iterations per stage.
 """
 import json
 import os
-import re
 import os.path as osp
+import re
 
 import numpy as np
 import pytest
@@ -17,7 +17,7 @@ from PIL import Image
 
 from tests.clip_utils import TINY, save_random_clip
 from tests.data_utils import synthetic_sample
-from tool_utils import run_tool
+from tests.tool_utils import run_tool
 
 STAGE1 = 'configs/reclip/reclip_vit-b16_custom.py'
 STAGE2 = 'configs/reclip/reclip-distill_deeplabv2-r101_custom.py'
@@ -25,24 +25,28 @@ CLASSES = '# what is in my photos\nperson, people\ntable\n\nfood  # on the table
 
 
 def train_options(iters=2):
-    return ['train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
-            'train_dataloader.batch_size=2', f'train_cfg.max_iters={iters}',
-            f'default_hooks.checkpoint.interval={iters}', 'default_hooks.logger.interval=1',
-            'train_dataloader.dataset.dataset.pipeline.1.scale=(128,64)',
-            'train_dataloader.dataset.dataset.pipeline.2.crop_size=(64,64)']
+    return [
+        'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
+        'train_dataloader.batch_size=2', f'train_cfg.max_iters={iters}',
+        f'default_hooks.checkpoint.interval={iters}', 'default_hooks.logger.interval=1',
+        'train_dataloader.dataset.dataset.pipeline.1.scale=(128,64)',
+        'train_dataloader.dataset.dataset.pipeline.2.crop_size=(64,64)'
+    ]
 
 
 def clip_options(clip, head='model.decode_head'):
-    return [f'model.clip.model_name={TINY}', f'model.clip.pretrained={clip}',
-            f'{head}.in_channels=64', f'{head}.templates=single', f'{head}.norm_cfg.type=BN',
-            f'{head}.query_cache_dir=None']
+    return [
+        f'model.clip.model_name={TINY}', f'model.clip.pretrained={clip}', f'{head}.in_channels=64',
+        f'{head}.templates=single', f'{head}.norm_cfg.type=BN', f'{head}.query_cache_dir=None'
+    ]
 
 
-STUDENT = ['model.backbone.depth=18', 'model.backbone.base_channels=16',
-           'model.backbone.stem_channels=16', 'model.backbone.init_cfg=None',
-           'model.backbone.norm_cfg.type=BN', 'model.decode_head.in_channels=128',
-           'model.decode_head.channels=32', 'model.decode_head.embed_dim=64',
-           'model.decode_head.bias_extractor.pe_channels=64']
+STUDENT = [
+    'model.backbone.depth=18', 'model.backbone.base_channels=16', 'model.backbone.stem_channels=16',
+    'model.backbone.init_cfg=None', 'model.backbone.norm_cfg.type=BN',
+    'model.decode_head.in_channels=128', 'model.decode_head.channels=32',
+    'model.decode_head.embed_dim=64', 'model.decode_head.bias_extractor.pe_channels=64'
+]
 
 
 def images_only_folder(root):
@@ -69,20 +73,32 @@ def trained(tmp_path_factory):
     names.write_text(CLASSES, encoding='utf-8')
     env = {'DATA_ROOT': data, 'CLASS_NAMES': str(names)}
     s1 = root / 's1'
-    p1 = run_tool(['tools/train.py', STAGE1, '--work-dir', str(s1), '--cfg-options'] +
-                  clip_options(clip) + train_options(), env=env)
+    p1 = run_tool(
+        ['tools/train.py', STAGE1, '--work-dir',
+         str(s1), '--cfg-options'] + clip_options(clip) + train_options(),
+        env=env)
     s2 = root / 's2'
-    p2 = run_tool(['tools/train.py', STAGE2, '--work-dir', str(s2), '--cfg-options'] +
-                  clip_options(clip, 'model.teacher.decode_head') + STUDENT +
-                  [f'model.teacher_checkpoint={s1 / "iter_2.pth"}'] + train_options(),
-                  env=env)
-    return dict(root=root, clip=clip, data=data, names=str(names), env=env,
-                s1=s1, s2=s2, log1=p1.stdout + p1.stderr, log2=p2.stdout + p2.stderr)
+    p2 = run_tool(
+        ['tools/train.py', STAGE2, '--work-dir',
+         str(s2), '--cfg-options'] + clip_options(clip, 'model.teacher.decode_head') + STUDENT +
+        [f'model.teacher_checkpoint={s1 / "iter_2.pth"}'] + train_options(),
+        env=env)
+    return dict(
+        root=root,
+        clip=clip,
+        data=data,
+        names=str(names),
+        env=env,
+        s1=s1,
+        s2=s2,
+        log1=p1.stdout + p1.stderr,
+        log2=p2.stdout + p2.stderr)
 
 
 def test_both_stages_train_on_images_only(trained):
-    files = sorted(osp.relpath(osp.join(d, f), trained['data'])
-                   for d, _, fs in os.walk(trained['data']) for f in fs)
+    files = sorted(
+        osp.relpath(osp.join(d, f), trained['data']) for d, _, fs in os.walk(trained['data'])
+        for f in fs)
     assert files == ['photo.jpg', 'trip 2024/día 1/café.jpg', 'trip 2024/día 1/plage.png']
     assert 'decode.loss_contrast' in trained['log1']
     for key in ('decode.loss_mask_ce', 'decode.loss_feat_l1', 'decode.loss_text'):
@@ -90,20 +106,27 @@ def test_both_stages_train_on_images_only(trained):
     # the crop-vote pre-pass voted over all three images; no validation loop ran
     assert 'Iter(val)' not in trained['log1'] + trained['log2']
     for stage in ('s1', 's2'):
-        ckpt = torch.load(trained[stage] / 'iter_2.pth', map_location='cpu',
-                          weights_only=False)
+        ckpt = torch.load(trained[stage] / 'iter_2.pth', map_location='cpu', weights_only=False)
         assert ckpt['meta']['dataset_meta']['classes'] == ('person', 'table', 'food', 'wall')
         assert ckpt['state_dict']['decode_head.name_to_class'].tolist() == [0, 0, 1, 2, 3]
 
 
 def test_infer_with_the_distilled_student(trained, tmp_path):
     out = tmp_path / 'pred'
-    proc = run_tool(['tools/infer.py', trained['data'], STAGE2, str(trained['s2'] / 'iter_2.pth'),
-                     '--out', str(out), '--device', 'cpu', '--save-logits',
-                     '--cfg-options'] + STUDENT, env=trained['env'])
+    proc = run_tool(
+        [
+            'tools/infer.py', trained['data'], STAGE2,
+            str(trained['s2'] / 'iter_2.pth'), '--out',
+            str(out), '--device', 'cpu', '--save-logits', '--cfg-options'
+        ] + STUDENT,
+        env=trained['env'])
     assert '3 image(s) segmented into 4 classes' in proc.stdout
     assert json.loads((out / 'classes.json').read_text()) == {
-        '0': ['person', 'people'], '1': ['table'], '2': ['food'], '3': ['wall']}
+        '0': ['person', 'people'],
+        '1': ['table'],
+        '2': ['food'],
+        '3': ['wall']
+    }
     for name, shape in (('photo', (375, 500)), ('trip 2024/día 1/café', (72, 96)),
                         ('trip 2024/día 1/plage', (72, 96))):
         label = np.array(Image.open(out / 'label' / f'{name}.png'))
@@ -113,10 +136,14 @@ def test_infer_with_the_distilled_student(trained, tmp_path):
 
 
 def test_trained_model_refuses_other_classes(trained, tmp_path):
-    proc = run_tool(['tools/infer.py', trained['data'], STAGE1, str(trained['s1'] / 'iter_2.pth'),
-                     '--out', str(tmp_path / 'o'), '--device', 'cpu', '--classes',
-                     'cat,dog,sky,tree', '--cfg-options'] + clip_options(trained['clip']),
-                    env=trained['env'], check=False)
+    proc = run_tool(
+        [
+            'tools/infer.py', trained['data'], STAGE1,
+            str(trained['s1'] / 'iter_2.pth'), '--out',
+            str(tmp_path / 'o'), '--device', 'cpu', '--classes', 'cat,dog,sky,tree', '--cfg-options'
+        ] + clip_options(trained['clip']),
+        env=trained['env'],
+        check=False)
     assert proc.returncode == 2
     last = proc.stderr.strip().splitlines()[-1]
     assert "trained on 4 classes ['person', 'table', 'food', 'wall']" in last
@@ -130,9 +157,11 @@ def test_unreadable_training_image_is_an_error_naming_it(trained, tmp_path):
     with open(broken, 'wb') as f:
         f.write(b'not a JPEG at all')
     env = dict(trained['env'], DATA_ROOT=data)
-    proc = run_tool(['tools/train.py', STAGE1, '--work-dir', str(tmp_path / 'w'),
-                     '--cfg-options'] + clip_options(trained['clip']) + train_options(),
-                    env=env, check=False)
+    proc = run_tool(
+        ['tools/train.py', STAGE1, '--work-dir',
+         str(tmp_path / 'w'), '--cfg-options'] + clip_options(trained['clip']) + train_options(),
+        env=env,
+        check=False)
     assert proc.returncode != 0
     assert broken in proc.stderr.strip().splitlines()[-1]
     assert not (tmp_path / 'w' / 'iter_2.pth').exists()
@@ -152,9 +181,11 @@ def test_optional_labelled_validation(trained, tmp_path):
     label[:4] = 255
     Image.fromarray(label).save(val_ann / 'v 1.png')
     env = dict(trained['env'], VAL_IMG_DIR=str(val_img), VAL_ANN_DIR=str(val_ann))
-    proc = run_tool(['tools/train.py', STAGE1, '--work-dir', str(tmp_path / 'w'),
-                     '--cfg-options'] + clip_options(trained['clip']) + train_options(1) +
-                    ['train_cfg.val_interval=1', 'val_dataloader.num_workers=0'], env=env)
+    proc = run_tool(
+        ['tools/train.py', STAGE1, '--work-dir',
+         str(tmp_path / 'w'), '--cfg-options'] + clip_options(trained['clip']) + train_options(1) +
+        ['train_cfg.val_interval=1', 'val_dataloader.num_workers=0'],
+        env=env)
     log = proc.stdout + proc.stderr
     assert 'Iter(val) [1/1]' in log and 'mIoU:' in log
     for name in ('person', 'table', 'food', 'wall'):

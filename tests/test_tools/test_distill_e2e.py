@@ -18,7 +18,7 @@ from PIL import Image
 
 from tests.clip_utils import TINY, save_random_clip
 from tests.data_utils import make_voc_layout
-from tool_utils import run_tool
+from tests.tool_utils import run_tool
 
 STAGE1 = 'configs/reclip/reclip_vit-b16_voc.py'
 STAGE2 = 'configs/reclip/reclip-distill_deeplabv2-r101_voc.py'
@@ -28,9 +28,10 @@ def data_options(data_root):
     opts = []
     for split in ('train', 'val', 'test'):
         dataset = 'dataset.dataset' if split == 'train' else 'dataset'  # StepSeededDataset
-        opts += [f'{split}_dataloader.{dataset}.data_root={data_root}',
-                 f'{split}_dataloader.num_workers=0',
-                 f'{split}_dataloader.persistent_workers=False']
+        opts += [
+            f'{split}_dataloader.{dataset}.data_root={data_root}',
+            f'{split}_dataloader.num_workers=0', f'{split}_dataloader.persistent_workers=False'
+        ]
     return opts + [
         'train_dataloader.batch_size=2',
         'train_dataloader.dataset.dataset.pipeline.1.scale=(128,64)',  # RandomResize
@@ -70,9 +71,11 @@ def student_options(teacher_ckpt):
 
 
 def train_stage2(data, clip, teacher_ckpt, work_dir, check=True):
-    return run_tool(['tools/train.py', STAGE2, '--work-dir', str(work_dir), '--cfg-options'] +
-                    clip_options(clip, 'model.teacher.') + student_options(teacher_ckpt) +
-                    data_options(data), check=check)
+    return run_tool(
+        ['tools/train.py', STAGE2, '--work-dir',
+         str(work_dir), '--cfg-options'] + clip_options(clip, 'model.teacher.') +
+        student_options(teacher_ckpt) + data_options(data),
+        check=check)
 
 
 def randomise_labels(data_root, seed=1):
@@ -93,14 +96,14 @@ def stages(tmp_path_factory):
     clip = save_random_clip(str(root / 'tiny_clip.pt'))
     data = make_voc_layout(str(root / 'voc'), n_generated=2)
     s1 = root / 's1'
-    run_tool(['tools/train.py', STAGE1, '--work-dir', str(s1), '--cfg-options'] +
-             clip_options(clip) + data_options(data))
+    run_tool(['tools/train.py', STAGE1, '--work-dir',
+              str(s1), '--cfg-options'] + clip_options(clip) + data_options(data))
     teacher_ckpt = str(s1 / 'iter_2.pth')
     assert osp.isfile(teacher_ckpt)
     s2 = root / 's2'
     proc = train_stage2(data, clip, teacher_ckpt, s2)
-    return dict(root=root, clip=clip, data=data, teacher=teacher_ckpt, s2=s2,
-                log=proc.stdout + proc.stderr)
+    return dict(
+        root=root, clip=clip, data=data, teacher=teacher_ckpt, s2=s2, log=proc.stdout + proc.stderr)
 
 
 def test_stage2_trains_all_three_losses(stages):
@@ -116,8 +119,7 @@ def test_stage2_trains_all_three_losses(stages):
 def test_distilled_checkpoint_has_no_teacher_and_tests_without_clip(stages, tmp_path):
     ckpt = stages['s2'] / 'iter_2.pth'
     state = torch.load(ckpt, map_location='cpu', weights_only=False)['state_dict']
-    forbidden = ('teacher', 'text_encoder', 'visual', 'context', 'decoder_conv',
-                 'decoder_norm')
+    forbidden = ('teacher', 'text_encoder', 'visual', 'context', 'decoder_conv', 'decoder_norm')
     assert not [k for k in state if any(f in k for f in forbidden)]
     assert all(k.startswith(('backbone.', 'decode_head.')) for k in state)
     assert bool(state['decode_head.inherited'])
@@ -130,8 +132,11 @@ def test_distilled_checkpoint_has_no_teacher_and_tests_without_clip(stages, tmp_
     cfg_copy.write_text(text)
     os.remove(clip_copy)
     assert clip_copy in text and not osp.exists(clip_copy)
-    proc = run_tool(['tools/test.py', str(cfg_copy), str(ckpt), '--work-dir',
-                     str(tmp_path / 'test')])
+    proc = run_tool(
+        ['tools/test.py',
+         str(cfg_copy),
+         str(ckpt), '--work-dir',
+         str(tmp_path / 'test')])
     log = proc.stdout + proc.stderr
     assert re.search(r'mIoU: \d+\.\d+', log), log[-2000:]
     assert 'Building the distillation teacher' not in log
@@ -143,26 +148,27 @@ def test_ground_truth_is_never_read(stages, tmp_path):
     shutil.copytree(stages['data'], shuffled)
     randomise_labels(shuffled)
     seg = 'SegmentationClass/real_000000.png'
-    assert not np.array_equal(np.array(Image.open(osp.join(stages['data'], seg))),
-                              np.array(Image.open(osp.join(shuffled, seg))))
+    assert not np.array_equal(
+        np.array(Image.open(osp.join(stages['data'], seg))),
+        np.array(Image.open(osp.join(shuffled, seg))))
     train_stage2(shuffled, stages['clip'], stages['teacher'], tmp_path / 's2_random')
-    a = torch.load(stages['s2'] / 'iter_2.pth', map_location='cpu',
-                   weights_only=False)['state_dict']
-    b = torch.load(tmp_path / 's2_random' / 'iter_2.pth', map_location='cpu',
-                   weights_only=False)['state_dict']
+    a = torch.load(
+        stages['s2'] / 'iter_2.pth', map_location='cpu', weights_only=False)['state_dict']
+    b = torch.load(
+        tmp_path / 's2_random' / 'iter_2.pth', map_location='cpu', weights_only=False)['state_dict']
     assert a.keys() == b.keys()
     different = [k for k in a if not torch.equal(a[k], b[k])]
     assert not different, different
     # ... and the student did train: SGD momentum buffers hold non-zero gradients.
-    optim = torch.load(stages['s2'] / 'iter_2.pth', map_location='cpu',
-                       weights_only=False)['optimizer']['state']
+    optim = torch.load(
+        stages['s2'] / 'iter_2.pth', map_location='cpu', weights_only=False)['optimizer']['state']
     assert optim and all(s['momentum_buffer'].abs().sum() > 0 for s in optim.values())
 
 
 def test_missing_teacher_checkpoint_fails_clearly(stages, tmp_path):
     missing = str(tmp_path / 'no_stage1' / 'iter_20000.pth')
-    proc = train_stage2(stages['data'], stages['clip'], missing, tmp_path / 's2_missing',
-                        check=False)
+    proc = train_stage2(
+        stages['data'], stages['clip'], missing, tmp_path / 's2_missing', check=False)
     assert proc.returncode != 0
     err = proc.stdout + proc.stderr
     assert 'Teacher checkpoint not found' in err and missing in err
@@ -174,13 +180,19 @@ def test_offline_pseudo_labels_then_distillation(stages, tmp_path):
     the offline config trains from them."""
     offline = 'configs/reclip/reclip-distill_deeplabv2-r101_voc_offline.py'
     pl_dir = str(tmp_path / 'pseudo_labels')
-    opts = (clip_options(stages['clip'], 'model.teacher.') +
-            student_options(stages['teacher']) + data_options(stages['data']))
+    opts = (
+        clip_options(stages['clip'], 'model.teacher.') + student_options(stages['teacher']) +
+        data_options(stages['data']))
     # LoadPseudoLabel sits at index 1: RandomResize and RandomCrop move by one.
-    opts = [o.replace('pipeline.1.scale', 'pipeline.2.scale').replace(
-        'pipeline.2.crop_size', 'pipeline.3.crop_size') for o in opts]
-    opts += [f'pseudo_label_dir={pl_dir}',
-             f'train_dataloader.dataset.dataset.pipeline.1.pseudo_label_dir={pl_dir}']
+    opts = [
+        o.replace('pipeline.1.scale', 'pipeline.2.scale').replace('pipeline.2.crop_size',
+                                                                  'pipeline.3.crop_size')
+        for o in opts
+    ]
+    opts += [
+        f'pseudo_label_dir={pl_dir}',
+        f'train_dataloader.dataset.dataset.pipeline.1.pseudo_label_dir={pl_dir}'
+    ]
     proc = run_tool(['tools/generate_pseudo_labels.py', offline, '--cfg-options'] + opts)
     assert '3 written' in proc.stdout + proc.stderr
     names = open(osp.join(stages['data'], 'ImageSets/Segmentation/train.txt')).read().split()
@@ -208,7 +220,8 @@ def test_offline_pseudo_labels_then_distillation(stages, tmp_path):
     assert '1 written, 2 up to date' in proc.stdout + proc.stderr
     with Image.open(osp.join(pl_dir, dst + '.png')) as b:
         np.testing.assert_array_equal(np.array(b), expected)
-    proc = run_tool(['tools/train.py', offline, '--work-dir', str(tmp_path / 's2_offline'),
-                     '--cfg-options'] + opts)
+    proc = run_tool(
+        ['tools/train.py', offline, '--work-dir',
+         str(tmp_path / 's2_offline'), '--cfg-options'] + opts)
     assert re.search(r'decode.loss_mask_ce: \d+\.\d+', proc.stdout + proc.stderr)
     assert osp.isfile(tmp_path / 's2_offline' / 'iter_2.pth')

@@ -4,12 +4,13 @@ import importlib.util
 import json
 import os
 import os.path as osp
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from tests.clip_utils import TINY, save_random_clip
-from tool_utils import REPO_ROOT, run_tool
+from tests.tool_utils import REPO_ROOT, run_tool
 
 MASKCLIP = 'configs/maskclip/maskclip_vit-b16_custom.py'
 STAGE1 = 'configs/reclip/reclip_vit-b16_custom.py'
@@ -17,9 +18,14 @@ STAGE1 = 'configs/reclip/reclip_vit-b16_custom.py'
 
 def tiny_settings(clip):
     """Config settings for the tiny random CLIP and a small test scale (runs stay short)."""
-    return {'model.clip.model_name': TINY, 'model.clip.pretrained': clip,
-            'model.decode_head.in_channels': 64, 'model.decode_head.templates': 'single',
-            'model.decode_head.query_cache_dir': None, 'test_pipeline.1.scale': (256, 96)}
+    return {
+        'model.clip.model_name': TINY,
+        'model.clip.pretrained': clip,
+        'model.decode_head.in_channels': 64,
+        'model.decode_head.templates': 'single',
+        'model.decode_head.query_cache_dir': None,
+        'test_pipeline.1.scale': (256, 96)
+    }
 
 
 def tiny_options(clip):
@@ -56,17 +62,26 @@ def infer(env, args, out, cfg=MASKCLIP, ckpt='none'):
 
 def test_folder_any_classes_outputs(env, tmp_path):
     out = tmp_path / 'out'
-    proc = run_tool(['tools/infer.py', str(env['images']), MASKCLIP, 'none', '--out',
-                     str(out), '--classes', 'cat,grass,person|people,sky', '--save-logits',
-                     '--device', 'cpu', '--cfg-options'] + tiny_options(env['clip']))
+    proc = run_tool([
+        'tools/infer.py',
+        str(env['images']), MASKCLIP, 'none', '--out',
+        str(out), '--classes', 'cat,grass,person|people,sky', '--save-logits', '--device', 'cpu',
+        '--cfg-options'
+    ] + tiny_options(env['clip']))
     printed = proc.stdout + proc.stderr
     assert '2 image(s) segmented into 4 classes' in printed
     assert '1 unreadable image(s) skipped' in printed
     assert printed.count('skipped (not a readable image): ') == 1
     assert json.loads((out / 'classes.json').read_text()) == {
-        '0': ['cat'], '1': ['grass'], '2': ['person', 'people'], '3': ['sky']}
-    for name, (h, w) in {'photo': env['rgb'].shape[:2],
-                         'sub dir/фото': env['rgb'][::2, ::3].shape[:2]}.items():
+        '0': ['cat'],
+        '1': ['grass'],
+        '2': ['person', 'people'],
+        '3': ['sky']
+    }
+    for name, (h, w) in {
+            'photo': env['rgb'].shape[:2],
+            'sub dir/фото': env['rgb'][::2, ::3].shape[:2]
+    }.items():
         label = np.array(Image.open(out / 'label' / f'{name}.png'))
         logits = np.load(out / 'logits' / f'{name}.npy')
         overlay = np.array(Image.open(out / 'overlay' / f'{name}.png'))
@@ -106,8 +121,7 @@ def test_file_glob_and_list_inputs(env, tmp_path):
     photo = str(env['images'] / 'photo.jpg')
     assert tool.collect_images(photo)[0] == [photo]
     paths, base = tool.collect_images(str(env['images']))
-    assert [osp.relpath(p, base) for p in paths] == ['broken.jpg', 'photo.jpg',
-                                                      'sub dir/фото.png']
+    assert [osp.relpath(p, base) for p in paths] == ['broken.jpg', 'photo.jpg', 'sub dir/фото.png']
     paths, _ = tool.collect_images(str(env['images']) + '/**/*.png')
     assert [osp.basename(p) for p in paths] == ['фото.png']
     listing = env['images'] / 'list.txt'
@@ -121,9 +135,12 @@ def test_file_glob_and_list_inputs(env, tmp_path):
     listing = tmp_path / 'my list.txt'
     listing.write_text(photo + '\n')
     out = tmp_path / 'cli out'
-    proc = run_tool(['tools/infer.py', str(listing), MASKCLIP, 'none', '--out', str(out),
-                     '--classes-file', str(_names(tmp_path, 'sky\ntree, bush\n')),
-                     '--device', 'cpu', '--cfg-options'] + tiny_options(env['clip']))
+    proc = run_tool([
+        'tools/infer.py',
+        str(listing), MASKCLIP, 'none', '--out',
+        str(out), '--classes-file',
+        str(_names(tmp_path, 'sky\ntree, bush\n')), '--device', 'cpu', '--cfg-options'
+    ] + tiny_options(env['clip']))
     assert '1 image(s) segmented into 2 classes' in proc.stdout
     assert (out / 'overlay' / 'photo.png').is_file() and (out / 'label' / 'photo.png').is_file()
 
@@ -138,8 +155,7 @@ def test_templates_file(env, tmp_path):
     out = tmp_path / 'out'
     templates = _names(tmp_path, '# mine\na photo of a {}.\na {} in the scene.\n', 't.txt')
     photo = str(env['images'] / 'photo.jpg')
-    assert infer(env, [photo, '--classes', 'cat,sky', '--templates-file', str(templates)],
-                 out) == 0
+    assert infer(env, [photo, '--classes', 'cat,sky', '--templates-file', str(templates)], out) == 0
     bad = _names(tmp_path, 'a photo.\n', 'bad.txt')
     with pytest.raises(ValueError, match=r"bad.txt.*'a photo.' must contain exactly one"):
         infer(env, [photo, '--classes', 'cat,sky', '--templates-file', str(bad)], out)
@@ -186,8 +202,10 @@ def test_mmseg_inferencer_with_the_custom_config(env, tmp_path):
     from mmseg.apis import MMSegInferencer
     cfg = Config.fromfile(str(REPO_ROOT / MASKCLIP))
     cfg.merge_from_dict(tiny_settings(env['clip']))
-    cfg.merge_from_dict({'model.decode_head.class_names': str(_names(tmp_path, 'cat\nsky\n')),
-                         'test_dataloader.dataset.pipeline.1.scale': (256, 96)})
+    cfg.merge_from_dict({
+        'model.decode_head.class_names': str(_names(tmp_path, 'cat\nsky\n')),
+        'test_dataloader.dataset.pipeline.1.scale': (256, 96)
+    })
     inferencer = MMSegInferencer(model=cfg, weights='none', device='cpu')
     assert tuple(inferencer.model.dataset_meta['classes']) == ('cat', 'sky')
     result = inferencer(str(env['images'] / 'photo.jpg'), out_dir=str(tmp_path / 'vis'))

@@ -7,7 +7,7 @@ from mmengine.config import Config, ConfigDict
 
 from tests.clip_utils import save_random_clip, small_data_options, tiny_clip_options
 from tests.data_utils import make_voc_layout
-from tool_utils import run_tool
+from tests.tool_utils import run_tool
 
 
 @pytest.fixture(scope='module')
@@ -23,7 +23,8 @@ def test_tools_test_without_checkpoint_prints_miou(setup, tmp_path):
     out = tmp_path / 'preds'
     proc = run_tool([
         'tools/test.py', 'configs/maskclip/maskclip_vit-b16_voc.py', '--work-dir',
-        str(tmp_path / 'wd'), '--out', str(out), '--cfg-options'
+        str(tmp_path / 'wd'), '--out',
+        str(out), '--cfg-options'
     ] + tiny_clip_options(clip) + small_data_options(data, ('test', )))
     log = proc.stdout + proc.stderr
     assert 'mIoU' in log
@@ -36,8 +37,9 @@ def test_tools_test_without_checkpoint_prints_miou(setup, tmp_path):
 
 def test_maskclip_prediction_is_argmax_of_query_logits(setup):
     """Whole-image inference equals argmax of F·Qᵀ upsampled to the image."""
-    import mmseg_reclip  # noqa: F401
     from mmseg.registry import MODELS
+
+    import mmseg_reclip  # noqa: F401
     _, clip, _ = setup
     cfg = Config.fromfile('configs/maskclip/maskclip_vit-b16_voc.py')
     cfg.model.backbone.update(model_name='ViT-Tiny-16-test', pretrained=clip)
@@ -59,8 +61,9 @@ def test_every_config_builds(setup):
     """Every config under configs/ builds its model with the tiny CLIP substituted."""
     import glob
 
-    import mmseg_reclip  # noqa: F401
     from mmseg.registry import MODELS
+
+    import mmseg_reclip  # noqa: F401
     _, clip, _ = setup
     configs = sorted(glob.glob('configs/maskclip/*.py') + glob.glob('configs/reclip/reclip_*.py'))
     assert len(configs) >= 10
@@ -86,12 +89,13 @@ def test_every_config_builds(setup):
 def test_class_list_of_another_dataset_is_refused(setup, tmp_path):
     """Context-59 class names on a VOC-20 dataset: refused before any prediction."""
     _, clip, data = setup
-    proc = run_tool([
-        'tools/test.py', 'configs/maskclip/maskclip_vit-b16_voc.py', '--work-dir',
-        str(tmp_path / 'wd'), '--cfg-options'
-    ] + tiny_clip_options(clip) + small_data_options(data, ('test', )) + [
-        'model.decode_head.num_classes=59', 'model.decode_head.class_names=context59'
-    ], check=False)
+    proc = run_tool(
+        [
+            'tools/test.py', 'configs/maskclip/maskclip_vit-b16_voc.py', '--work-dir',
+            str(tmp_path / 'wd'), '--cfg-options'
+        ] + tiny_clip_options(clip) + small_data_options(data, ('test', )) +
+        ['model.decode_head.num_classes=59', 'model.decode_head.class_names=context59'],
+        check=False)
     assert proc.returncode != 0
     assert 'has 20 classes but the model predicts 59' in proc.stderr
 
@@ -100,10 +104,14 @@ def test_class_list_length_refused_at_build(setup):
     import pytest as _pytest
     from mmseg.registry import MODELS
     _, clip, _ = setup
-    head = dict(type='MaskCLIPHead', in_channels=64, num_classes=21, class_names='voc20',
-                templates='single',
-                text_encoder=dict(type='OpenCLIPTextEncoder', model_name='ViT-Tiny-16-test',
-                                  pretrained=clip))
+    head = dict(
+        type='MaskCLIPHead',
+        in_channels=64,
+        num_classes=21,
+        class_names='voc20',
+        templates='single',
+        text_encoder=dict(
+            type='OpenCLIPTextEncoder', model_name='ViT-Tiny-16-test', pretrained=clip))
     with _pytest.raises(ValueError, match='20 class names given for num_classes=21'):
         MODELS.build(head)
 

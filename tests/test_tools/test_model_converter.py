@@ -21,13 +21,13 @@ import torch
 import torch.nn.functional as F
 from mmengine.config import Config
 from mmengine.runner import load_checkpoint
-from open_clip.model import resize_pos_embed
-
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
+from open_clip.model import resize_pos_embed
+
 from mmseg_reclip.models.decode_heads.maskclip_head import MaskCLIPHead
 from tests.clip_utils import TINY, save_random_clip
-from tool_utils import REPO_ROOT, run_tool
+from tests.tool_utils import REPO_ROOT, run_tool
 
 CONVERTER = 'tools/model_converters/reclip_released_to_mmseg.py'
 CONFIG = REPO_ROOT / 'configs/reclip/reclip_vit-b16_released_voc.py'
@@ -46,13 +46,14 @@ NAMES = [
 TRAINABLE = [
     'bias_extractor.context', 'bias_extractor.pe_proj.weight', 'bias_extractor.pe_proj.bias',
     'mask_decoder.conv.weight', 'mask_decoder.conv.bias', 'mask_decoder.norm.weight',
-    'mask_decoder.norm.bias', 'mask_decoder.norm.running_mean',
-    'mask_decoder.norm.running_var', 'mask_decoder.norm.num_batches_tracked'
+    'mask_decoder.norm.bias', 'mask_decoder.norm.running_mean', 'mask_decoder.norm.running_var',
+    'mask_decoder.norm.num_batches_tracked'
 ]
 # Buffers of the frozen query head: not in released files, rebuilt from CLIP.
-QUERY_BUFFERS = {'decode_head.query_embeds', 'decode_head.name_to_class',
-                 'decode_head.query_ready',
-                 'decode_head._extra_state'}  # class set: not in released files (warned)
+QUERY_BUFFERS = {
+    'decode_head.query_embeds', 'decode_head.name_to_class', 'decode_head.query_ready',
+    'decode_head._extra_state'
+}  # class set: not in released files (warned)
 
 
 def released_tensors(seed=0, num_classes=C, linear_pe=True, ctx_batch_dim=True):
@@ -62,17 +63,26 @@ def released_tensors(seed=0, num_classes=C, linear_pe=True, ctx_batch_dim=True):
     pe_w = torch.randn(WIDTH, WIDTH, generator=g) * WIDTH**-0.5
     conv_in = WIDTH + num_classes
     return {
-        'text_encoder.prompt_token': ctx[None] if ctx_batch_dim else ctx,
-        'pe_proj.weight': pe_w if linear_pe else pe_w[:, :, None, None],
-        'pe_proj.bias': 0.1 * torch.randn(WIDTH, generator=g),
+        'text_encoder.prompt_token':
+        ctx[None] if ctx_batch_dim else ctx,
+        'pe_proj.weight':
+        pe_w if linear_pe else pe_w[:, :, None, None],
+        'pe_proj.bias':
+        0.1 * torch.randn(WIDTH, generator=g),
         'decoder_conv2.weight':
         torch.randn(num_classes, conv_in, 5, 5, generator=g) * (conv_in * 25)**-0.5,
-        'decoder_conv2.bias': 0.1 * torch.randn(num_classes, generator=g),
-        'decoder_norm2.weight': 1 + 0.2 * torch.randn(num_classes, generator=g),
-        'decoder_norm2.bias': 0.1 * torch.randn(num_classes, generator=g),
-        'decoder_norm2.running_mean': 0.1 * torch.randn(num_classes, generator=g),
-        'decoder_norm2.running_var': 0.5 + torch.rand(num_classes, generator=g),
-        'decoder_norm2.num_batches_tracked': torch.tensor(1234),
+        'decoder_conv2.bias':
+        0.1 * torch.randn(num_classes, generator=g),
+        'decoder_norm2.weight':
+        1 + 0.2 * torch.randn(num_classes, generator=g),
+        'decoder_norm2.bias':
+        0.1 * torch.randn(num_classes, generator=g),
+        'decoder_norm2.running_mean':
+        0.1 * torch.randn(num_classes, generator=g),
+        'decoder_norm2.running_var':
+        0.5 + torch.rand(num_classes, generator=g),
+        'decoder_norm2.num_batches_tracked':
+        torch.tensor(1234),
     }
 
 
@@ -90,8 +100,7 @@ def write_released(path, tensors, frozen=True, wrap='state_dict'):
 
 
 def load_converter():
-    spec = importlib.util.spec_from_file_location('reclip_released_to_mmseg',
-                                                  REPO_ROOT / CONVERTER)
+    spec = importlib.util.spec_from_file_location('reclip_released_to_mmseg', REPO_ROOT / CONVERTER)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -163,8 +172,7 @@ def released_dense_features(model, img):
         kwargs['attn_mask'] = eye
         return args, kwargs
 
-    handle = visual.transformer.resblocks[-1].register_forward_pre_hook(self_only,
-                                                                         with_kwargs=True)
+    handle = visual.transformer.resblocks[-1].register_forward_pre_hook(self_only, with_kwargs=True)
     try:
         _, tokens = visual(img)
     finally:
@@ -207,12 +215,15 @@ def released_forward(clip_file, tensors, img):
         pos = F.conv2d(grid, pe_w, tensors['pe_proj.bias'])[0]  # [D, h, w]
         bias = torch.einsum('dhw,cd->chw', pos, ref)
         x = torch.cat([feats, query_logits - bias[None]], dim=1)
-        x = F.conv2d(x, tensors['decoder_conv2.weight'], tensors['decoder_conv2.bias'],
-                     padding=2)
-        out = F.batch_norm(x, tensors['decoder_norm2.running_mean'],
-                           tensors['decoder_norm2.running_var'],
-                           tensors['decoder_norm2.weight'], tensors['decoder_norm2.bias'],
-                           training=False, eps=1e-5)
+        x = F.conv2d(x, tensors['decoder_conv2.weight'], tensors['decoder_conv2.bias'], padding=2)
+        out = F.batch_norm(
+            x,
+            tensors['decoder_norm2.running_mean'],
+            tensors['decoder_norm2.running_var'],
+            tensors['decoder_norm2.weight'],
+            tensors['decoder_norm2.bias'],
+            training=False,
+            eps=1e-5)
     return dict(feats=feats, ref=ref, bias=bias, out=out)
 
 
@@ -272,9 +283,8 @@ def test_convert_load_and_released_forward(tmp_path, clip_file):
     model = build_released_segmentor(clip_file)
     load_checkpoint(model, str(dst), map_location='cpu', strict=False)
     head = model.decode_head
-    torch.testing.assert_close(head.bias_extractor.context,
-                               tensors['text_encoder.prompt_token'][0],
-                               rtol=0, atol=0)
+    torch.testing.assert_close(
+        head.bias_extractor.context, tensors['text_encoder.prompt_token'][0], rtol=0, atol=0)
     assert int(head.mask_decoder.norm.num_batches_tracked) == 1234
 
     model.eval()
@@ -400,9 +410,9 @@ def test_released_modes_are_what_makes_it_match(released_models):
     # and the released thresholds keep different class sets (PD is really exercised):
     # plain keeps 6, 1, 1, 0, 0 classes at 0.3 ... 1.0, confident 6, 5, 5, 5, 5
     kept_sets = {
-        tuple((released_test(grid, RESIZED, ORIGINAL, t)[0] > -99).flatten(2).any(-1)[0]
-              .tolist())
-        for _, grid in models.values() for t in THRESHOLDS
+        tuple((released_test(grid, RESIZED, ORIGINAL, t)[0] > -99).flatten(2).any(-1)[0].tolist())
+        for _, grid in models.values()
+        for t in THRESHOLDS
     }
     assert len(kept_sets) >= 4
 
@@ -431,14 +441,14 @@ def test_released_upsampling_ignores_batch_padding(released_models):
     assert torch.equal(padded.pred_sem_seg.data, plain.pred_sem_seg.data)
 
 
-@pytest.mark.parametrize('dataset,num_classes,threshold',
-                         [('voc', 20, 1.0), ('context', 59, 0.85), ('ade', 150, 0.5),
-                          ('cityscapes', 19, 0.5), ('cocostuff27', 27, 0.95)])
+@pytest.mark.parametrize('dataset,num_classes,threshold', [('voc', 20, 1.0), ('context', 59, 0.85),
+                                                           ('ade', 150, 0.5),
+                                                           ('cityscapes', 19, 0.5),
+                                                           ('cocostuff27', 27, 0.95)])
 def test_every_released_config_has_the_released_settings(dataset, num_classes, threshold):
     """All five released configs (one shared base): released eps (image tower only),
     upsampling, prompt denoising with the released threshold, tokenisation."""
-    cfg = Config.fromfile(
-        str(REPO_ROOT / f'configs/reclip/reclip_vit-b16_released_{dataset}.py'))
+    cfg = Config.fromfile(str(REPO_ROOT / f'configs/reclip/reclip_vit-b16_released_{dataset}.py'))
     model, head = cfg.model, cfg.model.decode_head
     assert model.backbone.ln_eps == 1e-6
     assert head.text_encoder.get('ln_eps') is None  # CLIP's 1e-5 on the text tower
@@ -469,8 +479,11 @@ def test_convert_accepts_layouts(tmp_path, linear_pe, ctx_batch_dim, wrap):
     sd = torch.load(tmp_path / 'dst.pth', weights_only=True)['state_dict']
     assert sd['decode_head.bias_extractor.context'].shape == (M, WIDTH)
     assert sd['decode_head.bias_extractor.pe_proj.weight'].shape == (WIDTH, WIDTH, 1, 1)
-    torch.testing.assert_close(sd['decode_head.bias_extractor.pe_proj.weight'].flatten(1),
-                               tensors['pe_proj.weight'].flatten(1), rtol=0, atol=0)
+    torch.testing.assert_close(
+        sd['decode_head.bias_extractor.pe_proj.weight'].flatten(1),
+        tensors['pe_proj.weight'].flatten(1),
+        rtol=0,
+        atol=0)
     assert int(sd['decode_head.mask_decoder.norm.num_batches_tracked']) == 0
 
 
@@ -492,8 +505,7 @@ def test_missing_key_is_listed(tmp_path):
 def test_class_count_mismatch(tmp_path):
     src = write_released(tmp_path / 'released.pth', released_tensors())
     dst = tmp_path / 'dst.pth'
-    proc = run_tool([CONVERTER, src, str(dst), '--num-classes', '59'], check=False,
-                    timeout=300)
+    proc = run_tool([CONVERTER, src, str(dst), '--num-classes', '59'], check=False, timeout=300)
     assert proc.returncode != 0
     assert '--num-classes 59' in proc.stderr and f'{C} classes' in proc.stderr
     assert not dst.exists()

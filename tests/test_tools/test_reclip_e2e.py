@@ -10,9 +10,8 @@ import torch
 
 from tests.clip_utils import save_random_clip
 from tests.data_utils import make_voc_layout
-from tests.test_tools.test_distill_e2e import (STAGE1, clip_options, data_options,
-                                               randomise_labels)
-from tool_utils import run_tool
+from tests.test_tools.test_distill_e2e import STAGE1, clip_options, data_options, randomise_labels
+from tests.tool_utils import run_tool
 
 TRAINABLE = ('decode_head.bias_extractor.context', 'decode_head.bias_extractor.pe_proj.',
              'decode_head.mask_decoder.')
@@ -49,8 +48,11 @@ def test_train_then_test(stage1, tmp_path):
     # Only the trainable parts and the frozen query buffers are saved: no CLIP weights.
     assert not [k for k in sd if 'visual' in k or 'text_encoder' in k]
     assert any(k.startswith('decode_head.bias_extractor.context') for k in sd)
-    proc = run_tool(['tools/test.py', STAGE1, str(ckpt), '--work-dir', str(tmp_path), '--cfg-options'] +
-                    clip_options(stage1['clip']) + data_options(stage1['data']))
+    proc = run_tool(
+        ['tools/test.py', STAGE1,
+         str(ckpt), '--work-dir',
+         str(tmp_path), '--cfg-options'] + clip_options(stage1['clip']) +
+        data_options(stage1['data']))
     assert re.search(r'mIoU: \d+\.\d+', proc.stdout + proc.stderr)
 
 
@@ -63,8 +65,7 @@ def test_ground_truth_is_never_read(stage1, tmp_path):
     assert a.keys() == b.keys()
     assert not [k for k in a if not torch.equal(a[k], b[k])]
     # ... and training did move the weights (not a vacuous equality).
-    init = train(shuffled, stage1['clip'], tmp_path / 'zero',
-                 ['optim_wrapper.optimizer.lr=0.0'])
+    init = train(shuffled, stage1['clip'], tmp_path / 'zero', ['optim_wrapper.optimizer.lr=0.0'])
     c = state(tmp_path / 'zero' / 'iter_2.pth')
     assert any(not torch.equal(a[k], c[k]) for k in a if k.startswith(TRAINABLE))
     assert init.returncode == 0

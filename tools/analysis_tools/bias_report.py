@@ -44,7 +44,8 @@ _REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if _REPO_ROOT not in sys.path:
     sys.path.insert(0, _REPO_ROOT)
 
-import mmseg_reclip  # noqa: E402,F401  (compat glue + registries)
+# compat glue + registries
+import mmseg_reclip  # noqa: E402,F401  # isort: skip
 import matplotlib  # noqa: E402
 
 matplotlib.use('Agg')
@@ -69,35 +70,62 @@ def parse_args(argv=None):
         description='Bias report of ReCLIP++ / MaskCLIP models (paper Fig. 1, Fig. 4, '
         'Table VII)')
     parser.add_argument('config', help='config of the first model')
-    parser.add_argument('checkpoint', nargs='?', default=None,
-                        help='its checkpoint (none for training-free MaskCLIP)')
-    parser.add_argument('--compare', nargs='+', action='append', default=[],
-                        metavar='CONFIG [CKPT]',
-                        help='another model on the same plots (repeatable)')
+    parser.add_argument(
+        'checkpoint',
+        nargs='?',
+        default=None,
+        help='its checkpoint (none for training-free MaskCLIP)')
+    parser.add_argument(
+        '--compare',
+        nargs='+',
+        action='append',
+        default=[],
+        metavar='CONFIG [CKPT]',
+        help='another model on the same plots (repeatable)')
     parser.add_argument('--names', nargs='+', help='model names (default: config names)')
     parser.add_argument('--out', required=True, help='output folder')
-    parser.add_argument('--images', nargs='+', default=[],
-                        help='image files for Fig. 4 (no ground truth needed); default: '
-                        'the first --num-images images of the test set')
-    parser.add_argument('--num-images', type=int, default=2,
-                        help='test-set images for Fig. 4 when --images is not given')
-    parser.add_argument('--classes', default=None,
-                        help='comma-separated class names shown in Fig. 4 (default: the '
-                        'classes of the ground truth and prediction, largest first)')
-    parser.add_argument('--max-classes', type=int, default=4,
-                        help='classes per Fig. 4 when --classes is not given')
-    parser.add_argument('--bias-grid', type=int, nargs=2, default=(21, 21), metavar=('H', 'W'),
-                        help='grid of the stand-alone bias map (21 21: ViT-B/16 at 336 px)')
-    parser.add_argument('--bins', default=None,
-                        help='distance bin edges of the space-preference metric, e.g. '
-                        '0,0.2,0.4,0.6,0.8,1 (default: the metric\'s)')
-    parser.add_argument('--no-eval', action='store_true',
-                        help='skip the dataset evaluation (scores, Fig. 1)')
-    parser.add_argument('--banner', default=None,
-                        help='text written in red on every figure (e.g. "RANDOM CLIP '
-                        'WEIGHTS - meaningless")')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='config overrides (key=value), applied to every model')
+    parser.add_argument(
+        '--images',
+        nargs='+',
+        default=[],
+        help='image files for Fig. 4 (no ground truth needed); default: '
+        'the first --num-images images of the test set')
+    parser.add_argument(
+        '--num-images',
+        type=int,
+        default=2,
+        help='test-set images for Fig. 4 when --images is not given')
+    parser.add_argument(
+        '--classes',
+        default=None,
+        help='comma-separated class names shown in Fig. 4 (default: the '
+        'classes of the ground truth and prediction, largest first)')
+    parser.add_argument(
+        '--max-classes', type=int, default=4, help='classes per Fig. 4 when --classes is not given')
+    parser.add_argument(
+        '--bias-grid',
+        type=int,
+        nargs=2,
+        default=(21, 21),
+        metavar=('H', 'W'),
+        help='grid of the stand-alone bias map (21 21: ViT-B/16 at 336 px)')
+    parser.add_argument(
+        '--bins',
+        default=None,
+        help='distance bin edges of the space-preference metric, e.g. '
+        '0,0.2,0.4,0.6,0.8,1 (default: the metric\'s)')
+    parser.add_argument(
+        '--no-eval', action='store_true', help='skip the dataset evaluation (scores, Fig. 1)')
+    parser.add_argument(
+        '--banner',
+        default=None,
+        help='text written in red on every figure (e.g. "RANDOM CLIP '
+        'WEIGHTS - meaningless")')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='config overrides (key=value), applied to every model')
     args = parser.parse_args(argv)
     models = [[args.config, args.checkpoint]]
     for entry in args.compare:
@@ -116,8 +144,9 @@ def parse_args(argv=None):
         parser.error(f'--names gives {len(names)} names for {len(models)} models')
     if len(set(names)) != len(names):
         names = [f'{i}_{n}' for i, n in enumerate(names)]
-    args.models = [dict(config=c, checkpoint=k, name=safe_name(n))
-                   for (c, k), n in zip(models, names)]
+    args.models = [
+        dict(config=c, checkpoint=k, name=safe_name(n)) for (c, k), n in zip(models, names)
+    ]
     if args.bins:
         try:
             edges = [float(b) for b in args.bins.split(',')]
@@ -158,8 +187,9 @@ def build_runner(spec: dict, args, bins: Optional[List[float]]) -> Runner:
     for key in ('train_dataloader', 'train_cfg', 'optim_wrapper', 'param_scheduler',
                 'val_dataloader', 'val_cfg', 'val_evaluator'):
         cfg[key] = None
-    cfg.custom_hooks = [h for h in cfg.get('custom_hooks', []) or []
-                        if h.get('type') != 'CropVoteHypothesisHook']  # training only
+    cfg.custom_hooks = [
+        h for h in cfg.get('custom_hooks', []) or [] if h.get('type') != 'CropVoteHypothesisHook'
+    ]  # training only
     adapt_cfg_to_device(cfg)
     return Runner.from_cfg(cfg)
 
@@ -183,9 +213,11 @@ def evaluate(runner: Runner) -> dict:
         class_pref_per_class=metrics['class_pref_per_class'],
         class_pref_confused=metrics['class_pref_confused'],
         space_pref=float(metrics['space_pref']),
-        space_pref_curve=dict(bins=curve['bins'], centres=curve['centres'],
-                              miou=[None if m != m else m * 100 for m in curve['miou']],
-                              objects=curve['objects']),
+        space_pref_curve=dict(
+            bins=curve['bins'],
+            centres=curve['centres'],
+            miou=[None if m != m else m * 100 for m in curve['miou']],
+            objects=curve['objects']),
         confusion=found['ClassPreferenceMetric'].confusion,
         classes=list(found['ClassPreferenceMetric'].dataset_meta['classes']))
 
@@ -206,8 +238,10 @@ def fig4_samples(runner: Runner, args, evaluated: bool) -> List[dict]:
     cfg = runner.cfg
     if args.images:
         pipeline = image_only_pipeline(cfg)
-        return [dict(name=safe_name(osp.splitext(osp.basename(p))[0]),
-                     data=pipeline(dict(img_path=p))) for p in args.images]
+        return [
+            dict(name=safe_name(osp.splitext(osp.basename(p))[0]), data=pipeline(dict(img_path=p)))
+            for p in args.images
+        ]
     if not evaluated or args.num_images <= 0:
         return []
     dataset = build_test_dataset(cfg)
@@ -230,9 +264,11 @@ def bias_arrays(model, data: dict) -> Dict[str, np.ndarray]:
     image = data['inputs'].numpy().transpose(1, 2, 0)
     if unwrap(model).data_preprocessor.channel_conversion:
         image = image[:, :, ::-1]  # BGR (loaded) -> RGB (shown)
-    arrays = dict(inputs=inputs.cpu().numpy(), image=np.ascontiguousarray(image[:h, :w]),
-                  masks=maps['masks'][0, :h, :w].cpu().numpy(),
-                  Lq=maps['Lq'][0].cpu().numpy())
+    arrays = dict(
+        inputs=inputs.cpu().numpy(),
+        image=np.ascontiguousarray(image[:h, :w]),
+        masks=maps['masks'][0, :h, :w].cpu().numpy(),
+        Lq=maps['Lq'][0].cpu().numpy())
     for key in ('B', 'Lr', 'logits'):
         if key in maps:
             value = maps[key]
@@ -281,8 +317,16 @@ def colourise(label: np.ndarray, num: int) -> np.ndarray:
 
 def add_banner(fig, banner: Optional[str]) -> None:
     if banner:
-        fig.text(0.5, 0.005, banner, ha='center', va='bottom', color='white', fontsize=11,
-                 fontweight='bold', bbox=dict(facecolor='#c80000', edgecolor='none'))
+        fig.text(
+            0.5,
+            0.005,
+            banner,
+            ha='center',
+            va='bottom',
+            color='white',
+            fontsize=11,
+            fontweight='bold',
+            bbox=dict(facecolor='#c80000', edgecolor='none'))
 
 
 def save(fig, path: str) -> str:
@@ -297,8 +341,8 @@ def plot_fig4(arrays: dict, classes: np.ndarray, names: List[str], title: str,
     per row), exactly the arrays in ``arrays`` (saved beside the PNG)."""
     maps = [k for k in ('Lq', 'B', 'Lr') if k in arrays]
     cols = max(3, len(maps))
-    fig, axes = plt.subplots(1 + len(classes), cols, figsize=(3.2 * cols, 2.6 * (1 + len(classes))),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1 + len(classes), cols, figsize=(3.2 * cols, 2.6 * (1 + len(classes))), squeeze=False)
     for ax in axes.ravel():
         ax.axis('off')
     num = len(names)
@@ -311,14 +355,13 @@ def plot_fig4(arrays: dict, classes: np.ndarray, names: List[str], title: str,
         ax.set_title(label, fontsize=9)
     # Colour key of the classes in the ground truth and the masks.
     from matplotlib.patches import Patch
-    shown = np.unique(np.concatenate([arrays[k].ravel() for k in ('gt', 'masks')
-                                      if k in arrays]))
+    shown = np.unique(np.concatenate([arrays[k].ravel() for k in ('gt', 'masks') if k in arrays]))
     pal = palette_for(num)
     handles = [Patch(color=pal[c] / 255, label=names[c]) for c in shown if c < num][:12]
     if 'gt' in arrays and (arrays['gt'] >= num).any():
         handles.append(Patch(color='black', label='ignored'))
-    axes[0, -1].legend(handles=handles, loc='upper left', bbox_to_anchor=(1.02, 1),
-                       fontsize=7, frameon=False)
+    axes[0, -1].legend(
+        handles=handles, loc='upper left', bbox_to_anchor=(1.02, 1), fontsize=7, frameon=False)
     labels = dict(Lq='query logits Lq', B='bias logits B', Lr='rectified Lr = Lq - B')
     for row, c in enumerate(classes, start=1):
         planes = [arrays[k][c] for k in maps]
@@ -340,8 +383,7 @@ def plot_bias(bias: np.ndarray, names: List[str], title: str, banner: Optional[s
     num = len(names)
     cols = min(num, 8)
     rows = (num + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(1.8 * cols + 1, 1.9 * rows + 0.6),
-                             squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.8 * cols + 1, 1.9 * rows + 0.6), squeeze=False)
     vmin, vmax = float(bias.min()), float(bias.max())
     for ax in axes.ravel():
         ax.axis('off')
@@ -360,12 +402,11 @@ def confused_pairs(confusion: np.ndarray, names: List[str], top: int = 10) -> Li
     rows = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
     present = [c for c in range(len(names)) if not np.isnan(scores[c])]
     present.sort(key=lambda c: -rows[c, partner[c]])
-    return [f'{names[c]} -> {names[partner[c]]} ({rows[c, partner[c]]:.2f})'
-            for c in present[:top]]
+    return [f'{names[c]} -> {names[partner[c]]} ({rows[c, partner[c]]:.2f})' for c in present[:top]]
 
 
-def plot_confusion(confusion: np.ndarray, names: List[str], title: str,
-                   banner: Optional[str], path: str) -> str:
+def plot_confusion(confusion: np.ndarray, names: List[str], title: str, banner: Optional[str],
+                   path: str) -> str:
     rows = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
     num = len(names)
     size = min(4 + 0.25 * num, 24)
@@ -378,8 +419,14 @@ def plot_confusion(confusion: np.ndarray, names: List[str], title: str,
     ax.set_ylabel('ground-truth class')
     fig.colorbar(im, ax=ax, shrink=0.7)
     pairs = confused_pairs(confusion, names)
-    fig.text(0.99, 0.98, 'most confused\n' + '\n'.join(pairs), ha='right', va='top',
-             fontsize=7, family='monospace')
+    fig.text(
+        0.99,
+        0.98,
+        'most confused\n' + '\n'.join(pairs),
+        ha='right',
+        va='top',
+        fontsize=7,
+        family='monospace')
     ax.set_title(title, fontsize=10)
     fig.subplots_adjust(right=0.75, bottom=0.2)
     add_banner(fig, banner)
@@ -405,10 +452,12 @@ def plot_curves(scores: Dict[str, dict], banner: Optional[str], path: str) -> st
 
 def write_html(out: str, scores: Dict[str, dict], figures: List[tuple],
                banner: Optional[str]) -> str:
-    parts = ['<!DOCTYPE html><html><head><meta charset="utf-8"><title>Bias report</title>'
-             '<style>body{font-family:sans-serif;margin:2em}img{max-width:100%;'
-             'border:1px solid #ccc}table{border-collapse:collapse}td,th{border:1px solid '
-             '#999;padding:4px 8px}</style></head><body><h1>Bias report</h1>']
+    parts = [
+        '<!DOCTYPE html><html><head><meta charset="utf-8"><title>Bias report</title>'
+        '<style>body{font-family:sans-serif;margin:2em}img{max-width:100%;'
+        'border:1px solid #ccc}table{border-collapse:collapse}td,th{border:1px solid '
+        '#999;padding:4px 8px}</style></head><body><h1>Bias report</h1>'
+    ]
     if banner:
         parts.append(f'<p style="background:#c80000;color:white;padding:6px">'
                      f'<b>{html.escape(banner)}</b></p>')
@@ -457,14 +506,15 @@ def main(argv=None) -> int:
                 build_test_dataset(runner.cfg)
                 evaluated = True
             except (FileNotFoundError, OSError, AssertionError) as err:
-                print_log(f'{name}: no test set ({err}); skipping the scores and Fig. 1 '
-                          '(bias maps and Fig. 4 on --images only).', logger='current')
+                print_log(
+                    f'{name}: no test set ({err}); skipping the scores and Fig. 1 '
+                    '(bias maps and Fig. 4 on --images only).',
+                    logger='current')
         if evaluated:
             result = evaluate(runner)
             # The confusion matrix is indexed by the dataset's classes (its names).
             confusions[name] = (result.pop('confusion'), result.pop('classes'))
-            scores[name] = dict(config=spec['config'], checkpoint=spec['checkpoint'],
-                                **result)
+            scores[name] = dict(config=spec['config'], checkpoint=spec['checkpoint'], **result)
         elif spec['checkpoint']:
             runner.load_checkpoint(spec['checkpoint'], map_location='cpu')
         model = unwrap(runner.model)
@@ -485,8 +535,8 @@ def main(argv=None) -> int:
             np.savez_compressed(path, B=bias, grid=np.array(args.bias_grid))
             figures.append(('Bias maps B (head alone)', f'{label}: bias logits B per class, '
                             f'grid {args.bias_grid[0]}x{args.bias_grid[1]}',
-                            plot_bias(bias, names, f'{label}: bias logits B',
-                                      args.banner, osp.join(out, f'bias_{name}.png'))))
+                            plot_bias(bias, names, f'{label}: bias logits B', args.banner,
+                                      osp.join(out, f'bias_{name}.png'))))
         for item in fig4_samples(runner, args, evaluated):
             arrays = bias_arrays(model, item['data'])
             classes = choose_classes(arrays, names, args)
@@ -497,23 +547,26 @@ def main(argv=None) -> int:
                                       args.banner, stem + '.png')))
         if name in confusions:
             confusion, dataset_classes = confusions[name]
-            figures.append(('Fig. 1b: confusion matrices', f'{label}: row-normalised '
-                            'confusion matrix', plot_confusion(
-                                confusion, dataset_classes, f'{label}: confusion (rows: '
+            figures.append(
+                ('Fig. 1b: confusion matrices', f'{label}: row-normalised '
+                 'confusion matrix',
+                 plot_confusion(confusion, dataset_classes, f'{label}: confusion (rows: '
                                 'ground truth, normalised)', args.banner,
                                 osp.join(out, f'fig1b_confusion_{name}.png'))))
             scores[name]['most_confused'] = confused_pairs(confusion, dataset_classes)
         del runner, model
     if scores:
-        figures.insert(0, ('Fig. 1a: space preference', 'mIoU vs centre distance',
-                           plot_curves(scores, args.banner,
-                                       osp.join(out, 'fig1a_distance_curve.png'))))
+        figures.insert(
+            0, ('Fig. 1a: space preference', 'mIoU vs centre distance',
+                plot_curves(scores, args.banner, osp.join(out, 'fig1a_distance_curve.png'))))
         with open(osp.join(out, 'scores.json'), 'w') as f:
             json.dump(scores, f, indent=2)
     report = write_html(out, scores, figures, args.banner)
     for name, s in scores.items():
-        print_log(f'{name}: mIoU {s["mIoU"]:.2f}, class-preference {s["class_pref"]:.4f}, '
-                  f'space-preference slope {s["space_pref"]:.4f}', logger='current')
+        print_log(
+            f'{name}: mIoU {s["mIoU"]:.2f}, class-preference {s["class_pref"]:.4f}, '
+            f'space-preference slope {s["space_pref"]:.4f}',
+            logger='current')
     print_log(f'Bias report: {report} ({len(figures)} figures)', logger='current')
     return 0
 

@@ -28,14 +28,11 @@ import numpy as np
 from PIL import Image
 
 try:
-    from mmseg_reclip.datasets.coco_stuff27 import (
-        COCOSTUFF27_SEG_MAP_SUFFIX, convert_labels)
+    from mmseg_reclip.datasets.coco_stuff27 import COCOSTUFF27_SEG_MAP_SUFFIX, convert_labels
     from mmseg_reclip.models.utils.io import atomic_write
 except ImportError:  # running from a source checkout that is not installed
-    sys.path.insert(
-        0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
-    from mmseg_reclip.datasets.coco_stuff27 import (
-        COCOSTUFF27_SEG_MAP_SUFFIX, convert_labels)
+    sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
+    from mmseg_reclip.datasets.coco_stuff27 import (COCOSTUFF27_SEG_MAP_SUFFIX, convert_labels)
     from mmseg_reclip.models.utils.io import atomic_write
 
 import mmengine  # noqa: E402
@@ -103,8 +100,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         description='Convert COCO-Stuff-164k label maps (182 ids) to the '
         '27 mid-level classes of the unsupervised protocol.')
     parser.add_argument('coco_stuff_root', help='COCO-Stuff-164k root folder')
-    parser.add_argument(
-        '--nproc', type=int, default=1, help='number of worker processes')
+    parser.add_argument('--nproc', type=int, default=1, help='number of worker processes')
     parser.add_argument(
         '--splits',
         nargs='+',
@@ -117,8 +113,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     paths = find_raw_label_maps(args.coco_stuff_root, args.splits)
     if not paths:
-        print(f'no raw label maps found under {args.coco_stuff_root}',
-              file=sys.stderr)
+        print(f'no raw label maps found under {args.coco_stuff_root}', file=sys.stderr)
         return 1
     if args.nproc > 1:
         mmengine.track_parallel_progress(convert_file, paths, args.nproc)

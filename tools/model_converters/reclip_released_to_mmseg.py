@@ -53,8 +53,8 @@ def _shared_io():
     if root is None:  # a copy of the tool outside the checkout: the installed package
         spec = importlib.util.find_spec('mmseg_reclip')  # finds it without importing it
         root = osp.dirname(spec.origin)
-    spec = importlib.util.spec_from_file_location(
-        '_mmseg_reclip_io', osp.join(root, 'models', 'utils', 'io.py'))
+    spec = importlib.util.spec_from_file_location('_mmseg_reclip_io',
+                                                  osp.join(root, 'models', 'utils', 'io.py'))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -82,9 +82,9 @@ KEY_MAP = OrderedDict([
 OPTIONAL_KEYS = ('decoder_norm2.num_batches_tracked', )
 
 #: Name fragments of the frozen CLIP weights a released file may also hold.
-_CLIP_FRAGMENTS = ('clip', 'visual.', 'image_encoder.', 'backbone.', 'transformer.',
-                   'resblocks.', 'token_embedding', 'positional_embedding', 'ln_final',
-                   'text_projection', 'logit_scale', 'class_embedding', 'ln_pre', 'ln_post')
+_CLIP_FRAGMENTS = ('clip', 'visual.', 'image_encoder.', 'backbone.', 'transformer.', 'resblocks.',
+                   'token_embedding', 'positional_embedding', 'ln_final', 'text_projection',
+                   'logit_scale', 'class_embedding', 'ln_pre', 'ln_post')
 
 #: Keys under which training scripts nest the weights.
 _NEST_KEYS = ('state_dict', 'model', 'model_state_dict', 'net')
@@ -116,8 +116,7 @@ def load_released(path: str, trust_pickle: bool = False) -> dict:
                 f'{path} holds non-tensor objects ({reason or "not a plain state dict"}); '
                 'unpickling them could run code, so it is refused. If you trust the file, '
                 'rerun with --trust-pickle.') from None
-        print(f'warning: --trust-pickle: loading {path} with full unpickling.',
-              file=sys.stderr)
+        print(f'warning: --trust-pickle: loading {path} with full unpickling.', file=sys.stderr)
         return torch.load(path, map_location='cpu', weights_only=False)
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as err:
         if isinstance(err, (PermissionError, IsADirectoryError)):
@@ -175,8 +174,10 @@ def check_missing(state: Mapping[str, torch.Tensor], src: str) -> None:
     if not missing:
         return
     keys = list(state)
-    lines = [f'{src} is not a released ReCLIP++ rectification checkpoint: missing keys '
-             f'{missing}.', f'Found keys: {_describe_found(keys)}.']
+    lines = [
+        f'{src} is not a released ReCLIP++ rectification checkpoint: missing keys '
+        f'{missing}.', f'Found keys: {_describe_found(keys)}.'
+    ]
     for key in missing:
         close = difflib.get_close_matches(key, keys, n=3, cutoff=0.6)
         if close:
@@ -286,7 +287,10 @@ def convert(src: str,
         source_format='released ReCLIP++ rectification checkpoint',
         converted_by='tools/model_converters/reclip_released_to_mmseg.py',
         torch_version=str(torch.__version__),
-        **{k: v for k, v in info.items() if not k.startswith('ignored')},
+        **{
+            k: v
+            for k, v in info.items() if not k.startswith('ignored')
+        },
         num_ignored_keys=len(info['ignored_frozen_clip_keys']) + len(info['ignored_other_keys']))
     atomic_torch_save(dict(meta=meta, state_dict=state_dict), dst)
     return info
@@ -297,22 +301,29 @@ def parse_args(argv=None):
         description='Convert a released ReCLIP++ rectification checkpoint to mmseg-reclip.')
     parser.add_argument('src', help='released checkpoint (.pth)')
     parser.add_argument('dst', help='output mmengine checkpoint (.pth)')
-    parser.add_argument('--num-classes', type=int, default=None,
-                        help='expected number of classes (VOC 20, Context 59, ADE 150, '
-                        'Cityscapes 19, COCO-Stuff 27); checked against the checkpoint')
-    parser.add_argument('--num-context', type=int, default=None,
-                        help='expected number of context vectors (released: 73)')
-    parser.add_argument('--trust-pickle', action='store_true',
-                        help='load SRC with full unpickling when it holds more than '
-                        'tensors (a crafted file runs code: only for files you trust)')
+    parser.add_argument(
+        '--num-classes',
+        type=int,
+        default=None,
+        help='expected number of classes (VOC 20, Context 59, ADE 150, '
+        'Cityscapes 19, COCO-Stuff 27); checked against the checkpoint')
+    parser.add_argument(
+        '--num-context',
+        type=int,
+        default=None,
+        help='expected number of context vectors (released: 73)')
+    parser.add_argument(
+        '--trust-pickle',
+        action='store_true',
+        help='load SRC with full unpickling when it holds more than '
+        'tensors (a crafted file runs code: only for files you trust)')
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        info = convert(args.src, args.dst, args.num_classes, args.num_context,
-                       args.trust_pickle)
+        info = convert(args.src, args.dst, args.num_classes, args.num_context, args.trust_pickle)
     except ConversionError as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 1

@@ -16,11 +16,7 @@ pd_threshold = 0.5  # released test-time prompt-denoising threshold (docs/method
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(
-        type='RandomResize',
-        scale=train_scale,
-        ratio_range=(0.5, 2.0),
-        keep_ratio=True),
+    dict(type='RandomResize', scale=train_scale, ratio_range=(0.5, 2.0), keep_ratio=True),
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=1.0),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PhotoMetricDistortion'),
@@ -42,15 +38,13 @@ train_dataloader = dict(
     # (mmseg_reclip.utils.data_seeding). Plain mmseg behaviour: use the inner sampler
     # and dataset directly. Dataset keys live one level down:
     #   --cfg-options train_dataloader.dataset.dataset.data_root=DIR
-    sampler=dict(
-        type='StepSeededSampler', sampler=dict(type='InfiniteSampler', shuffle=True)),
+    sampler=dict(type='StepSeededSampler', sampler=dict(type='InfiniteSampler', shuffle=True)),
     dataset=dict(
         type='StepSeededDataset',
         dataset=dict(
             type=dataset_type,
             data_root=data_root,
-            data_prefix=dict(
-                img_path='leftImg8bit/train', seg_map_path='gtFine/train'),
+            data_prefix=dict(img_path='leftImg8bit/train', seg_map_path='gtFine/train'),
             pipeline=train_pipeline)))
 val_dataloader = dict(
     batch_size=1,
@@ -60,8 +54,7 @@ val_dataloader = dict(
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
-        data_prefix=dict(
-            img_path='leftImg8bit/val', seg_map_path='gtFine/val'),
+        data_prefix=dict(img_path='leftImg8bit/val', seg_map_path='gtFine/val'),
         pipeline=test_pipeline))
 test_dataloader = val_dataloader
 

@@ -21,11 +21,7 @@ pd_threshold = 0.95  # released test-time prompt-denoising threshold (docs/metho
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(
-        type='RandomResize',
-        scale=train_scale,
-        ratio_range=(0.5, 2.0),
-        keep_ratio=True),
+    dict(type='RandomResize', scale=train_scale, ratio_range=(0.5, 2.0), keep_ratio=True),
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=1.0),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PhotoMetricDistortion'),
@@ -47,15 +43,13 @@ train_dataloader = dict(
     # (mmseg_reclip.utils.data_seeding). Plain mmseg behaviour: use the inner sampler
     # and dataset directly. Dataset keys live one level down:
     #   --cfg-options train_dataloader.dataset.dataset.data_root=DIR
-    sampler=dict(
-        type='StepSeededSampler', sampler=dict(type='InfiniteSampler', shuffle=True)),
+    sampler=dict(type='StepSeededSampler', sampler=dict(type='InfiniteSampler', shuffle=True)),
     dataset=dict(
         type='StepSeededDataset',
         dataset=dict(
             type=dataset_type,
             data_root=data_root,
-            data_prefix=dict(
-                img_path='images/train2017', seg_map_path='annotations/train2017'),
+            data_prefix=dict(img_path='images/train2017', seg_map_path='annotations/train2017'),
             pipeline=train_pipeline)))
 val_dataloader = dict(
     batch_size=1,
@@ -65,8 +59,7 @@ val_dataloader = dict(
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
-        data_prefix=dict(
-            img_path='images/val2017', seg_map_path='annotations/val2017'),
+        data_prefix=dict(img_path='images/val2017', seg_map_path='annotations/val2017'),
         pipeline=test_pipeline))
 test_dataloader = val_dataloader
 

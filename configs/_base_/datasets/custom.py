@@ -43,13 +43,14 @@ train_dataloader = dict(
     batch_size=4,
     num_workers=4,
     persistent_workers=True,
-    sampler=dict(
-        type='StepSeededSampler', sampler=dict(type='InfiniteSampler', shuffle=True)),
+    sampler=dict(type='StepSeededSampler', sampler=dict(type='InfiniteSampler', shuffle=True)),
     dataset=dict(
         type='StepSeededDataset',
         dataset=dict(
             # class_names only names the classes in the checkpoint's meta; no label is read
-            type='UnlabeledImageDataset', data_root=data_root, class_names=class_names,
+            type='UnlabeledImageDataset',
+            data_root=data_root,
+            class_names=class_names,
             pipeline=train_pipeline)))
 # `tools/test.py CONFIG CHECKPOINT` on the unlabeled folder writes the predicted label
 # maps (no metric: there is no ground truth); tools/infer.py also draws them.
@@ -59,10 +60,11 @@ test_dataloader = dict(
     persistent_workers=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
-        type='UnlabeledImageDataset', data_root=data_root, class_names=class_names,
+        type='UnlabeledImageDataset',
+        data_root=data_root,
+        class_names=class_names,
         pipeline=test_pipeline))
-test_evaluator = dict(
-    type='IoUMetric', format_only=True, output_dir='work_dirs/custom_predictions')
+test_evaluator = dict(type='IoUMetric', format_only=True, output_dir='work_dirs/custom_predictions')
 val_dataloader = None
 val_evaluator = None
 if val_img_dir not in ('', 'none') and val_ann_dir not in ('', 'none'):
@@ -77,8 +79,7 @@ if val_img_dir not in ('', 'none') and val_ann_dir not in ('', 'none'):
             data_prefix=dict(img_path=val_img_dir, seg_map_path=val_ann_dir),
             img_suffix=val_img_suffix,
             seg_map_suffix='.png',
-            pipeline=test_pipeline[:2] + [dict(type='LoadAnnotations')] +
-            test_pipeline[2:]))
+            pipeline=test_pipeline[:2] + [dict(type='LoadAnnotations')] + test_pipeline[2:]))
     val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
 # The final configs take their val_cfg from here (mmengine needs val_cfg, val_dataloader
 # and val_evaluator all set or all None).

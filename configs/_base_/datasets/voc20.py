@@ -20,11 +20,7 @@ pd_threshold = 1.0  # released test-time prompt-denoising threshold (docs/method
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(
-        type='RandomResize',
-        scale=train_scale,
-        ratio_range=(0.5, 2.0),
-        keep_ratio=True),
+    dict(type='RandomResize', scale=train_scale, ratio_range=(0.5, 2.0), keep_ratio=True),
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=1.0),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PhotoMetricDistortion'),
@@ -47,15 +43,13 @@ train_dataloader = dict(
     # (mmseg_reclip.utils.data_seeding). Plain mmseg behaviour: use the inner sampler
     # and dataset directly. Dataset keys live one level down:
     #   --cfg-options train_dataloader.dataset.dataset.data_root=DIR
-    sampler=dict(
-        type='StepSeededSampler', sampler=dict(type='InfiniteSampler', shuffle=True)),
+    sampler=dict(type='StepSeededSampler', sampler=dict(type='InfiniteSampler', shuffle=True)),
     dataset=dict(
         type='StepSeededDataset',
         dataset=dict(
             type=dataset_type,
             data_root=data_root,
-            data_prefix=dict(
-                img_path='JPEGImages', seg_map_path='SegmentationClass'),
+            data_prefix=dict(img_path='JPEGImages', seg_map_path='SegmentationClass'),
             ann_file='ImageSets/Segmentation/train.txt',
             pipeline=train_pipeline)))
 val_dataloader = dict(
@@ -66,8 +60,7 @@ val_dataloader = dict(
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
-        data_prefix=dict(
-            img_path='JPEGImages', seg_map_path='SegmentationClass'),
+        data_prefix=dict(img_path='JPEGImages', seg_map_path='SegmentationClass'),
         ann_file='ImageSets/Segmentation/val.txt',
         pipeline=test_pipeline))
 test_dataloader = val_dataloader

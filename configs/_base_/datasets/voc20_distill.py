@@ -6,10 +6,7 @@ crop_size = (512, 512)
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(
-        type='RandomResize',
-        scale={{_base_.train_scale}},
-        ratio_range=(0.5, 2.0),
-        keep_ratio=True),
+        type='RandomResize', scale={{_base_.train_scale}}, ratio_range=(0.5, 2.0), keep_ratio=True),
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=1.0),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PhotoMetricDistortion'),

@@ -65,7 +65,6 @@ model = dict(
         loss_decode=[
             dict(type='MaskGuidedCELoss', loss_weight=1.0),
             dict(type='FeatureGuidedL1Loss', loss_weight=lambda_feat),
-            dict(type='TextGuidedContrastiveLoss', loss_weight=lambda_text,
-                 logit_scale=100.0),
+            dict(type='TextGuidedContrastiveLoss', loss_weight=lambda_text, logit_scale=100.0),
         ]),
     pd_threshold=None)  # no prompt denoising in distillation eval (docs/method.md §8)

@@ -22,7 +22,6 @@ PSEUDO_META_KEYS = ('img_path', 'seg_map_path', 'ori_shape', 'img_shape', 'pad_s
                     'scale_factor', 'flip', 'flip_direction', 'reduce_zero_label',
                     'pseudo_label_path')
 
-
 #: File in a pseudo-label folder describing it; ``complete: true`` once every label of
 #: the training set is written and up to date.
 PSEUDO_LABEL_META = 'meta.json'
@@ -84,8 +83,7 @@ class LoadPseudoLabel(BaseTransform):
             raise RuntimeError(
                 'LoadPseudoLabel found a gt_seg_map already loaded (LoadAnnotations in the '
                 'train pipeline?). Distillation is unsupervised: remove LoadAnnotations.')
-        path = osp.join(self.pseudo_label_dir,
-                        pseudo_label_name(results['img_path'], self.suffix))
+        path = osp.join(self.pseudo_label_dir, pseudo_label_name(results['img_path'], self.suffix))
         gt_path = results.get('seg_map_path')
         if gt_path and osp.abspath(path) == osp.abspath(gt_path):
             raise ValueError(f'pseudo_label_dir points at the ground truth ({gt_path}).')
@@ -94,8 +92,8 @@ class LoadPseudoLabel(BaseTransform):
             raise FileNotFoundError(
                 f'Pseudo label not found: {path}. Write the teacher\'s pseudo labels first: '
                 'python tools/generate_pseudo_labels.py <this distillation config>.')
-        label = mmcv.imfrombytes(fileio.get(path, backend_args=self.backend_args),
-                                 flag='unchanged', backend='pillow')
+        label = mmcv.imfrombytes(
+            fileio.get(path, backend_args=self.backend_args), flag='unchanged', backend='pillow')
         label = np.asarray(label)
         if label.ndim != 2:
             raise ValueError(f'{path}: a pseudo label must be a single-channel PNG')

@@ -21,8 +21,8 @@ from ...models.utils import precision_context, resolve_precision
 from ...models.utils.cache import KeyedCache, digest
 from ...models.utils.crop_vote import (Length, global_hypothesis, hypotheses_problem,
                                        resolve_length, votes_to_hypothesis, window_boxes)
-from ..crop_vote_pass import (compute_hypotheses, log_summary, model_device,
-                              model_fingerprint, norm_params, vote_dtype)
+from ..crop_vote_pass import (compute_hypotheses, log_summary, model_device, model_fingerprint,
+                              norm_params, vote_dtype)
 
 __all__ = ['CropVoteHypothesisHook', 'window_boxes', 'votes_to_hypothesis', 'global_hypothesis']
 
@@ -82,13 +82,22 @@ class CropVoteHypothesisHook(Hook):
 
     priority = 'NORMAL'
 
-    def __init__(self, window: Length = 56, stride: Optional[Length] = None,
-                 min_frequency: float = 0.0, mode: str = 'crop_vote',
-                 score_threshold: Optional[float] = None, top_k: Optional[int] = None,
-                 score_scale: float = 100.0, input_size: int = 224, batch_size: int = 256,
-                 cache_dir: Optional[str] = None, img_scale: Optional[int] = None,
-                 backend_args: Optional[dict] = None, log_interval: int = 100,
-                 num_workers: int = 2, precision: str = 'auto') -> None:
+    def __init__(self,
+                 window: Length = 56,
+                 stride: Optional[Length] = None,
+                 min_frequency: float = 0.0,
+                 mode: str = 'crop_vote',
+                 score_threshold: Optional[float] = None,
+                 top_k: Optional[int] = None,
+                 score_scale: float = 100.0,
+                 input_size: int = 224,
+                 batch_size: int = 256,
+                 cache_dir: Optional[str] = None,
+                 img_scale: Optional[int] = None,
+                 backend_args: Optional[dict] = None,
+                 log_interval: int = 100,
+                 num_workers: int = 2,
+                 precision: str = 'auto') -> None:
         if mode not in ('crop_vote', 'global'):
             raise ValueError(f"mode must be 'crop_vote' or 'global', got {mode!r}")
         if mode == 'crop_vote':
@@ -131,19 +140,24 @@ class CropVoteHypothesisHook(Hook):
 
     def settings(self, model=None) -> dict:
         """Every setting that affects the hypotheses (stored in the cache and hashed)."""
-        s = dict(version=CACHE_VERSION, mode=self.mode, input_size=self.input_size,
-                 img_scale=self.img_scale, resize='torch-bilinear-noantialias',
-                 decode='cv2-color')
+        s = dict(
+            version=CACHE_VERSION,
+            mode=self.mode,
+            input_size=self.input_size,
+            img_scale=self.img_scale,
+            resize='torch-bilinear-noantialias',
+            decode='cv2-color')
         if self.mode == 'crop_vote':
             s.update(window=self.window, stride=self.stride, min_frequency=self.min_frequency)
         else:
-            s.update(score_threshold=self.score_threshold, top_k=self.top_k,
-                     score_scale=self.score_scale)
+            s.update(
+                score_threshold=self.score_threshold,
+                top_k=self.top_k,
+                score_scale=self.score_scale)
         if self.cast_dtype is not None:  # fp32 keeps the keys of existing caches
             s['precision'] = str(self.cast_dtype)
         if model is not None:
-            s['bgr_to_rgb'] = bool(getattr(model.data_preprocessor, 'channel_conversion',
-                                           False))
+            s['bgr_to_rgb'] = bool(getattr(model.data_preprocessor, 'channel_conversion', False))
             mean, std = norm_params(model.data_preprocessor)
             s['mean'] = None if mean is None else [float(v) for v in mean.flatten()]
             s['std'] = None if std is None else [float(v) for v in std.flatten()]
@@ -169,8 +183,11 @@ class CropVoteHypothesisHook(Hook):
         try:
             with torch.no_grad():
                 self.cache_key = self.compute_key(model, img_paths)
-            cache = KeyedCache(self.cache_dir or runner.work_dir, CACHE_PREFIX,
-                               self.cache_key, what='Crop-vote cache')
+            cache = KeyedCache(
+                self.cache_dir or runner.work_dir,
+                CACHE_PREFIX,
+                self.cache_key,
+                what='Crop-vote cache')
             self.cache_path = cache.path
             num_classes = getattr(getattr(model, 'decode_head', None), 'num_classes', None)
             check = partial(_content_problem, img_paths=img_paths, num_classes=num_classes)
@@ -179,14 +196,15 @@ class CropVoteHypothesisHook(Hook):
             self.cache_reused = loaded[0] is not None
             if self.cache_reused:
                 self.hypotheses = {k: list(v) for k, v in loaded[0]['hypotheses'].items()}
-                print_log(f'Crop-vote hypotheses: reused the cache {cache.path} '
-                          f'({len(self.hypotheses)} images)', logger='current')
+                print_log(
+                    f'Crop-vote hypotheses: reused the cache {cache.path} '
+                    f'({len(self.hypotheses)} images)',
+                    logger='current')
             else:
                 self.hypotheses = self._compute(model, img_paths)
                 if is_main_process():
                     cache.save(dict(settings=self.settings(model), hypotheses=self.hypotheses))
-                    print_log(f'Crop-vote hypotheses written to {cache.path}',
-                              logger='current')
+                    print_log(f'Crop-vote hypotheses written to {cache.path}', logger='current')
                 barrier()
         finally:
             model.train(was_training)
@@ -210,15 +228,17 @@ class CropVoteHypothesisHook(Hook):
         mean, std = norm_params(pre)
         device = mean.device if mean is not None else model_device(model)
         crops = CropVoteCrops(img_paths, self.mode, self.window, self.stride, self.img_scale,
-                              bool(getattr(pre, 'channel_conversion', False)),
-                              self.backend_args)
+                              bool(getattr(pre, 'channel_conversion', False)), self.backend_args)
         if self.mode == 'crop_vote':
             reduce = partial(torch.argmax, dim=1)
             vote = partial(_crop_vote, min_frequency=self.min_frequency)
         else:
             reduce = None
-            vote = partial(_global_vote, scale=self.score_scale,
-                           threshold=self.score_threshold, top_k=self.top_k)
+            vote = partial(
+                _global_vote,
+                scale=self.score_scale,
+                threshold=self.score_threshold,
+                top_k=self.top_k)
 
         def score_fn(batch: torch.Tensor) -> torch.Tensor:
             with precision_context(self.cast_dtype, batch.device):
@@ -226,9 +246,18 @@ class CropVoteHypothesisHook(Hook):
 
         dtype = 'fp32' if self.cast_dtype is None else str(self.cast_dtype).split('.')[-1]
         return compute_hypotheses(
-            score_fn, crops, vote, reduce, input_size=self.input_size, mean=mean, std=std,
-            device=device, batch_size=self.batch_size, num_workers=self.num_workers,
-            log_interval=self.log_interval, precision_name=dtype)
+            score_fn,
+            crops,
+            vote,
+            reduce,
+            input_size=self.input_size,
+            mean=mean,
+            std=std,
+            device=device,
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            log_interval=self.log_interval,
+            precision_name=dtype)
 
 
 def _crop_vote(top1: torch.Tensor, num_classes: int, min_frequency: float) -> List[int]:

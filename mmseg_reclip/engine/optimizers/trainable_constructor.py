@@ -14,7 +14,10 @@ class TrainableOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     vectors, PE projection and mask decoder. ``paramwise_cfg`` works as usual.
     """
 
-    def add_params(self, params: list, module: nn.Module, prefix: str = '',
+    def add_params(self,
+                   params: list,
+                   module: nn.Module,
+                   prefix: str = '',
                    is_dcn_module=None) -> None:
         # A fully frozen submodule (CLIP: ~300 tensors for ViT-B-16) never reaches the
         # paramwise rules, whose per-parameter "skipped since requires_grad=False"

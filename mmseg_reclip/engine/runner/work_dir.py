@@ -61,8 +61,11 @@ class WorkDirLock:
     @staticmethod
     def _me() -> dict:
         pid = os.getpid()
-        return dict(pid=pid, host=socket.gethostname(), proc_start=_proc_start_time(pid),
-                    started=time.strftime('%Y-%m-%d %H:%M:%S'))
+        return dict(
+            pid=pid,
+            host=socket.gethostname(),
+            proc_start=_proc_start_time(pid),
+            started=time.strftime('%Y-%m-%d %H:%M:%S'))
 
     def _read(self) -> Optional[dict]:
         try:
@@ -98,7 +101,9 @@ class WorkDirLock:
                         f'{owner.get("started")}). Use another --work-dir; if that run is '
                         f'dead, delete {self.path}.') from None
                 print_log(f'Taking over the stale lock {self.path} of a dead run '
-                          f'({owner}).', logger='current', level=logging.WARNING)
+                          f'({owner}).',
+                          logger='current',
+                          level=logging.WARNING)
                 try:
                     os.remove(self.path)
                 except FileNotFoundError:
@@ -135,9 +140,11 @@ def remove_stale_tmp_files(folder: str) -> List[str]:
             os.remove(path)
             removed.append(path)
     if removed:
-        print_log(f'Removed {len(removed)} temporary file(s) left by an interrupted write: '
-                  f'{[osp.basename(p) for p in removed]}', logger='current',
-                  level=logging.WARNING)
+        print_log(
+            f'Removed {len(removed)} temporary file(s) left by an interrupted write: '
+            f'{[osp.basename(p) for p in removed]}',
+            logger='current',
+            level=logging.WARNING)
     return removed
 
 
@@ -172,14 +179,17 @@ def latest_intact_checkpoint(work_dir: str) -> Optional[str]:
         m = _CKPT_RE.match(osp.basename(path))
         if m:
             found.append((int(m.group(1)), osp.getmtime(path), path))
-    candidates = [p for _, _, p in sorted(found, reverse=True)
-                  if osp.abspath(p) != osp.abspath(named)]
+    candidates = [
+        p for _, _, p in sorted(found, reverse=True) if osp.abspath(p) != osp.abspath(named)
+    ]
     for path in candidates:
         if checkpoint_is_intact(path):
             print_log(
                 f'The latest checkpoint {named} (named by '
                 f'{osp.join(work_dir, "last_checkpoint")}) is truncated or missing; '
-                f'resuming from {path} instead.', logger='current', level=logging.WARNING)
+                f'resuming from {path} instead.',
+                logger='current',
+                level=logging.WARNING)
             return path
     raise RuntimeError(
         f'Cannot resume in {work_dir}: {named} (named by last_checkpoint) is truncated or '

@@ -8,7 +8,9 @@ from mmengine.logging import MMLogger
 from mmseg.registry import METRICS
 
 
-def confusion_matrix(pred: np.ndarray, label: np.ndarray, num_classes: int,
+def confusion_matrix(pred: np.ndarray,
+                     label: np.ndarray,
+                     num_classes: int,
                      ignore_index: int = 255) -> np.ndarray:
     """Pixel counts ``[C, C]``: row = ground-truth class, column = predicted class.
 
@@ -44,8 +46,8 @@ def class_preference_scores(confusion: np.ndarray) -> Tuple[np.ndarray, np.ndarr
     num = confusion.shape[0]
     totals = confusion.sum(axis=1)
     present = totals > 0
-    rows = np.divide(confusion, totals[:, None], out=np.zeros_like(confusion),
-                     where=present[:, None])
+    rows = np.divide(
+        confusion, totals[:, None], out=np.zeros_like(confusion), where=present[:, None])
     off = rows.copy()
     np.fill_diagonal(off, -np.inf)
     partner = off.argmax(axis=1) if num > 1 else np.zeros(num, dtype=np.int64)
@@ -123,10 +125,8 @@ class ClassPreferenceMetric(BaseMetric):
         confused = {classes[c]: classes[partner[c]] for c in np.flatnonzero(present)}
         logger: MMLogger = MMLogger.get_current_instance()
         worst = sorted(per_class, key=per_class.get)[:5]
-        logger.info('Class-preference score %.4f over %d classes; most confused: %s' %
-                    (mean, int(present.sum()),
-                     ', '.join(f'{c} -> {confused[c]} ({per_class[c]:+.2f})' for c in worst)))
-        return dict(
-            class_pref=mean,
-            class_pref_per_class=per_class,
-            class_pref_confused=confused)
+        logger.info(
+            'Class-preference score %.4f over %d classes; most confused: %s' %
+            (mean, int(present.sum()), ', '.join(f'{c} -> {confused[c]} ({per_class[c]:+.2f})'
+                                                 for c in worst)))
+        return dict(class_pref=mean, class_pref_per_class=per_class, class_pref_confused=confused)

@@ -25,8 +25,11 @@ def centre_distance(ys: np.ndarray, xs: np.ndarray, height: int, width: int) -> 
     return float(np.sqrt(u * u + v * v) / np.sqrt(2))
 
 
-def object_areas(pred: np.ndarray, label: np.ndarray, num_classes: int,
-                 bins: Sequence[float], ignore_index: int = 255) -> np.ndarray:
+def object_areas(pred: np.ndarray,
+                 label: np.ndarray,
+                 num_classes: int,
+                 bins: Sequence[float],
+                 ignore_index: int = 255) -> np.ndarray:
     """Intersection and union of every ground-truth object, summed per distance bin.
 
     An object is a connected region (8-connectivity) of one ground-truth class in the
@@ -105,8 +108,7 @@ def object_areas(pred: np.ndarray, label: np.ndarray, num_classes: int,
         x0, x1 = min(box[1].start, xs.min()), max(box[1].stop, xs.max() + 1)
         crop = objects[y0:y1, x0:x1]
         is_c = (label[y0:y1, x0:x1] == c) & (crop > 0)
-        iy, ix = ndimage.distance_transform_edt(
-            ~is_c, return_distances=False, return_indices=True)
+        iy, ix = ndimage.distance_transform_edt(~is_c, return_distances=False, return_indices=True)
         owners = crop[iy[ys - y0, xs - x0], ix[ys - y0, xs - x0]]
         fp_owner += np.bincount(owners, minlength=num_obj)
     # Normalised centroid distance (see centre_distance), then the bin of each object.
@@ -146,8 +148,11 @@ def distance_curve(areas: np.ndarray, bins: Sequence[float]) -> Dict[str, list]:
     full = ~np.isnan(miou)
     x, y = centres[full], miou[full]
     slope = float(np.mean(np.diff(y) / np.diff(x))) if len(x) >= 2 else float('nan')
-    return dict(centres=centres.tolist(), miou=miou.tolist(),
-                objects=count.sum(axis=1).astype(int).tolist(), slope=slope)
+    return dict(
+        centres=centres.tolist(),
+        miou=miou.tolist(),
+        objects=count.sum(axis=1).astype(int).tolist(),
+        slope=slope)
 
 
 @METRICS.register_module()
@@ -217,10 +222,10 @@ class SpacePreferenceMetric(BaseMetric):
         curve = distance_curve(np.sum(np.stack(results), axis=0), self.bins)
         self.curve = dict(bins=list(self.bins), **curve)
         logger: MMLogger = MMLogger.get_current_instance()
-        logger.info('Space-preference slope %.4f; mIoU by centre distance: %s' % (
-            curve['slope'], ', '.join(
-                f'{c:.2f}: {m * 100:.1f} ({n} obj)'
-                for c, m, n in zip(curve['centres'], curve['miou'], curve['objects']))))
+        logger.info('Space-preference slope %.4f; mIoU by centre distance: %s' %
+                    (curve['slope'], ', '.join(
+                        f'{c:.2f}: {m * 100:.1f} ({n} obj)'
+                        for c, m, n in zip(curve['centres'], curve['miou'], curve['objects']))))
         return dict(
             space_pref=curve['slope'],
             space_pref_curve=dict(

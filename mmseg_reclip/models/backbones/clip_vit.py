@@ -7,8 +7,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 from mmseg.registry import MODELS
 
-from ..utils import (create_clip, freeze, resize_pos_embed_grid,
-                     set_block_layernorm_eps)
+from ..utils import create_clip, freeze, resize_pos_embed_grid, set_block_layernorm_eps
 
 
 def patch_tokens(visual: nn.Module, img: torch.Tensor) -> Tuple[torch.Tensor, tuple]:

@@ -6,6 +6,5 @@ from .reclip_student_head import ReCLIPStudentHead
 
 __all__ = [
     'MaskCLIPHead', 'ReCLIPHead', 'ReCLIPStudentHead', 'ReferenceBiasExtractor',
-    'RectifiedMaskDecoder', 'bias_logits', 'normalize_reference', 'rectify',
-    'hypothesis_multi_hot'
+    'RectifiedMaskDecoder', 'bias_logits', 'normalize_reference', 'rectify', 'hypothesis_multi_hot'
 ]

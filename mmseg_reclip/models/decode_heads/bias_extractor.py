@@ -108,8 +108,8 @@ class ReferenceBiasExtractor(BaseModule):
                                  f'class ({num_classes}) with a text encoder.')
             pe_channels = text_encoder.image_width
             self.context = nn.Parameter(torch.zeros(num_context, text_encoder.width))
-            tokens, eot = text_encoder.name_tokens([names[0] for names in class_names],
-                                                   num_context, name_token_mode)
+            tokens, eot = text_encoder.name_tokens([names[0] for names in class_names], num_context,
+                                                   name_token_mode)
             self.register_buffer('ref_tokens', tokens, persistent=False)
             self.register_buffer('ref_eot', eot, persistent=False)
         else:
@@ -152,8 +152,7 @@ class ReferenceBiasExtractor(BaseModule):
         or the inherited buffer."""
         if not self.learnt:
             return self.reference
-        ref = self.text_encoder.encode_context_prompts(self.context, self.ref_tokens,
-                                                       self.ref_eot)
+        ref = self.text_encoder.encode_context_prompts(self.context, self.ref_tokens, self.ref_eot)
         return normalize_reference(ref, self.ref_norm)
 
     def pe_grid(self) -> torch.Tensor:
@@ -179,8 +178,8 @@ class ReferenceBiasExtractor(BaseModule):
         key = (tuple(size), device, dtype, amp)
         if key not in self._cache:
             with torch.no_grad(), (nullcontext() if self.learnt else autocast_off()):
-                self._cache[key] = bias_logits(self.positional_features(size),
-                                               self.reference_embeddings())
+                self._cache[key] = bias_logits(
+                    self.positional_features(size), self.reference_embeddings())
         return self._cache[key]
 
     def clear_cache(self) -> None:
@@ -199,10 +198,9 @@ class ReferenceBiasExtractor(BaseModule):
     def inherited_state(self) -> Dict[str, torch.Tensor]:
         """This extractor's bias inputs in the inherited layout (``reference``,
         ``pos_embed``, ``pe_proj.*``): a state dict for an inherited-mode copy."""
-        state = dict(reference=self.reference_embeddings().detach(),
-                     pos_embed=self.pe_grid().detach())
-        state.update({f'pe_proj.{k}': v.detach()
-                      for k, v in self.pe_proj.state_dict().items()})
+        state = dict(
+            reference=self.reference_embeddings().detach(), pos_embed=self.pe_grid().detach())
+        state.update({f'pe_proj.{k}': v.detach() for k, v in self.pe_proj.state_dict().items()})
         return state
 
     @torch.no_grad()
@@ -214,8 +212,10 @@ class ReferenceBiasExtractor(BaseModule):
                             'a text encoder) can inherit another one.')
         state = source.inherited_state()
         own = self.state_dict()
-        bad = [f'{k}: source {tuple(v.shape)} vs {tuple(own[k].shape)}'
-               for k, v in state.items() if tuple(v.shape) != tuple(own[k].shape)]
+        bad = [
+            f'{k}: source {tuple(v.shape)} vs {tuple(own[k].shape)}' for k, v in state.items()
+            if tuple(v.shape) != tuple(own[k].shape)
+        ]
         if bad:
             raise ValueError('Cannot inherit the bias extractor (' + '; '.join(bad) + '). '
                              "Set the student's num_classes, embed_dim and its "

@@ -128,11 +128,11 @@ class MaskCLIPHead(ClassSetStateMixin, BaseDecodeHead):
         weights = self.text_encoder.weights_id
         if not self.query_cache_dir or weights is None:
             return None
-        key = hashlib.sha256(
-            json.dumps([weights, self.flat_names, self.templates]).encode()).hexdigest()
+        key = hashlib.sha256(json.dumps([weights, self.flat_names,
+                                         self.templates]).encode()).hexdigest()
         # require_key=False: caches written before the key was stored stay valid
-        return KeyedCache(self.query_cache_dir, 'queries_', key, digits=24,
-                          what='Query cache', require_key=False)
+        return KeyedCache(
+            self.query_cache_dir, 'queries_', key, digits=24, what='Query cache', require_key=False)
 
     def _cached_queries_problem(self, data) -> Optional[str]:
         """Why a loaded query cache cannot be used (None if it can).
@@ -170,8 +170,10 @@ class MaskCLIPHead(ClassSetStateMixin, BaseDecodeHead):
         if data is not None:
             print_log(f'Query embeddings loaded from cache {cache.path}', logger='current')
             return data['queries'].to(self.query_embeds.dtype)
-        print_log(f'Building query embeddings: {len(self.flat_names)} names x '
-                  f'{len(self.templates)} templates', logger='current')
+        print_log(
+            f'Building query embeddings: {len(self.flat_names)} names x '
+            f'{len(self.templates)} templates',
+            logger='current')
         queries = self.text_encoder.build_queries(
             self.flat_names, self.templates, show_progress=self.show_progress)
         if cache is not None:

@@ -10,8 +10,10 @@ from .bias_extractor import ReferenceBiasExtractor, bias_logits, normalize_refer
 from .mask_decoder import RectifiedMaskDecoder  # noqa: F401 (registers it)
 from .maskclip_head import MaskCLIPHead
 
-__all__ = ['ReCLIPHead', 'rectify', 'bias_logits', 'normalize_reference',
-           'hypothesis_multi_hot', 'upgrade_legacy_state_dict']
+__all__ = [
+    'ReCLIPHead', 'rectify', 'bias_logits', 'normalize_reference', 'hypothesis_multi_hot',
+    'upgrade_legacy_state_dict'
+]
 
 #: State-dict keys of the head before bias extraction and the mask decoder became
 #: modules (checkpoints written until November 2026) -> the keys of today.
@@ -50,11 +52,16 @@ def rectify(query_logits: torch.Tensor, bias: torch.Tensor, mode: str = 'subtrac
 
 #: Head arguments that moved into the two component configs (old config -> new place).
 MOVED_ARGS: Dict[str, str] = {
-    'num_context': 'bias_extractor', 'ctx_init': 'bias_extractor',
-    'ref_norm': 'bias_extractor', 'name_token_mode': 'bias_extractor',
-    'pe_channels': 'bias_extractor', 'pe_grid': 'bias_extractor',
-    'decoder_kernel': 'mask_decoder (as kernel_size)', 'gumbel_scale': 'mask_decoder',
-    'gumbel_tau': 'mask_decoder', 'noise_seed': 'mask_decoder',
+    'num_context': 'bias_extractor',
+    'ctx_init': 'bias_extractor',
+    'ref_norm': 'bias_extractor',
+    'name_token_mode': 'bias_extractor',
+    'pe_channels': 'bias_extractor',
+    'pe_grid': 'bias_extractor',
+    'decoder_kernel': 'mask_decoder (as kernel_size)',
+    'gumbel_scale': 'mask_decoder',
+    'gumbel_tau': 'mask_decoder',
+    'noise_seed': 'mask_decoder',
 }
 
 
@@ -129,12 +136,15 @@ class ReCLIPHead(MaskCLIPHead):
         self.bias_mode = bias_mode
         self.bias_extractor = MODELS.build(
             with_default_type(bias_extractor, 'ReferenceBiasExtractor'),
-            default_args=dict(num_classes=self.num_classes, embed_dim=self.channels,
-                              text_encoder=self.text_encoder, class_names=self.class_names))
+            default_args=dict(
+                num_classes=self.num_classes,
+                embed_dim=self.channels,
+                text_encoder=self.text_encoder,
+                class_names=self.class_names))
         self.mask_decoder = MODELS.build(
             with_default_type(mask_decoder, 'RectifiedMaskDecoder'),
-            default_args=dict(in_channels=self.channels, num_classes=self.num_classes,
-                              norm_cfg=norm_cfg))
+            default_args=dict(
+                in_channels=self.channels, num_classes=self.num_classes, norm_cfg=norm_cfg))
 
     def reset_trainable(self) -> None:
         """Initialise the trainable parts (docs/method.md §3/§4)."""

@@ -96,8 +96,7 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
                  num_classes: Optional[int] = None,
                  class_names: Union[str, Sequence],
                  embed_dim: int = 512,
-                 feature_module: Optional[dict] = dict(
-                     type='ASPPV2', dilations=(6, 12, 18, 24)),
+                 feature_module: Optional[dict] = dict(type='ASPPV2', dilations=(6, 12, 18, 24)),
                  bias_extractor: dict = dict(
                      type='ReferenceBiasExtractor', pe_channels=768, pe_grid=(14, 14)),
                  mask_decoder: dict = dict(type='RectifiedMaskDecoder', kernel_size=5),
@@ -136,19 +135,19 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
             self.feature_module = nn.Identity()
         else:
             self.feature_module = MODELS.build(
-                feature_module,
-                default_args=dict(in_channels=self.in_channels, channels=channels))
+                feature_module, default_args=dict(in_channels=self.in_channels, channels=channels))
         self.proj = nn.Conv2d(channels, embed_dim, 1)
 
         # Frozen copies of the teacher's two modules (filled by `load_from_teacher`).
-        self.bias_extractor = freeze(MODELS.build(
-            with_default_type(bias_extractor, 'ReferenceBiasExtractor'),
-            default_args=dict(num_classes=num_classes, embed_dim=embed_dim,
-                              text_encoder=None)))
-        self.mask_decoder = freeze(MODELS.build(
-            with_default_type(mask_decoder, 'RectifiedMaskDecoder'),
-            default_args=dict(in_channels=embed_dim, num_classes=num_classes,
-                              norm_cfg=dict(type='BN'))))
+        self.bias_extractor = freeze(
+            MODELS.build(
+                with_default_type(bias_extractor, 'ReferenceBiasExtractor'),
+                default_args=dict(num_classes=num_classes, embed_dim=embed_dim, text_encoder=None)))
+        self.mask_decoder = freeze(
+            MODELS.build(
+                with_default_type(mask_decoder, 'RectifiedMaskDecoder'),
+                default_args=dict(
+                    in_channels=embed_dim, num_classes=num_classes, norm_cfg=dict(type='BN'))))
         for module in (self.bias_extractor, self.mask_decoder):
             module.is_init = True  # filled from the teacher: mmengine's init skips them
 
@@ -162,8 +161,10 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
         """State-dict keys (without prefix) of every tensor inherited from the teacher."""
         keys = list(INHERITED_BUFFERS)
         for name in ('bias_extractor', 'mask_decoder'):
-            keys += [f'{name}.{k}' for k in getattr(self, name).state_dict()
-                     if not k.endswith('num_batches_tracked')]
+            keys += [
+                f'{name}.{k}' for k in getattr(self, name).state_dict()
+                if not k.endswith('num_batches_tracked')
+            ]
         return keys
 
     # -- inheritance ----------------------------------------------------------------------
@@ -201,8 +202,10 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
                              'to match the teacher.')
         decoder_state = teacher_head.mask_decoder.state_dict()
         own = self.mask_decoder.state_dict()
-        bad = [f'{k}: teacher {tuple(v.shape)}, student {tuple(own[k].shape)}'
-               for k, v in decoder_state.items() if tuple(v.shape) != tuple(own[k].shape)]
+        bad = [
+            f'{k}: teacher {tuple(v.shape)}, student {tuple(own[k].shape)}'
+            for k, v in decoder_state.items() if tuple(v.shape) != tuple(own[k].shape)
+        ]
         if bad:
             raise ValueError('Cannot inherit the mask decoder (' + '; '.join(bad) + "). Set "
                              "the student's mask_decoder kernel_size, embed_dim and "
@@ -229,9 +232,8 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
         lacking = [k for k in self.inherited_keys() if prefix + k not in state_dict]
         claims = state_dict.get(prefix + 'inherited')
         if lacking and claims is not None and bool(claims):
-            raise ValueError(
-                f'The checkpoint marks {prefix}inherited but lacks {lacking}: it is '
-                'incomplete. Use the full checkpoint written by the distillation run.')
+            raise ValueError(f'The checkpoint marks {prefix}inherited but lacks {lacking}: it is '
+                             'incomplete. Use the full checkpoint written by the distillation run.')
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _check_inherited(self) -> None:
@@ -258,8 +260,7 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
 
     def query_logits(self, feats: torch.Tensor) -> torch.Tensor:
         """``Lq = F_s·Qᵀ`` ``[B, C, h, w]`` (max over synonyms)."""
-        return dense_class_logits(feats, self.query_embeds, self.name_to_class,
-                                  self.num_classes)
+        return dense_class_logits(feats, self.query_embeds, self.name_to_class, self.num_classes)
 
     def bias(self, size: Tuple[int, int]) -> torch.Tensor:
         """Bias logits ``B`` ``[C, h, w]`` for the student's grid; computed once per size
@@ -311,8 +312,7 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
         losses = self._losses()
         hypothesis = None
         if any(getattr(loss, 'uses_hypothesis', False) for loss in losses):
-            hypothesis = hypothesis_multi_hot(batch_data_samples, self.num_classes,
-                                              feats.device)
+            hypothesis = hypothesis_multi_hot(batch_data_samples, self.num_classes, feats.device)
         student = dict(
             student_feats=feats,
             student_logits=logits,

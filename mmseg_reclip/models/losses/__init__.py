@@ -1,5 +1,7 @@
-from .contrastive_loss import (ReCLIPContrastiveLoss, mask_pooled_features,
-                               reclip_contrastive_loss)
+from .contrastive_loss import ReCLIPContrastiveLoss, mask_pooled_features, reclip_contrastive_loss
+from .distill_losses import FeatureGuidedL1Loss, MaskGuidedCELoss, TextGuidedContrastiveLoss
 
-__all__ = ['ReCLIPContrastiveLoss', 'reclip_contrastive_loss', 'mask_pooled_features']
-from .distill_losses import FeatureGuidedL1Loss, MaskGuidedCELoss, TextGuidedContrastiveLoss  # noqa: F401,E402,E501
+__all__ = [
+    'ReCLIPContrastiveLoss', 'reclip_contrastive_loss', 'mask_pooled_features',
+    'FeatureGuidedL1Loss', 'MaskGuidedCELoss', 'TextGuidedContrastiveLoss'
+]

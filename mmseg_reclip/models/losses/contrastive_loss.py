@@ -80,11 +80,15 @@ class ReCLIPContrastiveLoss(nn.Module):
         self.loss_weight = loss_weight
         self._loss_name = loss_name
 
-    def forward(self, feats: torch.Tensor, masks: torch.Tensor, queries: torch.Tensor,
-                hypothesis: torch.Tensor, name_to_class: Optional[torch.Tensor] = None,
+    def forward(self,
+                feats: torch.Tensor,
+                masks: torch.Tensor,
+                queries: torch.Tensor,
+                hypothesis: torch.Tensor,
+                name_to_class: Optional[torch.Tensor] = None,
                 **kwargs) -> torch.Tensor:
-        return self.loss_weight * reclip_contrastive_loss(
-            feats, masks, queries, hypothesis, name_to_class, self.logit_scale)
+        return self.loss_weight * reclip_contrastive_loss(feats, masks, queries, hypothesis,
+                                                          name_to_class, self.logit_scale)
 
     @property
     def loss_name(self) -> str:

@@ -47,8 +47,7 @@ def mask_guided_ce_loss(student_logits: torch.Tensor,
         teacher_target (Tensor): ``[B, H, W]`` long class indices or ``ignore_index``.
     """
     logits = upsample_to(student_logits, teacher_target.shape[-2:], align_corners)
-    ce = F.cross_entropy(logits, teacher_target.long(), ignore_index=ignore_index,
-                         reduction='sum')
+    ce = F.cross_entropy(logits, teacher_target.long(), ignore_index=ignore_index, reduction='sum')
     count = (teacher_target != ignore_index).sum()
     return ce / count.clamp_min(1).to(ce.dtype)
 
@@ -120,8 +119,11 @@ class FeatureGuidedL1Loss(nn.Module):
         self.align_corners = align_corners
         self._loss_name = loss_name
 
-    def forward(self, student_feats: torch.Tensor, teacher_feats: torch.Tensor,
-                valid: Optional[torch.Tensor] = None, **kwargs) -> torch.Tensor:
+    def forward(self,
+                student_feats: torch.Tensor,
+                teacher_feats: torch.Tensor,
+                valid: Optional[torch.Tensor] = None,
+                **kwargs) -> torch.Tensor:
         if teacher_feats is None:
             raise ValueError('FeatureGuidedL1Loss needs the teacher features (run the '
                              'teacher online).')
@@ -151,12 +153,15 @@ class TextGuidedContrastiveLoss(nn.Module):
         self.logit_scale = logit_scale
         self._loss_name = loss_name
 
-    def forward(self, student_feats: torch.Tensor, student_masks: torch.Tensor,
-                queries: torch.Tensor, hypothesis: torch.Tensor,
-                name_to_class: Optional[torch.Tensor] = None, **kwargs) -> torch.Tensor:
+    def forward(self,
+                student_feats: torch.Tensor,
+                student_masks: torch.Tensor,
+                queries: torch.Tensor,
+                hypothesis: torch.Tensor,
+                name_to_class: Optional[torch.Tensor] = None,
+                **kwargs) -> torch.Tensor:
         return self.loss_weight * reclip_contrastive_loss(
-            student_feats, student_masks, queries, hypothesis, name_to_class,
-            self.logit_scale)
+            student_feats, student_masks, queries, hypothesis, name_to_class, self.logit_scale)
 
     @property
     def loss_name(self) -> str:

@@ -3,7 +3,6 @@ from .prompt_denoise import PD_MODES, PromptDenoiseMixin, prompt_denoise
 from .reclip import ReCLIP
 
 __all__ = [
-    'MaskCLIP', 'ReCLIP', 'PromptDenoiseMixin', 'PD_MODES', 'prompt_denoise',
-    'logits_to_input_size'
+    'MaskCLIP', 'ReCLIP', 'PromptDenoiseMixin', 'PD_MODES', 'prompt_denoise', 'logits_to_input_size'
 ]
 from .distiller import ReCLIPDistiller  # noqa: F401,E402

@@ -6,18 +6,18 @@ from typing import List, Optional, Sequence
 import torch
 import torch.nn as nn
 from mmengine.logging import print_log
-from mmengine.registry import DefaultScope
 from mmengine.model.utils import revert_sync_batchnorm
+from mmengine.registry import DefaultScope
 from mmengine.runner.checkpoint import _load_checkpoint, load_state_dict
 from mmseg.models.segmentors import EncoderDecoder
 from mmseg.registry import MODELS
 from mmseg.utils import SampleList, add_prefix
 
 from ...compat import UnsafeCheckpointError
-from ..utils import freeze
 from ..decode_heads.reclip_head import upgrade_legacy_state_dict
-from ..utils.model_meta import set_model_meta
+from ..utils import freeze
 from ..utils.class_set import ClassSetMismatchError, check_class_set, decode_class_set
+from ..utils.model_meta import set_model_meta
 from .maskclip import logits_to_input_size
 from .prompt_denoise import PromptDenoiseMixin
 
@@ -174,13 +174,11 @@ class ReCLIPDistiller(PromptDenoiseMixin, EncoderDecoder):
             raise  # already one line naming the file and the refused global
         except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:
             reason = (str(err).strip().splitlines() or [''])[0][:200]
-            raise ValueError(
-                f'Cannot read the teacher checkpoint {osp.abspath(path)!r} '
-                f'({type(err).__name__}: {reason}). It is truncated or not a PyTorch '
-                'checkpoint: copy it again, or re-run stage 1 to write it.') from err
+            raise ValueError(f'Cannot read the teacher checkpoint {osp.abspath(path)!r} '
+                             f'({type(err).__name__}: {reason}). It is truncated or not a PyTorch '
+                             'checkpoint: copy it again, or re-run stage 1 to write it.') from err
         state = checkpoint.get('state_dict', checkpoint)
-        state = {k[len('module.'):] if k.startswith('module.') else k: v
-                 for k, v in state.items()}
+        state = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
         upgrade_legacy_state_dict(state)  # stage-1 checkpoints of the old head layout
         self._check_teacher_checkpoint(path, state, checkpoint.get('meta') or {})
         print_log(f'Building the distillation teacher from {path}', logger='current')
@@ -188,8 +186,8 @@ class ReCLIPDistiller(PromptDenoiseMixin, EncoderDecoder):
             teacher = MODELS.build(self.teacher_cfg)
         teacher = revert_sync_batchnorm(teacher)  # frozen: BN only uses running stats
         # Frozen CLIP is not saved; the class-set record is absent from old checkpoints.
-        missing = sorted(k for k in set(teacher.state_dict()) - set(state)
-                         if not k.endswith('_extra_state'))
+        missing = sorted(
+            k for k in set(teacher.state_dict()) - set(state) if not k.endswith('_extra_state'))
         if missing:
             raise ValueError(f'Teacher checkpoint {path!r} lacks {missing[:6]} (of '
                              f'{len(missing)}): it does not fit model.teacher (a stage-1 '
@@ -209,8 +207,12 @@ class ReCLIPDistiller(PromptDenoiseMixin, EncoderDecoder):
         stored = state.get('decode_head._extra_state')
         if stored is not None:  # checkpoints store their class names (see class_set.py)
             try:
-                check_class_set(decode_class_set(stored), head.class_names, None,
-                                'student decode_head', check_templates=False)
+                check_class_set(
+                    decode_class_set(stored),
+                    head.class_names,
+                    None,
+                    'student decode_head',
+                    check_templates=False)
             except ClassSetMismatchError as err:
                 raise ClassSetMismatchError(
                     f'Teacher checkpoint {path!r} does not match the student: '
@@ -271,8 +273,11 @@ class ReCLIPDistiller(PromptDenoiseMixin, EncoderDecoder):
         return self.teacher.global_class_scores(crops)
 
     @torch.no_grad()
-    def teacher_outputs(self, inputs: torch.Tensor, data_samples: SampleList,
-                        need_feats: bool = True, need_target: bool = True) -> dict:
+    def teacher_outputs(self,
+                        inputs: torch.Tensor,
+                        data_samples: SampleList,
+                        need_feats: bool = True,
+                        need_target: bool = True) -> dict:
         """The frozen teacher on the (CLIP-normalised) batch, at image size.
 
         Returns:

@@ -100,12 +100,14 @@ class MaskCLIP(PromptDenoiseMixin, EncoderDecoder):
                 resize target).
         """
         if self.upsample_mode == 'padded_crop':
-            return logits_to_input_size(logits, size,
-                                        getattr(self.backbone, 'patch_size', None),
+            return logits_to_input_size(logits, size, getattr(self.backbone, 'patch_size', None),
                                         self.align_corners)
         left, right, top, bottom = padding
-        out = F.interpolate(logits, size=(size[0] - top - bottom, size[1] - left - right),
-                            mode='bilinear', align_corners=False)
+        out = F.interpolate(
+            logits,
+            size=(size[0] - top - bottom, size[1] - left - right),
+            mode='bilinear',
+            align_corners=False)
         if any(padding):
             out = F.pad(out, (left, right, top, bottom))
         return out
@@ -113,8 +115,7 @@ class MaskCLIP(PromptDenoiseMixin, EncoderDecoder):
     def encode_decode(self, inputs: torch.Tensor, batch_img_metas: List[dict]) -> torch.Tensor:
         return self.upsample_logits(self.grid_logits(inputs), inputs.shape[-2:])
 
-    def whole_inference(self, inputs: torch.Tensor,
-                        batch_img_metas: List[dict]) -> torch.Tensor:
+    def whole_inference(self, inputs: torch.Tensor, batch_img_metas: List[dict]) -> torch.Tensor:
         logits = self.grid_logits(inputs)
         logits = self.denoise(logits, 'grid')
         # Test batches hold one image size (mmseg asserts it), so one padding for all;
@@ -124,8 +125,7 @@ class MaskCLIP(PromptDenoiseMixin, EncoderDecoder):
         return self.upsample_logits(logits, inputs.shape[-2:], padding)
 
 
-def inject_clip_cfg(backbone: dict, decode_head: dict,
-                    clip: Optional[dict]) -> Tuple[dict, dict]:
+def inject_clip_cfg(backbone: dict, decode_head: dict, clip: Optional[dict]) -> Tuple[dict, dict]:
     """Fill the model-level ``clip`` keys into the CLIP backbone and the head's text
     encoder (copies; keys already set on a part win)."""
     if not clip:
@@ -160,9 +160,11 @@ def logits_to_input_size(logits: torch.Tensor,
     and crop. Without ``patch_size`` the logits are resized to ``size`` directly.
     """
     if patch_size is None:
-        return F.interpolate(logits, size=tuple(size), mode='bilinear',
-                             align_corners=align_corners)
+        return F.interpolate(logits, size=tuple(size), mode='bilinear', align_corners=align_corners)
     grid_h, grid_w = logits.shape[-2:]
-    logits = F.interpolate(logits, size=(grid_h * patch_size[0], grid_w * patch_size[1]),
-                           mode='bilinear', align_corners=align_corners)
+    logits = F.interpolate(
+        logits,
+        size=(grid_h * patch_size[0], grid_w * patch_size[1]),
+        mode='bilinear',
+        align_corners=align_corners)
     return logits[..., :size[0], :size[1]]

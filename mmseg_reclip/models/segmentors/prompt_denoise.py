@@ -73,8 +73,8 @@ class PromptDenoiseMixin:
         ``stage`` (``'grid'`` or ``'upsampled'``) is its ``pd_mode``; else unchanged."""
         if self.pd_threshold is None or stage != self.pd_mode:
             return seg_logits
-        return prompt_denoise(seg_logits, self.pd_threshold, self.pd_temperature,
-                              fallback=self.pd_fallback)
+        return prompt_denoise(
+            seg_logits, self.pd_threshold, self.pd_temperature, fallback=self.pd_fallback)
 
     def inference(self, inputs: torch.Tensor, batch_img_metas: List[dict]) -> torch.Tensor:
         slide = self.test_cfg.get('mode', 'whole') == 'slide'

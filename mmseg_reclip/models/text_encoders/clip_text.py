@@ -38,15 +38,15 @@ def block_finish(block: nn.Module, x: torch.Tensor, heads_out: torch.Tensor) -> 
     return x + block.ls_2(block.mlp(block.ln_2(x)))
 
 
-def shared_prefix_mask(num_prefix: int, num_suffix: int,
-                       device: torch.device) -> torch.Tensor:
+def shared_prefix_mask(num_prefix: int, num_suffix: int, device: torch.device) -> torch.Tensor:
     """``[S, P + S]`` bool attention mask of the suffix queries (True: may attend).
 
     Suffix query ``i`` sits at position ``P + i``: it sees all of the prefix and the
     suffix tokens ``j <= i``.
     """
-    return torch.ones(num_suffix, num_prefix + num_suffix, dtype=torch.bool,
-                      device=device).tril(diagonal=num_prefix)
+    return torch.ones(
+        num_suffix, num_prefix + num_suffix, dtype=torch.bool,
+        device=device).tril(diagonal=num_prefix)
 
 
 def encode_shared_prefix(blocks: Sequence[nn.Module],
@@ -88,8 +88,8 @@ def encode_shared_prefix(blocks: Sequence[nn.Module],
         qkv = F.linear(block.ln_1(x), attn.in_proj_weight, attn.in_proj_bias)
         qkv = qkv.view(-1, 3, heads, width // heads)  # q | k | v, each split into heads
         q_p, k_p, v_p = qkv[:num_prefix].permute(1, 2, 0, 3).unsqueeze(1)  # [1, H, P, d]
-        q_s, k_s, v_s = qkv[num_prefix:].view(num_cls, num_suffix, 3, heads, -1).permute(
-            2, 0, 3, 1, 4)  # each [C, H, S, d]
+        q_s, k_s, v_s = qkv[num_prefix:].view(num_cls, num_suffix, 3, heads,
+                                              -1).permute(2, 0, 3, 1, 4)  # each [C, H, S, d]
         keys = torch.cat([k_p.expand(num_cls, -1, -1, -1), k_s], dim=2)
         values = torch.cat([v_p.expand(num_cls, -1, -1, -1), v_s], dim=2)
         out_s = F.scaled_dot_product_attention(q_s, keys, values, attn_mask=mask)
@@ -270,8 +270,8 @@ class OpenCLIPTextEncoder(BaseModule):
         fixed = self._prompt_constants(name_tokens, eot_index, num_prefix)
         prefix = torch.cat([fixed['sos'], context.to(fixed['sos'].dtype)], dim=0)
         prefix = prefix + self.tower.positional_embedding[:num_prefix]
-        x = self._encode_shared_prefix(self.tower.transformer.resblocks, prefix,
-                                       fixed['suffix'], fixed['mask'])
+        x = self._encode_shared_prefix(self.tower.transformer.resblocks, prefix, fixed['suffix'],
+                                       fixed['mask'])
         x = x[fixed['rows'], fixed['eot']]
         return self.tower.ln_final(x) @ self.tower.text_projection
 
@@ -285,9 +285,9 @@ class OpenCLIPTextEncoder(BaseModule):
         changes. Built without autograd: they depend on nothing trainable.
         """
         emb, pos = self.tower.token_embedding.weight, self.tower.positional_embedding
-        key = (id(name_tokens), name_tokens._version, tuple(name_tokens.shape),
-               id(eot_index), eot_index._version, num_prefix, name_tokens.device,
-               emb._version, pos._version, pos.dtype)  # (a loaded state dict bumps them)
+        key = (id(name_tokens), name_tokens._version, tuple(name_tokens.shape), id(eot_index),
+               eot_index._version, num_prefix, name_tokens.device, emb._version, pos._version,
+               pos.dtype)  # (a loaded state dict bumps them)
         cache = self.__dict__.setdefault('_prompt_cache', {})
         hit = cache.get(key)
         # ids are only unique among live objects (and a deepcopy copies the cache)
@@ -301,7 +301,8 @@ class OpenCLIPTextEncoder(BaseModule):
                 suffix = suffix + pos[num_prefix:num_prefix + num_suffix]
                 sos = self.token_embeddings(name_tokens.new_full((1, ), self.sot_token_id))
                 cache[key] = dict(
-                    sos=sos, suffix=suffix,
+                    sos=sos,
+                    suffix=suffix,
                     mask=shared_prefix_mask(num_prefix, num_suffix, name_tokens.device),
                     rows=torch.arange(name_tokens.shape[0], device=name_tokens.device),
                     eot=eot_index - num_prefix,
@@ -338,7 +339,9 @@ class OpenCLIPTextEncoder(BaseModule):
     def eot_token_id(self) -> int:
         return int(self.tokenizer.eot_token_id)
 
-    def name_tokens(self, names: List[str], num_context: int,
+    def name_tokens(self,
+                    names: List[str],
+                    num_context: int,
                     mode: str = 'eot') -> Tuple[torch.Tensor, torch.Tensor]:
         """Token ids that follow ``[SOS] + M context vectors`` in a reference prompt.
 

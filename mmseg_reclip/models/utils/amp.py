@@ -19,11 +19,16 @@ from typing import Callable, Optional, Union
 
 import torch
 
-__all__ = ['fp32', 'autocast_off', 'precision_context', 'resolve_precision',
-           'autocast_dtype']
+__all__ = ['fp32', 'autocast_off', 'precision_context', 'resolve_precision', 'autocast_dtype']
 
-_PRECISIONS = {'fp32': None, 'float32': None, 'bf16': torch.bfloat16,
-               'bfloat16': torch.bfloat16, 'fp16': torch.float16, 'float16': torch.float16}
+_PRECISIONS = {
+    'fp32': None,
+    'float32': None,
+    'bf16': torch.bfloat16,
+    'bfloat16': torch.bfloat16,
+    'fp16': torch.float16,
+    'float16': torch.float16
+}
 
 
 @contextmanager
@@ -76,8 +81,8 @@ def resolve_precision(precision: Optional[Union[str, torch.dtype]]) -> Optional[
     return _PRECISIONS[precision]
 
 
-def precision_context(precision: Optional[Union[str, torch.dtype]],
-                      device: Union[str, torch.device]):
+def precision_context(precision: Optional[Union[str, torch.dtype]], device: Union[str,
+                                                                                  torch.device]):
     """``torch.autocast`` on ``device`` at ``precision``, or a no-op for fp32.
 
     fp16 autocast exists only on accelerators: on CPU ``'fp16'`` is an error (use

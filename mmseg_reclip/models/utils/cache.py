@@ -19,9 +19,11 @@ from .io import atomic_torch_save
 __all__ = ['KeyedCache', 'digest']
 
 
-def digest(settings: Mapping,
-           files: Iterable[Tuple[str, int, int]] = (),
-           tensors: Iterable[Tuple[str, torch.Tensor]] = ()) -> str:
+def digest(
+    settings: Mapping,
+    files: Iterable[Tuple[str, int, int]] = (),
+    tensors: Iterable[Tuple[str, torch.Tensor]] = ()
+) -> str:
     """SHA-256 hex digest of settings, file signatures and tensors.
 
     Args:
@@ -57,15 +59,19 @@ class KeyedCache:
             it (formats that predate the stored key, keyed by their name only).
     """
 
-    def __init__(self, folder: str, prefix: str, key: str, digits: int = 16,
-                 what: str = 'Cache', require_key: bool = True) -> None:
+    def __init__(self,
+                 folder: str,
+                 prefix: str,
+                 key: str,
+                 digits: int = 16,
+                 what: str = 'Cache',
+                 require_key: bool = True) -> None:
         self.key = key
         self.path = osp.join(osp.expanduser(folder), f'{prefix}{key[:digits]}.pth')
         self.what = what
         self.require_key = require_key
 
-    def load(self, validate: Optional[Callable[[dict], Optional[str]]] = None
-             ) -> Optional[dict]:
+    def load(self, validate: Optional[Callable[[dict], Optional[str]]] = None) -> Optional[dict]:
         """The stored dict, or ``None`` (recompute) when missing or unusable.
 
         Args:
@@ -97,6 +103,8 @@ class KeyedCache:
         atomic_torch_save(dict(payload, key=self.key), self.path)
 
     def _reject(self, why: str) -> None:
-        print_log(f'{self.what} {self.path} {why}; recomputing and replacing it.',
-                  logger='current', level=logging.WARNING)
+        print_log(
+            f'{self.what} {self.path} {why}; recomputing and replacing it.',
+            logger='current',
+            level=logging.WARNING)
         return None

@@ -45,9 +45,10 @@ def templates_id(templates: Union[str, Sequence[str], None],
 def encode_class_set(class_names: Sequence[Sequence[str]],
                      templates: Optional[str]) -> torch.Tensor:
     """``uint8`` tensor of the JSON record ``{version, class_names, templates}``."""
-    record = dict(version=CLASS_SET_VERSION,
-                  class_names=[list(names) for names in class_names],
-                  templates=templates)
+    record = dict(
+        version=CLASS_SET_VERSION,
+        class_names=[list(names) for names in class_names],
+        templates=templates)
     data = json.dumps(record, ensure_ascii=False).encode('utf-8')
     return torch.tensor(list(data), dtype=torch.uint8)
 
@@ -95,8 +96,9 @@ def check_class_set(stored: dict,
     ckpt_names = [list(n) for n in stored['class_names']]
     own_names = [list(n) for n in class_names]
     if ckpt_names != own_names:
-        diff = [i for i in range(min(len(ckpt_names), len(own_names)))
-                if ckpt_names[i] != own_names[i]]
+        diff = [
+            i for i in range(min(len(ckpt_names), len(own_names))) if ckpt_names[i] != own_names[i]
+        ]
         where = (f'first difference at class {diff[0]}: checkpoint {ckpt_names[diff[0]]} vs '
                  f'config {own_names[diff[0]]}' if diff else 'the class counts differ')
         raise ClassSetMismatchError(
@@ -119,7 +121,8 @@ def warn_unverified(owner: str, num_classes: int) -> None:
         f'{owner}: the checkpoint stores no class names (written by an older '
         f'mmseg-reclip or converted from the released code), so its classes cannot be '
         f'verified against the config\'s {num_classes}; make sure they are the same.',
-        logger='current', level=logging.WARNING)
+        logger='current',
+        level=logging.WARNING)
 
 
 class ClassSetStateMixin:
@@ -153,19 +156,22 @@ class ClassSetStateMixin:
         owner = prefix.rstrip('.') or type(self).__name__
         key = prefix + '_extra_state'
         if key in state_dict:
-            check_class_set(decode_class_set(state_dict[key]), self.class_names,
-                            self.templates_id, owner, self.check_templates)
+            check_class_set(
+                decode_class_set(state_dict[key]), self.class_names, self.templates_id, owner,
+                self.check_templates)
         else:
             warn_unverified(owner, self.num_classes)
         self._check_shapes(state_dict, prefix, owner)
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict,
-                                      missing_keys, unexpected_keys, error_msgs)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
         if key not in state_dict and key in missing_keys:
             missing_keys.remove(key)  # old checkpoint: warned above
 
     def _check_shapes(self, state_dict: dict, prefix: str, owner: str) -> None:
-        own = {k: v for k, v in self.state_dict(prefix=prefix).items()
-               if k != prefix + '_extra_state'}
+        own = {
+            k: v
+            for k, v in self.state_dict(prefix=prefix).items() if k != prefix + '_extra_state'
+        }
         bad = [(k, tuple(state_dict[k].shape), tuple(v.shape)) for k, v in own.items()
                if k in state_dict and isinstance(state_dict[k], torch.Tensor)
                and tuple(state_dict[k].shape) != tuple(v.shape)]

@@ -79,11 +79,10 @@ def check_model_name(model_name: str) -> None:
     known = open_clip.list_models()
     if model_name.replace('/', '-') not in known:
         close = difflib.get_close_matches(model_name, known, n=6, cutoff=0.5)
-        raise ValueError(
-            f'Unknown open_clip model name {model_name!r}. Close names: {close}. '
-            "For OpenAI's CLIP ViT-B/16 use 'ViT-B-16' with pretrained='openai' "
-            "(or 'ViT-B-16-quickgelu' with a local weights file). "
-            'All names: open_clip.list_models().')
+        raise ValueError(f'Unknown open_clip model name {model_name!r}. Close names: {close}. '
+                         "For OpenAI's CLIP ViT-B/16 use 'ViT-B-16' with pretrained='openai' "
+                         "(or 'ViT-B-16-quickgelu' with a local weights file). "
+                         'All names: open_clip.list_models().')
 
 
 def check_pretrained(model_name: str, pretrained: Optional[str]) -> None:
@@ -143,15 +142,20 @@ def create_clip(model_name: str,
         # OpenAI weights were trained with QuickGELU; plain 'ViT-B-16' would use nn.GELU.
         force_quick_gelu = bool(tag_cfg.get('quick_gelu', False))
     if not pretrained:
-        print_log(f'CLIP {model_name}: no `pretrained` given, using RANDOM weights. '
-                  'Predictions are meaningless.', logger='current', level=30)
+        print_log(
+            f'CLIP {model_name}: no `pretrained` given, using RANDOM weights. '
+            'Predictions are meaningless.',
+            logger='current',
+            level=30)
     if pretrained and osp.isfile(pretrained):
         model = _create_from_file(model_name, pretrained, force_quick_gelu)
     else:
         try:
             model = open_clip.create_model(
-                model_name, pretrained=pretrained or None,
-                force_quick_gelu=force_quick_gelu, pretrained_text=False)
+                model_name,
+                pretrained=pretrained or None,
+                force_quick_gelu=force_quick_gelu,
+                pretrained_text=False)
         except RuntimeError as exc:
             if not (pretrained and 'download' in str(exc)):
                 raise
@@ -191,8 +195,7 @@ def _create_from_file(model_name: str, path: str, force_quick_gelu: bool) -> nn.
     logging.getLogger().addFilter(quiet)
     try:
         model = open_clip.create_model(
-            model_name, pretrained=None, force_quick_gelu=force_quick_gelu,
-            pretrained_text=False)
+            model_name, pretrained=None, force_quick_gelu=force_quick_gelu, pretrained_text=False)
     finally:
         logging.getLogger().removeFilter(quiet)
     try:

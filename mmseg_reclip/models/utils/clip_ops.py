@@ -38,8 +38,10 @@ def class_max_over_names(scores: torch.Tensor,
     Returns:
         Tensor: same shape as ``scores`` with ``C`` along ``dim``.
     """
-    if name_to_class is None or scores.shape[dim] == num_classes and bool(
-            (name_to_class == torch.arange(num_classes, device=name_to_class.device)).all()):
+    if name_to_class is None:
+        return scores
+    identity = torch.arange(num_classes, device=name_to_class.device)
+    if scores.shape[dim] == num_classes and bool((name_to_class == identity).all()):
         return scores
     moved = scores.movedim(dim, -1)
     out = moved.new_full(moved.shape[:-1] + (num_classes, ), float('-inf'))
@@ -81,8 +83,8 @@ def gumbel_softmax_hard(logits: torch.Tensor,
     Returns:
         Tensor: same shape as ``logits``.
     """
-    uniform = torch.rand(logits.shape, generator=generator, device=logits.device,
-                         dtype=logits.dtype)
+    uniform = torch.rand(
+        logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
     eps = torch.finfo(logits.dtype).tiny
     neg_log_u = (-torch.log(uniform.clamp_min(eps))).clamp_min(eps)
     gumbels = -torch.log(neg_log_u)

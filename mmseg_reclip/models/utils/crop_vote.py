@@ -17,8 +17,8 @@ import torch.nn as nn
 from .clip_ops import class_max_over_names
 
 __all__ = [
-    'Box', 'Length', 'resolve_length', 'window_boxes', 'votes_to_hypothesis',
-    'global_hypothesis', 'hypotheses_problem', 'global_class_scores'
+    'Box', 'Length', 'resolve_length', 'window_boxes', 'votes_to_hypothesis', 'global_hypothesis',
+    'hypotheses_problem', 'global_class_scores'
 ]
 
 Box = Tuple[int, int, int, int]
@@ -81,11 +81,11 @@ def window_boxes(h: int, w: int, window: Length, stride: Optional[Length] = None
     short = min(h, w)
     win = min(resolve_length(window, short, 'window'), short)
     step = max(1, win // 2) if stride is None else resolve_length(stride, short, 'stride')
-    return [(y, x, y + win, x + win) for y in _starts(h, win, step)
-            for x in _starts(w, win, step)]
+    return [(y, x, y + win, x + win) for y in _starts(h, win, step) for x in _starts(w, win, step)]
 
 
-def votes_to_hypothesis(top1: torch.Tensor, num_classes: int,
+def votes_to_hypothesis(top1: torch.Tensor,
+                        num_classes: int,
                         min_frequency: float = 0.0) -> List[int]:
     """Classes whose vote frequency ``votes / num_crops`` is strictly above ``θ``.
 
@@ -155,8 +155,7 @@ def hypotheses_problem(hypotheses: Dict[str, Sequence[int]], img_paths: Sequence
 
 
 @torch.no_grad()
-def global_class_scores(backbone: nn.Module, head: nn.Module,
-                        crops: torch.Tensor) -> torch.Tensor:
+def global_class_scores(backbone: nn.Module, head: nn.Module, crops: torch.Tensor) -> torch.Tensor:
     """Cosines of CLIP's global image embedding against the head's queries ``Q``.
 
     Args:
@@ -170,5 +169,4 @@ def global_class_scores(backbone: nn.Module, head: nn.Module,
         Tensor: ``[N, C]`` scores (max over each class's names).
     """
     emb = backbone.encode_image(crops)
-    return class_max_over_names(emb @ head.queries().t(), head.name_map, head.num_classes,
-                                dim=-1)
+    return class_max_over_names(emb @ head.queries().t(), head.name_map, head.num_classes, dim=-1)

@@ -72,10 +72,10 @@ def _fill_from_self_when_no_checkpoint(module: nn.Module, state_dict: dict, pref
         marker.meta['dataset_meta'] = dict(meta)
 
 
-def set_model_meta(model: nn.Module, class_names: Sequence[Sequence[str]],
+def set_model_meta(model: nn.Module,
+                   class_names: Sequence[Sequence[str]],
                    key: Optional[str] = None) -> None:
     """Set ``model.dataset_meta`` from its class names (``key``: the ``class_names``
     config value) and accept 'none' checkpoints."""
     model.dataset_meta = meta_from_class_names(class_names, key)
-    model._register_load_state_dict_pre_hook(
-        _fill_from_self_when_no_checkpoint, with_module=True)
+    model._register_load_state_dict_pre_hook(_fill_from_self_when_no_checkpoint, with_module=True)
