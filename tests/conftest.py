@@ -33,3 +33,11 @@ def clip_file(tmp_path_factory) -> str:
     as a local weights file, shared by the whole session."""
     from tests.clip_utils import TINY, save_random_clip
     return save_random_clip(str(tmp_path_factory.mktemp('clip') / 'tiny.pt'), TINY)
+
+
+@pytest.fixture(scope='module')
+def toy(tmp_path_factory) -> dict:
+    """The toy segmentor of :mod:`tests.toy_utils`, trained 2 + 2 (resumed) iterations
+    with the real ``tools/train.py``."""
+    from tests.toy_utils import make_toy_run
+    return make_toy_run(tmp_path_factory.mktemp('toy'))

@@ -98,7 +98,7 @@ def test_hook_arg_checks():
 
 @pytest.fixture(scope='module')
 def runner(tmp_path_factory):
-    from tests.test_engine.test_crop_vote_hook import build_runner
+    from tests.test_engine.test_hooks.test_crop_vote_hook import build_runner
     root = tmp_path_factory.mktemp('cv_amp')
     clip = save_random_clip(str(root / 'tiny.pt'))
     data_root = make_voc_layout(str(root / 'voc'), n_generated=1)

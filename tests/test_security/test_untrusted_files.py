@@ -14,8 +14,8 @@ from mmengine.runner.checkpoint import CheckpointLoader
 
 from mmseg_reclip import compat
 from tests.clip_utils import TINY, save_random_clip
-from tests.test_compat import _TOY_CONFIG, IMG_SIZE, NUM_CLASSES, _make_toy_dataset
 from tests.tool_utils import run_tool
+from tests.toy_utils import _TOY_CONFIG, IMG_SIZE, NUM_CLASSES, _make_toy_dataset
 
 CONVERTER = 'tools/model_converters/reclip_released_to_mmseg.py'
 
@@ -101,7 +101,7 @@ def test_mmengine_loader_refuses_and_allow_list_is_scoped(evil):
 def test_init_model_and_teacher_checkpoint_refuse(evil, toy, tmp_path):
     from mmseg.apis import init_model
 
-    from tests.test_models.test_distill import build, student_cfg
+    from tests.test_models.test_segmentors.test_distill import build, student_cfg
     path, marker = evil
     with pytest.raises(compat.UnsafeCheckpointError, match='refused'):
         init_model(str(toy[1]), path, device='cpu')

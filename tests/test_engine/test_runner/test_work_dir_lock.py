@@ -16,8 +16,8 @@ from mmseg_reclip.engine.runner import (WorkDirLock, WorkDirLockedError, checkpo
                                         latest_intact_checkpoint, remove_stale_tmp_files)
 from mmseg_reclip.engine.runner.work_dir import LOCK_FILE
 from mmseg_reclip.models.utils.io import TMP_PREFIX, atomic_torch_save
-from tests.test_compat import _TOY_CONFIG, IMG_SIZE, NUM_CLASSES, _make_toy_dataset
 from tests.tool_utils import run_tool
+from tests.toy_utils import _TOY_CONFIG, IMG_SIZE, NUM_CLASSES, _make_toy_dataset
 
 
 @pytest.fixture

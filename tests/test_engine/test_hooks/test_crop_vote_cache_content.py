@@ -6,7 +6,7 @@ import torch
 
 from mmseg_reclip.engine.hooks import CropVoteHypothesisHook
 from mmseg_reclip.models.utils.crop_vote import hypotheses_problem
-from tests.test_engine.test_crop_vote_hook import get_hook, read_log
+from tests.test_engine.test_hooks.test_crop_vote_hook import get_hook, read_log
 from tests.test_security.test_untrusted_files import write_payload
 
 

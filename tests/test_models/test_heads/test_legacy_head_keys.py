@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from mmengine.runner.checkpoint import load_state_dict as mmengine_load_state_dict
 
-from tests.test_models.test_distill import build, files, student_cfg, teacher_cfg  # noqa: F401
+from tests.test_models.test_segmentors.test_distill import build, student_cfg, teacher_cfg
 
 # new key -> key of the code before the refactor (November 2026)
 TEACHER_OLD = {

@@ -2,7 +2,7 @@
 import pytest
 
 from tests.data_utils import make_voc_layout
-from tests.test_engine.test_crop_vote_hook import build_runner
+from tests.test_engine.test_hooks.test_crop_vote_hook import build_runner
 
 
 @pytest.fixture

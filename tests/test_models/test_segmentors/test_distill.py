@@ -76,10 +76,10 @@ def build(cfg):
     return MODELS.build(ConfigDict(copy.deepcopy(cfg)))
 
 
-@pytest.fixture(scope='module')
-def files(tmp_path_factory):
-    """A tiny CLIP file and a stage-1 teacher checkpoint (mmengine format) whose
-    trainable parts and BN statistics are not at their initial values."""
+def make_files(tmp_path_factory):
+    """The ``files`` fixture (tests/test_models/conftest.py): a tiny CLIP file and a
+    stage-1 teacher checkpoint (mmengine format) whose trainable parts and BN
+    statistics are not at their initial values."""
     root = tmp_path_factory.mktemp('distill')
     clip = save_random_clip(str(root / 'tiny_clip.pt'))
     torch.manual_seed(0)

@@ -1,6 +1,6 @@
 """CropVoteHypothesisHook end to end in a real Runner with a real (tiny, random-weight)
 ReCLIP model: cache, resume, keys, global mode, errors, two ranks. The voting maths is
-tested in tests/test_models/test_crop_vote.py."""
+tested in tests/test_models/test_utils/test_crop_vote.py."""
 import glob
 import os
 import os.path as osp
