@@ -2,7 +2,7 @@
 # settings. Unsupervised: the train pipeline reads images only (no
 # LoadAnnotations, and RandomCrop with cat_max_ratio=1.0).
 
-dataset_type = 'ADE20KDataset'
+dataset_type = 'CheckedADE20KDataset'  # mmseg's ADE20KDataset; errors name the file
 data_root = 'data/ade/ADEChallengeData2016'
 num_classes = 150
 class_names = 'ade150'  # key of mmseg_reclip.datasets.CLASS_NAMES

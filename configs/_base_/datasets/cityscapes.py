@@ -3,7 +3,7 @@
 # RandomCrop with cat_max_ratio=1.0). Labels: *_gtFine_labelTrainIds.png made
 # by mmseg's tools/dataset_converters/cityscapes.py.
 
-dataset_type = 'CityscapesDataset'
+dataset_type = 'CheckedCityscapesDataset'  # mmseg's; errors name the file
 data_root = 'data/cityscapes'
 num_classes = 19
 class_names = 'cityscapes19'  # key of mmseg_reclip.datasets.CLASS_NAMES

@@ -4,7 +4,7 @@
 # Layout: mmseg's PASCAL Context (VOC2010 + SegmentationClassContext made by
 # mmseg's tools/dataset_converters/pascal_context.py).
 
-dataset_type = 'PascalContextDataset59'
+dataset_type = 'CheckedPascalContextDataset59'  # mmseg's; errors name the file
 data_root = 'data/VOCdevkit/VOC2010'
 num_classes = 59
 class_names = 'context59'  # key of mmseg_reclip.datasets.CLASS_NAMES
