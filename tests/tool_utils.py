@@ -1,7 +1,6 @@
 """Helpers for tests that run the repository's command-line tools in a subprocess.
 
-Import from a test module as ``from tool_utils import run_tool, REPO_ROOT``
-(``tests/conftest.py`` puts this folder on ``sys.path``).
+Import from a test module as ``from tests.tool_utils import run_tool, REPO_ROOT``.
 """
 import os
 import subprocess
