@@ -232,10 +232,9 @@ def test_distilled_checkpoint_carries_the_class_set(clip_file, ckpt, tmp_path):
 def test_tools_test_refuses_a_checkpoint_of_other_classes(clip_file, tmp_path):
     """tools/test.py CONFIG CKPT with a VOC checkpoint and a config whose 20 class names
     differ: a clear error naming both lists, no mIoU."""
-    from tests.tool_utils import run_tool
-
     from tests.clip_utils import small_data_options, tiny_clip_options
     from tests.data_utils import make_voc_layout
+    from tests.tool_utils import run_tool
     config = 'configs/reclip/reclip_vit-b16_voc.py'
     opts = tiny_clip_options(clip_file) + ['model.decode_head.query_cache_dir=None']
     cfg = Config.fromfile(config)  # the same model as `opts` give tools/test.py
