@@ -21,16 +21,14 @@ Three fixes, each a no-op where it is not needed:
    one load, an explicit allow-list (:func:`checkpoint_safe_globals`) of the few data
    classes those checkpoints need, with ``getattr`` replaced by a stand-in that only
    returns ``HistoryBuffer``'s own statistics methods. Anything else (a crafted pickle
-   that would run code) is refused with an error naming the file. A checkpoint you
-   wrote yourself with other custom objects can be loaded with full unpickling by
-   setting ``MMSEG_RECLIP_TRUST_PICKLE=1`` (a warning is logged). See docs/trust.md.
+   that would run code) is refused with an error naming the file. There is no switch
+   to full unpickling: a file with other objects must be re-saved as plain tensors by
+   whoever trusts it. See docs/trust.md.
 
 3. The checkpoint ``'none'`` (:func:`load_no_checkpoint`): mmseg's own ``tools/test.py``
    needs a checkpoint argument; ``none`` tests a training-free model as it is built.
 """
 import importlib
-import logging
-import os
 import os.path as osp
 import pickle
 import sys
@@ -111,9 +109,6 @@ def install_mmcv_ops_shim() -> bool:
     return True
 
 
-#: Environment variable that turns full unpickling back on for mmengine checkpoints.
-TRUST_PICKLE_ENV = 'MMSEG_RECLIP_TRUST_PICKLE'
-
 #: ``HistoryBuffer`` statistics that mmengine pickles as ``getattr(HistoryBuffer, name)``.
 _HISTORY_BUFFER_STATS = ('min', 'max', 'current', 'mean')
 
@@ -160,11 +155,6 @@ def checkpoint_safe_globals() -> List[Any]:
     return allowed
 
 
-def trust_pickle_enabled() -> bool:
-    """True when :data:`TRUST_PICKLE_ENV` is set to ``1``/``true``/``yes``."""
-    return os.environ.get(TRUST_PICKLE_ENV, '').strip().lower() in ('1', 'true', 'yes')
-
-
 def _refusal_reason(err: BaseException) -> str:
     lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
     for ln in lines:
@@ -185,14 +175,6 @@ def safe_torch_load(filename: str, map_location: Optional[Any] = None) -> Any:
         UnsafeCheckpointError: the file needs globals outside the allow-list.
         CorruptCheckpointError: the file is truncated or not a torch file.
     """
-    if trust_pickle_enabled():
-        from mmengine.logging import print_log
-        print_log(
-            f'{TRUST_PICKLE_ENV}=1: loading {filename} with full unpickling; a '
-            'crafted file runs code. Only do this for files you wrote yourself.',
-            logger='current',
-            level=logging.WARNING)
-        return torch.load(filename, map_location=map_location, weights_only=False)
     try:
         with torch.serialization.safe_globals(checkpoint_safe_globals()):
             return torch.load(filename, map_location=map_location, weights_only=True)
@@ -200,7 +182,8 @@ def safe_torch_load(filename: str, map_location: Optional[Any] = None) -> Any:
         raise UnsafeCheckpointError(
             f'{filename}: refused to unpickle ({_refusal_reason(err)}): the file holds '
             'objects that could run code when loaded. If you wrote it yourself and trust '
-            f'it, rerun with {TRUST_PICKLE_ENV}=1 (see docs/trust.md).') from None
+            "it, re-save its weights as plain tensors (torch.save(ckpt['state_dict'], "
+            "PATH)) and load that (see docs/trust.md).") from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as err:
         if isinstance(err, (FileNotFoundError, PermissionError, IsADirectoryError)):
             raise

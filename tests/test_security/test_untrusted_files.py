@@ -1,8 +1,9 @@
 """Loading a file never executes code.
 
 A pickle payload that creates a marker file when unpickled is fed to every load path
-this plugin owns or patches; the marker must never appear. A positive control proves
-the payload really runs under full unpickling (and under the documented opt-ins).
+this plugin owns or patches; the marker must never appear, and no switch (environment
+variable or flag) turns full unpickling on. A positive control proves the payload really
+runs under full unpickling.
 """
 import os
 import pickle
@@ -55,14 +56,16 @@ def toy(tmp_path_factory):
 
 
 def test_payload_runs_under_full_unpickling(evil, monkeypatch):
-    """Positive control: the payload is real, and the opt-in env var really opts in."""
+    """Positive control: the payload is real. The former opt-in variable no longer
+    turns full unpickling on."""
     path, marker = evil
     torch.load(path, weights_only=False)
     assert marker.exists()
     marker.unlink()
-    monkeypatch.setenv(compat.TRUST_PICKLE_ENV, '1')
-    CheckpointLoader.load_checkpoint(path, map_location='cpu')
-    assert marker.exists()
+    monkeypatch.setenv('MMSEG_RECLIP_TRUST_PICKLE', '1')
+    with pytest.raises(compat.UnsafeCheckpointError):
+        CheckpointLoader.load_checkpoint(path, map_location='cpu')
+    assert not marker.exists()
 
 
 def test_mmengine_loader_refuses_and_allow_list_is_scoped(evil):
@@ -71,8 +74,7 @@ def test_mmengine_loader_refuses_and_allow_list_is_scoped(evil):
     during a load."""
     path, marker = evil
     before = set(map(repr, torch.serialization.get_safe_globals()))
-    with pytest.raises(
-            compat.UnsafeCheckpointError, match=f'{path}: refused.*{compat.TRUST_PICKLE_ENV}=1'):
+    with pytest.raises(compat.UnsafeCheckpointError, match=f'{path}: refused.*plain tensors'):
         CheckpointLoader.load_checkpoint(path, map_location='cpu')
     assert not marker.exists()
     assert set(map(repr, torch.serialization.get_safe_globals())) == before
@@ -136,12 +138,12 @@ def test_tools_refuse(evil, toy):
     assert not (base / 'wd_load' / 'iter_1.pth').exists()
 
 
-def test_converter_refuses_without_trust_pickle(evil, tmp_path):
+def test_converter_refuses_pickles(evil, tmp_path):
     path, marker = evil
     dst = tmp_path / 'out.pth'
     proc = run_tool([CONVERTER, path, dst], check=False)
     assert proc.returncode != 0 and not marker.exists() and not dst.exists()
-    assert path in proc.stderr and '--trust-pickle' in proc.stderr
+    assert path in proc.stderr and 'refused' in proc.stderr
     assert 'full unpickling' not in proc.stdout
     # truncated input: one line naming the file and what to do
     good = tmp_path / 'good.pth'
@@ -152,9 +154,9 @@ def test_converter_refuses_without_trust_pickle(evil, tmp_path):
     err = proc.stderr.strip().splitlines()
     assert proc.returncode != 0 and len(err) == 1, proc.stderr
     assert str(cut) in err[0] and 'truncated' in err[0] and 'download it again' in err[0]
-    # the explicit opt-in does unpickle (and the conversion then fails on content)
+    # there is no flag that unpickles it
     proc = run_tool([CONVERTER, path, dst, '--trust-pickle'], check=False)
-    assert marker.exists() and 'warning: --trust-pickle' in proc.stderr
+    assert proc.returncode != 0 and not marker.exists() and not dst.exists()
 
 
 def test_query_cache_payload_is_ignored(evil, tmp_path):

@@ -94,30 +94,28 @@ class ConversionError(RuntimeError):
     """A released checkpoint that cannot be converted (message says why)."""
 
 
-def load_released(path: str, trust_pickle: bool = False) -> dict:
+def load_released(path: str) -> dict:
     """``torch.load`` a released file on CPU with ``weights_only=True``.
 
     A file that needs more than tensors and containers (e.g. a pickled argparse
-    namespace) could run code when unpickled: it is refused unless ``trust_pickle``.
+    namespace) could run code when unpickled: it is refused. The authors' released
+    files are plain state dicts, which load this way.
 
     Args:
         path (str): the released checkpoint.
-        trust_pickle (bool): allow full unpickling (``--trust-pickle``).
     """
     if not osp.isfile(path):
         raise ConversionError(f'source checkpoint not found: {osp.abspath(path)!r}')
     try:
         return torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as err:
-        if not trust_pickle:
-            lines = [ln for ln in str(err).splitlines() if 'GLOBAL' in ln] or ['']
-            reason = lines[0].strip().split('. Please use')[0]
-            raise ConversionError(
-                f'{path} holds non-tensor objects ({reason or "not a plain state dict"}); '
-                'unpickling them could run code, so it is refused. If you trust the file, '
-                'rerun with --trust-pickle.') from None
-        print(f'warning: --trust-pickle: loading {path} with full unpickling.', file=sys.stderr)
-        return torch.load(path, map_location='cpu', weights_only=False)
+        lines = [ln for ln in str(err).splitlines() if 'GLOBAL' in ln] or ['']
+        reason = lines[0].strip().split('. Please use')[0]
+        raise ConversionError(
+            f'{path} holds non-tensor objects ({reason or "not a plain state dict"}); '
+            'unpickling them could run code, so it is refused. If you trust the file, '
+            "re-save its tensors alone (torch.save(ckpt['state_dict'], PATH)) and convert "
+            'that.') from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as err:
         if isinstance(err, (PermissionError, IsADirectoryError)):
             raise ConversionError(f'{path}: {err}') from None
@@ -271,16 +269,14 @@ def convert_state_dict(state: Mapping[str, torch.Tensor],
 def convert(src: str,
             dst: str,
             num_classes: Optional[int] = None,
-            num_context: Optional[int] = None,
-            trust_pickle: bool = False) -> dict:
+            num_context: Optional[int] = None) -> dict:
     """Convert ``src`` (released) into ``dst`` (mmengine checkpoint); returns the summary.
 
-    ``trust_pickle`` allows a ``src`` that needs full unpickling (see
-    :func:`load_released`).
+    ``src`` is loaded with ``weights_only=True`` only (see :func:`load_released`).
     """
     if osp.abspath(src) == osp.abspath(dst):
         raise ConversionError('DST must differ from SRC (the source file is kept)')
-    state = extract_state_dict(load_released(src, trust_pickle))
+    state = extract_state_dict(load_released(src))
     state_dict, info = convert_state_dict(state, num_classes, num_context, src)
     meta = dict(
         source=osp.abspath(src),
@@ -312,18 +308,13 @@ def parse_args(argv=None):
         type=int,
         default=None,
         help='expected number of context vectors (released: 73)')
-    parser.add_argument(
-        '--trust-pickle',
-        action='store_true',
-        help='load SRC with full unpickling when it holds more than '
-        'tensors (a crafted file runs code: only for files you trust)')
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        info = convert(args.src, args.dst, args.num_classes, args.num_context, args.trust_pickle)
+        info = convert(args.src, args.dst, args.num_classes, args.num_context)
     except ConversionError as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 1
