@@ -17,11 +17,7 @@ train_pipeline = [
     dict(type='RandomCrop', crop_size={{_base_.crop_size}}, cat_max_ratio=1.0),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PhotoMetricDistortion'),
-    dict(
-        type='PackSegInputs',
-        meta_keys=('img_path', 'seg_map_path', 'ori_shape', 'img_shape', 'pad_shape',
-                   'scale_factor', 'flip', 'flip_direction', 'reduce_zero_label',
-                   'pseudo_label_path'))
+    dict(type='PackPseudoLabelInputs'),  # packs it as pseudo_sem_seg, not gt_sem_seg
 ]
 train_dataloader = dict(dataset=dict(dataset=dict(pipeline=train_pipeline)))
 model = dict(

@@ -1,1 +1,3 @@
-from .pseudo_label import LoadPseudoLabel  # noqa: F401
+from .pseudo_label import LoadPseudoLabel, PackPseudoLabelInputs
+
+__all__ = ['LoadPseudoLabel', 'PackPseudoLabelInputs']

@@ -2,11 +2,13 @@
 
 A pseudo label is the frozen stage-1 teacher's prediction, not ground truth. It is
 written by ``tools/generate_pseudo_labels.py`` into its own folder and read by
-:class:`LoadPseudoLabel`, which never opens the dataset's annotation files and refuses
-to run next to ``LoadAnnotations``. It is stored under ``gt_seg_map`` only so that
-mmseg/mmcv's geometric transforms (resize, crop, flip) move it with the image; the
-sample's ``pseudo_label_path`` meta key marks it as a pseudo label, and
-:class:`ReCLIPDistiller` (``target='pseudo_label'``) only accepts samples that carry it.
+:class:`LoadPseudoLabel`, which never opens the dataset's annotation files, refuses to
+run after ``LoadAnnotations`` and drops the sample's ``seg_map_path``, so no transform
+after it can load the ground truth either. Inside the pipeline it sits under
+``gt_seg_map`` only so that mmseg/mmcv's geometric transforms (resize, crop, flip) move
+it with the image; :class:`PackPseudoLabelInputs` then packs it as the data sample's
+``pseudo_sem_seg`` (never ``gt_sem_seg``), which is all :class:`ReCLIPDistiller`
+(``target='pseudo_label'``) reads.
 """
 import json
 import os.path as osp
@@ -16,11 +18,11 @@ import mmcv
 import numpy as np
 from mmcv.transforms import BaseTransform
 from mmengine import fileio
+from mmseg.datasets.transforms import PackSegInputs
 from mmseg.registry import TRANSFORMS
 
-PSEUDO_META_KEYS = ('img_path', 'seg_map_path', 'ori_shape', 'img_shape', 'pad_shape',
-                    'scale_factor', 'flip', 'flip_direction', 'reduce_zero_label',
-                    'pseudo_label_path')
+PSEUDO_META_KEYS = ('img_path', 'ori_shape', 'img_shape', 'pad_shape', 'scale_factor', 'flip',
+                    'flip_direction', 'pseudo_label_path')
 
 #: File in a pseudo-label folder describing it; ``complete: true`` once every label of
 #: the training set is written and up to date.
@@ -40,8 +42,9 @@ class LoadPseudoLabel(BaseTransform):
     left incomplete by an interrupted or failed run is refused.
 
     Required keys: ``img_path``. Added keys: ``gt_seg_map`` (uint8 ``[H, W]``, class
-    indices, 255 = ignore), ``seg_fields``, ``pseudo_label_path``. Add
-    ``'pseudo_label_path'`` to ``PackSegInputs``' ``meta_keys`` (``PSEUDO_META_KEYS``).
+    indices, 255 = ignore), ``seg_fields``, ``pseudo_label_path``. Removed key:
+    ``seg_map_path`` (the ground truth's path: nothing after this transform can load it).
+    Pack with :class:`PackPseudoLabelInputs`.
 
     Args:
         pseudo_label_dir (str): folder written by ``tools/generate_pseudo_labels.py``.
@@ -105,7 +108,35 @@ class LoadPseudoLabel(BaseTransform):
         if 'gt_seg_map' not in results['seg_fields']:
             results['seg_fields'].append('gt_seg_map')
         results['pseudo_label_path'] = path
+        results.pop('seg_map_path', None)
         return results
 
     def __repr__(self) -> str:
         return f'{type(self).__name__}(pseudo_label_dir={self.pseudo_label_dir!r})'
+
+
+@TRANSFORMS.register_module()
+class PackPseudoLabelInputs(PackSegInputs):
+    """:class:`mmseg.datasets.transforms.PackSegInputs` for pseudo-labelled samples.
+
+    The label loaded by :class:`LoadPseudoLabel` is packed as ``pseudo_sem_seg``
+    (``PixelData``, ``[1, H, W]`` int64) instead of ``gt_sem_seg``; a sample that did not
+    go through :class:`LoadPseudoLabel` is refused.
+
+    Args:
+        meta_keys (tuple): as in ``PackSegInputs``; default :data:`PSEUDO_META_KEYS`.
+    """
+
+    def __init__(self, meta_keys: tuple = PSEUDO_META_KEYS):
+        super().__init__(meta_keys=meta_keys)
+
+    def transform(self, results: dict) -> dict:
+        if 'pseudo_label_path' not in results:
+            raise KeyError('PackPseudoLabelInputs packs pseudo labels only: put '
+                           'LoadPseudoLabel in the pipeline before it.')
+        packed = super().transform(results)
+        sample = packed['data_samples']
+        label = sample.gt_sem_seg
+        del sample.gt_sem_seg
+        sample.set_data(dict(pseudo_sem_seg=label))
+        return packed

@@ -5,6 +5,7 @@ from typing import List, Optional, Sequence
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from mmengine.logging import print_log
 from mmengine.model.utils import revert_sync_batchnorm
 from mmengine.registry import DefaultScope
@@ -34,6 +35,35 @@ def valid_region(data_samples: SampleList, size: Sequence[int],
         h, w = sample.metainfo.get('img_shape', size)[:2]
         mask[i, :h, :w] = True
     return mask
+
+
+def pseudo_label_batch(data_samples: SampleList, size: Sequence[int],
+                       ignore_index: int) -> torch.Tensor:
+    """The pseudo labels packed by :class:`PackPseudoLabelInputs`, padded to ``size``.
+
+    Reads each sample's ``pseudo_sem_seg`` (never ``gt_sem_seg``), padded on the
+    bottom/right with ``ignore_index`` as the data preprocessor pads the images.
+
+    Args:
+        data_samples (list[SegDataSample]): samples with ``pseudo_sem_seg`` ``[1, h, w]``
+            and the ``pseudo_label_path`` meta key.
+        size (Sequence[int]): batch input size ``(H, W)``.
+        ignore_index (int): fill value of the padding.
+
+    Returns:
+        Tensor: ``[B, H, W]`` long.
+    """
+    targets = []
+    for sample in data_samples:
+        if 'pseudo_label_path' not in sample.metainfo or 'pseudo_sem_seg' not in sample:
+            raise KeyError(
+                "model.target='pseudo_label' needs LoadPseudoLabel and PackPseudoLabelInputs "
+                'in the train pipeline (see '
+                'configs/reclip/reclip-distill_deeplabv2-r101_voc_offline.py).')
+        label = sample.pseudo_sem_seg.data[0].long()
+        pad_h, pad_w = size[0] - label.shape[0], size[1] - label.shape[1]
+        targets.append(F.pad(label, (0, pad_w, 0, pad_h), value=ignore_index))
+    return torch.stack(targets)
 
 
 @MODELS.register_module()
@@ -302,17 +332,9 @@ class ReCLIPDistiller(PromptDenoiseMixin, EncoderDecoder):
             out['feats'] = logits_to_input_size(x[0], size, patch, align)
         return out
 
-    def pseudo_label_target(self, data_samples: SampleList) -> torch.Tensor:
-        """Offline CE target: the pseudo labels packed by :class:`LoadPseudoLabel`."""
-        targets = []
-        for sample in data_samples:
-            if 'pseudo_label_path' not in sample.metainfo or 'gt_sem_seg' not in sample:
-                raise KeyError(
-                    "model.target='pseudo_label' needs LoadPseudoLabel in the train pipeline "
-                    "and 'pseudo_label_path' in PackSegInputs' meta_keys (see "
-                    'configs/reclip/reclip-distill_deeplabv2-r101_voc_offline.py).')
-            targets.append(sample.gt_sem_seg.data[0])
-        return torch.stack(targets).long()
+    def pseudo_label_target(self, data_samples: SampleList, size: Sequence[int]) -> torch.Tensor:
+        """Offline CE target ``[B, H, W]``: see :func:`pseudo_label_batch`."""
+        return pseudo_label_batch(data_samples, size, self.decode_head.ignore_index)
 
     # -- student --------------------------------------------------------------------------
     def student_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -334,7 +356,7 @@ class ReCLIPDistiller(PromptDenoiseMixin, EncoderDecoder):
         need_target = self.target == 'online'
         teacher_out = self.teacher_outputs(inputs, data_samples, need_feats, need_target)
         if self.target == 'pseudo_label':
-            target = self.pseudo_label_target(data_samples).to(inputs.device)
+            target = self.pseudo_label_target(data_samples, inputs.shape[-2:]).to(inputs.device)
             teacher_out['target'] = target.masked_fill(~teacher_out['valid'],
                                                        self.decode_head.ignore_index)
         x = self.extract_feat(inputs)

@@ -11,8 +11,7 @@ from mmengine.registry import init_default_scope
 from PIL import Image
 
 import mmseg_reclip  # noqa: F401
-from mmseg_reclip.datasets.transforms.pseudo_label import (PSEUDO_META_KEYS, LoadPseudoLabel,
-                                                           pseudo_label_name)
+from mmseg_reclip.datasets.transforms.pseudo_label import LoadPseudoLabel, pseudo_label_name
 
 
 @pytest.fixture
@@ -38,13 +37,15 @@ def test_pseudo_label_moves_with_the_image_and_is_marked(files):
         dict(type='LoadPseudoLabel', pseudo_label_dir=pl_dir),
         dict(type='RandomFlip', prob=1.0, direction='horizontal'),
         dict(type='RandomCrop', crop_size=(10, 12), cat_max_ratio=1.0),
-        dict(type='PackSegInputs', meta_keys=PSEUDO_META_KEYS),
+        dict(type='PackPseudoLabelInputs'),
     ])
     out = pipeline(
         dict(img_path=img_path, seg_map_path='/gt/a_1.png', seg_fields=[], reduce_zero_label=False))
     sample = out['data_samples']
     assert sample.metainfo['pseudo_label_path'].endswith('a_1.png')
-    seg = sample.gt_sem_seg.data[0].numpy()
+    # packed as a pseudo label, never as ground truth; the GT path is gone
+    assert 'gt_sem_seg' not in sample and 'seg_map_path' not in sample.metainfo
+    seg = sample.pseudo_sem_seg.data[0].numpy()
     assert seg.shape == (10, 12)
     # After a horizontal flip the column index decreases by one per column.
     assert (np.diff(seg.astype(int), axis=1) % 20 == 19).all()
@@ -65,17 +66,46 @@ def test_refuses_ground_truth_and_explains_missing_files(files, tmp_path):
     assert pseudo_label_name('/x/y/z.jpg') == 'z.png'
 
 
+def test_no_ground_truth_can_be_loaded_after_it(files):
+    """LoadAnnotations after LoadPseudoLabel finds no GT path to read, and packing a
+    sample without a pseudo label is refused."""
+    img_path, pl_dir, _ = files
+    init_default_scope('mmseg')
+    after = Compose([
+        dict(type='LoadImageFromFile'),
+        dict(type='LoadPseudoLabel', pseudo_label_dir=pl_dir),
+        dict(type='LoadAnnotations'),
+    ])
+    with pytest.raises(KeyError, match='seg_map_path'):
+        after(
+            dict(
+                img_path=img_path,
+                seg_map_path='/gt/a_1.png',
+                seg_fields=[],
+                reduce_zero_label=False))
+    pack = Compose([dict(type='LoadImageFromFile'), dict(type='PackPseudoLabelInputs')])
+    with pytest.raises(KeyError, match='LoadPseudoLabel'):
+        pack(dict(img_path=img_path))
+
+
 def test_distiller_accepts_only_marked_pseudo_labels():
     from mmengine.structures import PixelData
     from mmseg.structures import SegDataSample
 
-    from mmseg_reclip.models.segmentors.distiller import ReCLIPDistiller
+    from mmseg_reclip.models.segmentors.distiller import pseudo_label_batch
     s = SegDataSample()
     s.gt_sem_seg = PixelData(data=torch.zeros(1, 4, 4, dtype=torch.uint8))
-    with pytest.raises(KeyError, match='LoadPseudoLabel'):
-        ReCLIPDistiller.pseudo_label_target(None, [s])
     s.set_metainfo(dict(pseudo_label_path='/pl/a.png'))
-    assert ReCLIPDistiller.pseudo_label_target(None, [s]).shape == (1, 4, 4)
+    with pytest.raises(KeyError, match='LoadPseudoLabel'):
+        pseudo_label_batch([s], (4, 4), 255)  # ground truth is never taken for it
+    s = SegDataSample()
+    s.pseudo_sem_seg = PixelData(data=torch.ones(1, 4, 3, dtype=torch.uint8))
+    with pytest.raises(KeyError, match='LoadPseudoLabel'):
+        pseudo_label_batch([s], (4, 4), 255)
+    s.set_metainfo(dict(pseudo_label_path='/pl/a.png'))
+    target = pseudo_label_batch([s], (4, 5), 255)
+    assert target.shape == (1, 4, 5) and target.dtype == torch.long
+    assert (target[0, :, :3] == 1).all() and (target[0, :, 3:] == 255).all()  # padded
 
 
 @pytest.mark.parametrize('meta', [None, '{"complete": false}', '{"complete": "yes"}', '{x'])
