@@ -39,22 +39,31 @@ def _missing(name):
     return _raise
 
 
+def fill_shim(module) -> None:
+    """Make ``module`` the stand-in ``mmcv.ops``: ``point_sample``, and any other name a
+    function that raises ``ModuleNotFoundError`` with install instructions.
+
+    Shared by the start-up finder below and :func:`mmseg_reclip.compat.install_mmcv_ops_shim`.
+    """
+    module.__reclip_shim__ = True
+    module.__doc__ = 'mmseg-reclip stand-in for mmcv.ops (mmcv-lite has no compiled ops).'
+    module.point_sample = point_sample
+
+    def __getattr__(name):
+        if name.startswith('__'):
+            raise AttributeError(name)
+        return _missing(name)
+
+    module.__getattr__ = __getattr__
+
+
 class _ShimLoader(importlib.abc.Loader):
 
     def create_module(self, spec):
         return None  # default module creation
 
     def exec_module(self, module):
-        module.__reclip_shim__ = True
-        module.__doc__ = 'mmseg-reclip stand-in for mmcv.ops (mmcv-lite has no compiled ops).'
-        module.point_sample = point_sample
-
-        def __getattr__(name):
-            if name.startswith('__'):
-                raise AttributeError(name)
-            return _missing(name)
-
-        module.__getattr__ = __getattr__
+        fill_shim(module)
 
 
 class MMCVOpsFinder(importlib.abc.MetaPathFinder):

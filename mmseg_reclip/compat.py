@@ -34,44 +34,12 @@ import pickle
 import sys
 import types
 import zipfile
-from typing import Any, Callable, List, Optional
+from typing import Any, List, Optional
 
 import torch
-import torch.nn.functional as F
 
-_MMCV_FULL_HINT = ('this operator needs the compiled mmcv ops, which mmcv-lite does not '
-                   'ship. Install the full package instead: '
-                   '`pip uninstall mmcv-lite && pip install "mmcv==2.1.0"` '
-                   '(built against your torch/CUDA).')
-
-
-def point_sample(input: torch.Tensor,
-                 points: torch.Tensor,
-                 align_corners: bool = False,
-                 **kwargs) -> torch.Tensor:
-    """Pure-PyTorch ``mmcv.ops.point_sample``.
-
-    Args:
-        input (Tensor): ``[N, C, H, W]`` feature map.
-        points (Tensor): ``[N, P, 2]`` or ``[N, Hp, Wp, 2]`` normalised ``[0, 1]`` xy.
-
-    Returns:
-        Tensor: ``[N, C, P]`` or ``[N, C, Hp, Wp]`` sampled features.
-    """
-    add_dim = points.dim() == 3
-    if add_dim:
-        points = points.unsqueeze(2)
-    out = F.grid_sample(input, 2.0 * points - 1.0, align_corners=align_corners, **kwargs)
-    return out.squeeze(3) if add_dim else out
-
-
-def _missing_op(name: str) -> Callable:
-
-    def _raise(*args: Any, **kwargs: Any) -> None:
-        raise ModuleNotFoundError(f'mmcv.ops.{name}: {_MMCV_FULL_HINT}')
-
-    _raise.__name__ = name
-    return _raise
+# The same stand-in as the start-up hook installed with the package (one definition).
+from _mmseg_reclip_hook import fill_shim, point_sample  # noqa: F401  (re-exported)
 
 
 def _compiled_mmcv_ops_available() -> bool:
@@ -94,16 +62,7 @@ def install_mmcv_ops_shim() -> bool:
         return False
     import mmcv
     shim = types.ModuleType('mmcv.ops')
-    shim.__reclip_shim__ = True
-    shim.__doc__ = 'mmseg-reclip stand-in for mmcv.ops (mmcv-lite has no compiled ops).'
-    shim.point_sample = point_sample
-
-    def __getattr__(name: str) -> Any:
-        if name.startswith('__'):
-            raise AttributeError(name)
-        return _missing_op(name)
-
-    shim.__getattr__ = __getattr__
+    fill_shim(shim)
     sys.modules['mmcv.ops'] = shim
     mmcv.ops = shim
     return True
