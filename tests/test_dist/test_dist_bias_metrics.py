@@ -17,8 +17,11 @@ EVALUATORS = """test_evaluator = [
 def _metrics(work_dir: Path) -> dict:
     found = glob.glob(str(work_dir / '*' / '*.json'))
     assert len(found) == 1, found
+    # mmengine's LoggerHook dumps this file from every rank at once (same path, same
+    # metrics, different timings): two concurrent 'w' writes can leave the longer tail
+    # after the shorter, complete object, so read the first complete object.
     with open(found[0]) as f:
-        return json.load(f)
+        return json.JSONDecoder().raw_decode(f.read())[0]
 
 
 def test_dist_bias_metrics_match_single_process(dist_assets, tmp_path):
