@@ -74,7 +74,7 @@ class ReferenceBiasExtractor(BaseModule):
         pe_grid (tuple[int]): CLIP's PE grid (inherited mode; ViT-B/16: (14, 14)).
 
     Shapes:
-        ``forward(size)`` → ``B`` ``[C, h, w]``; :meth:`reference_embeddings` → ``R``
+        ``forward(size, feats=None)`` → ``B`` ``[C, h, w]``; :meth:`reference_embeddings` → ``R``
         ``[C, D]``; :meth:`positional_features` → ``P`` ``[D, h, w]``.
     """
 
@@ -164,10 +164,12 @@ class ReferenceBiasExtractor(BaseModule):
         grid = resize_pos_embed_grid(self.pe_grid(), tuple(size))
         return self.pe_proj(grid[None])[0]
 
-    def forward(self, size: Tuple[int, int]) -> torch.Tensor:
+    def forward(self, size: Tuple[int, int], feats: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Bias logits ``B`` ``[C, h, w]`` for a ``size = (h, w)`` grid.
 
-        With gradients while training a learnt extractor; otherwise cached per size.
+        ``feats`` (the image features, see the contract in :class:`RectifiedClassifier`)
+        is ignored: this bias does not depend on the image. With gradients while
+        training a learnt extractor; otherwise cached per size.
         """
         if self.learnt and self.training:
             return bias_logits(self.positional_features(size), self.reference_embeddings())

@@ -194,8 +194,12 @@ class MaskCLIPHead(ClassSetStateMixin, BaseDecodeHead):
         """
         return None if len(self.flat_names) == self.num_classes else self.name_to_class
 
+    def forward_features(self, inputs: Tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """``F`` ``[B, D, h, w]``: the backbone's CLIP features, used as they are."""
+        return inputs[0]
+
     def forward(self, inputs: Tuple[torch.Tensor, ...]) -> torch.Tensor:
-        return self.query_logits(inputs[0])
+        return self.query_logits(self.forward_features(inputs))
 
     def loss(self, *args, **kwargs):
         raise RuntimeError('MaskCLIPHead is training-free: it has nothing to train. Use '

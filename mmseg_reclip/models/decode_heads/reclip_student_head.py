@@ -9,31 +9,15 @@ from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.registry import MODELS
 from mmseg.utils import SampleList
 
-from ..utils import dense_class_logits, freeze, hypothesis_multi_hot, rename_legacy_keys
+from ..utils import dense_class_logits, freeze, hypothesis_multi_hot
 from ..utils.class_set import ClassSetStateMixin
 from .aspp_v2_head import ASPPV2  # noqa: F401  (registers the default feature module)
 from .maskclip_head import normalize_class_names
-from .reclip_head import check_moved_args, rectify, with_default_type
+from .rectified_classifier import RectifiedClassifier
 
 #: Frozen tensors of the head itself copied from the teacher (with every tensor of the
 #: bias extractor and the mask decoder, see `ReCLIPStudentHead.inherited_keys`).
 INHERITED_BUFFERS = ('query_embeds', 'name_to_class')
-
-#: State-dict keys of the student head before it held the two modules (checkpoints
-#: written until November 2026) -> the keys of today. ``decoder_bn_eps`` became the
-#: BN module's ``eps`` (see `_load_from_state_dict`).
-LEGACY_KEYS = {
-    'reference': 'bias_extractor.reference',
-    'pos_embed': 'bias_extractor.pos_embed',
-    'pe_proj_weight': 'bias_extractor.pe_proj.weight',
-    'pe_proj_bias': 'bias_extractor.pe_proj.bias',
-    'decoder_weight': 'mask_decoder.conv.weight',
-    'decoder_bias': 'mask_decoder.conv.bias',
-    'decoder_bn_weight': 'mask_decoder.norm.weight',
-    'decoder_bn_bias': 'mask_decoder.norm.bias',
-    'decoder_bn_mean': 'mask_decoder.norm.running_mean',
-    'decoder_bn_var': 'mask_decoder.norm.running_var',
-}
 
 
 @MODELS.register_module()
@@ -46,12 +30,12 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
     a gradient, saved in the student's checkpoint):
 
     - ``Q`` (``query_embeds`` ``[N, D]``, ``name_to_class`` ``[N]``),
-    - a frozen copy of the teacher's bias extractor in its inherited mode
-      (:class:`ReferenceBiasExtractor` without a text encoder: ``R``, CLIP's image PE
-      grid and the PE projection); ``B = proj(resize(PE, grid_s))·Rᵀ`` is computed once
-      per student grid size,
-    - a frozen copy of the teacher's :class:`RectifiedMaskDecoder` (conv + BN; BN always
-      uses its running statistics).
+    - a frozen copy of the teacher's :class:`RectifiedClassifier` (``classifier``): the
+      bias extractor in its inherited mode (:class:`ReferenceBiasExtractor` without a
+      text encoder: ``R``, CLIP's image PE grid and the PE projection;
+      ``B = proj(resize(PE, grid_s))·Rᵀ`` is computed once per student grid size) and
+      the :class:`RectifiedMaskDecoder` (conv + BN; BN always uses its running
+      statistics).
 
     The student therefore needs no CLIP model at all — not for inference, not for its
     checkpoint. Its checkpoint stores the class names (and the teacher's template set);
@@ -59,9 +43,8 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
     tensors from a stage-1 :class:`ReCLIPHead` (the :class:`ReCLIPDistiller` does it
     when it loads the teacher)::
 
-        forward(): F_s = forward_features(x) -> decode(F_s)
-                   (decode: mask_decoder(F_s, rectify(F_s·Qᵀ, bias_extractor(h, w))))
-        loss():    forward_features() -> decode() -> mask_decoder.sample_masks()
+        forward(): F_s = forward_features(x) -> classifier(F_s)
+        loss():    forward_features() -> classifier() -> classifier.sample_masks()
                    -> the distillation losses
 
     Args:
@@ -109,7 +92,6 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
                  dropout_ratio: float = 0.0,
                  init_cfg: Optional[dict] = None,
                  **kwargs):
-        check_moved_args('ReCLIPStudentHead', kwargs)
         if num_classes is None:  # one class per entry of the list / line of the file
             num_classes = len(normalize_class_names(class_names))
         super().__init__(
@@ -125,8 +107,6 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
         if len(self.class_names) != num_classes:
             raise ValueError(f'{len(self.class_names)} class names given for '
                              f'num_classes={num_classes}.')
-        rectify(torch.zeros(1), torch.zeros(1), bias_mode)  # validate early
-        self.bias_mode = bias_mode
         # Template set of the inherited Q (the teacher's); the student has none of its own.
         self.templates_id: Optional[str] = None
         self.embed_dim = embed_dim
@@ -138,34 +118,47 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
                 feature_module, default_args=dict(in_channels=self.in_channels, channels=channels))
         self.proj = nn.Conv2d(channels, embed_dim, 1)
 
-        # Frozen copies of the teacher's two modules (filled by `load_from_teacher`).
-        self.bias_extractor = freeze(
-            MODELS.build(
-                with_default_type(bias_extractor, 'ReferenceBiasExtractor'),
-                default_args=dict(num_classes=num_classes, embed_dim=embed_dim, text_encoder=None)))
-        self.mask_decoder = freeze(
-            MODELS.build(
-                with_default_type(mask_decoder, 'RectifiedMaskDecoder'),
-                default_args=dict(
-                    in_channels=embed_dim, num_classes=num_classes, norm_cfg=dict(type='BN'))))
-        for module in (self.bias_extractor, self.mask_decoder):
-            module.is_init = True  # filled from the teacher: mmengine's init skips them
-
         num_names = sum(len(names) for names in self.class_names)
         name_to_class = [c for c, names in enumerate(self.class_names) for _ in names]
         self.register_buffer('query_embeds', torch.zeros(num_names, embed_dim))
         self.register_buffer('name_to_class', torch.tensor(name_to_class, dtype=torch.long))
         self.register_buffer('inherited', torch.tensor(False))
+        # A frozen copy of the teacher's classifier (filled by `load_from_teacher`).
+        self.classifier = freeze(
+            RectifiedClassifier(
+                self.query_logits,
+                num_classes,
+                embed_dim,
+                bias_extractor=bias_extractor,
+                mask_decoder=mask_decoder,
+                bias_mode=bias_mode,
+                norm_cfg=dict(type='BN')))
+        self.classifier.is_init = True  # filled from the teacher: mmengine's init skips it
+
+    @property
+    def bias_extractor(self) -> nn.Module:
+        return self.classifier.bias_extractor
+
+    @property
+    def mask_decoder(self) -> nn.Module:
+        return self.classifier.mask_decoder
+
+    @property
+    def bias_mode(self) -> str:
+        return self.classifier.bias_mode
+
+    @property
+    def name_map(self) -> Optional[torch.Tensor]:
+        """``name_to_class``, or ``None`` with one name per class (as
+        :attr:`MaskCLIPHead.name_map`: no identity check, no device→host sync)."""
+        return None if self.name_to_class.numel() == self.num_classes else self.name_to_class
 
     def inherited_keys(self) -> List[str]:
         """State-dict keys (without prefix) of every tensor inherited from the teacher."""
-        keys = list(INHERITED_BUFFERS)
-        for name in ('bias_extractor', 'mask_decoder'):
-            keys += [
-                f'{name}.{k}' for k in getattr(self, name).state_dict()
-                if not k.endswith('num_batches_tracked')
-            ]
-        return keys
+        return list(INHERITED_BUFFERS) + [
+            f'classifier.{k}'
+            for k in self.classifier.state_dict() if not k.endswith('num_batches_tracked')
+        ]
 
     # -- inheritance ----------------------------------------------------------------------
     @torch.no_grad()
@@ -220,13 +213,6 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
         teacher_head.train(was_training)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # Checkpoints of the student before it held the two modules (see LEGACY_KEYS).
-        if rename_legacy_keys(state_dict, prefix, LEGACY_KEYS):
-            state_dict.setdefault(prefix + 'mask_decoder.norm.num_batches_tracked',
-                                  torch.tensor(0, dtype=torch.long))
-        eps = state_dict.pop(prefix + 'decoder_bn_eps', None)
-        if eps is not None:
-            self.mask_decoder.norm.eps = float(eps)
         # `inherited` may only be True with every inherited tensor loaded (mmengine's
         # non-strict load would keep the missing ones at zero with only a warning).
         lacking = [k for k in self.inherited_keys() if prefix + k not in state_dict]
@@ -260,28 +246,10 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
 
     def query_logits(self, feats: torch.Tensor) -> torch.Tensor:
         """``Lq = F_s·Qᵀ`` ``[B, C, h, w]`` (max over synonyms)."""
-        return dense_class_logits(feats, self.query_embeds, self.name_to_class, self.num_classes)
-
-    def bias(self, size: Tuple[int, int]) -> torch.Tensor:
-        """Bias logits ``B`` ``[C, h, w]`` for the student's grid; computed once per size
-        by the frozen bias extractor (everything it depends on is frozen)."""
-        return self.bias_extractor(tuple(size))
-
-    def rectified_logits(self, feats: torch.Tensor) -> torch.Tensor:
-        """``Lr`` ``[B, C, h, w]``: the student's query logits rectified by the bias."""
-        return rectify(self.query_logits(feats), self.bias(feats.shape[-2:]), self.bias_mode)
-
-    def decode(self, feats: torch.Tensor) -> torch.Tensor:
-        """Inherited rectified mask decoder: ``BN(conv(concat(F_s, Lq − B)))``."""
-        self._check_inherited()
-        return self.mask_decoder(feats, self.rectified_logits(feats))
+        return dense_class_logits(feats, self.queries(), self.name_map, self.num_classes)
 
     def forward(self, inputs: Tuple[torch.Tensor, ...]) -> torch.Tensor:
-        return self.decode(self.forward_features(inputs))
-
-    def sample_masks(self, logits: torch.Tensor) -> torch.Tensor:
-        """Hard Gumbel-softmax masks ``[B, C, h, w]`` of the student (as in stage 1)."""
-        return self.mask_decoder.sample_masks(logits)
+        return self.classifier(self.forward_features(inputs))
 
     # -- distillation loss ----------------------------------------------------------------
     def _losses(self) -> List[nn.Module]:
@@ -308,7 +276,7 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
             raise ValueError('ReCLIPStudentHead.loss needs the teacher outputs; train it '
                              'inside ReCLIPDistiller.')
         feats = self.forward_features(inputs)
-        logits = self.decode(feats)
+        logits = self.classifier(feats)
         losses = self._losses()
         hypothesis = None
         if any(getattr(loss, 'uses_hypothesis', False) for loss in losses):
@@ -316,9 +284,9 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
         student = dict(
             student_feats=feats,
             student_logits=logits,
-            student_masks=self.sample_masks(logits),
+            student_masks=self.classifier.sample_masks(logits),
             queries=self.query_embeds,
-            name_to_class=self.name_to_class,
+            name_to_class=self.name_map,
             hypothesis=hypothesis,
             teacher_target=teacher_outputs.get('target'),
             teacher_feats=teacher_outputs.get('feats'),

@@ -11,15 +11,15 @@ from mmengine.model.utils import revert_sync_batchnorm
 from mmengine.registry import DefaultScope
 from mmengine.runner.checkpoint import _load_checkpoint, load_state_dict
 from mmseg.models.segmentors import EncoderDecoder
+from mmseg.models.utils import resize
 from mmseg.registry import MODELS
 from mmseg.utils import SampleList, add_prefix
 
 from ...compat import UnsafeCheckpointError
-from ..decode_heads.reclip_head import upgrade_legacy_state_dict
 from ..utils import freeze
 from ..utils.class_set import ClassSetMismatchError, check_class_set, decode_class_set
 from ..utils.model_meta import set_model_meta
-from .maskclip import logits_to_input_size
+from .maskclip import NO_PADDING, logits_to_input_size
 from .prompt_denoise import PromptDenoiseMixin
 
 
@@ -209,7 +209,6 @@ class ReCLIPDistiller(PromptDenoiseMixin, EncoderDecoder):
                              'checkpoint: copy it again, or re-run stage 1 to write it.') from err
         state = checkpoint.get('state_dict', checkpoint)
         state = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
-        upgrade_legacy_state_dict(state)  # stage-1 checkpoints of the old head layout
         self._check_teacher_checkpoint(path, state, checkpoint.get('meta') or {})
         print_log(f'Building the distillation teacher from {path}', logger='current')
         with DefaultScope.overwrite_default_scope('mmseg'):
@@ -248,10 +247,10 @@ class ReCLIPDistiller(PromptDenoiseMixin, EncoderDecoder):
                     f'Teacher checkpoint {path!r} does not match the student: '
                     f'{err}') from None
         errors = []
-        conv = state.get('decode_head.mask_decoder.conv.weight')
+        conv = state.get('decode_head.classifier.mask_decoder.conv.weight')
         if conv is None:
             raise ValueError(f'{path!r} is not a stage-1 ReCLIP checkpoint (no '
-                             'decode_head.mask_decoder.conv.weight).')
+                             'decode_head.classifier.mask_decoder.conv.weight).')
         if conv.shape[0] != head.num_classes:
             errors.append(f'the teacher predicts {conv.shape[0]} classes, the student '
                           f'num_classes={head.num_classes}')
@@ -346,6 +345,19 @@ class ReCLIPDistiller(PromptDenoiseMixin, EncoderDecoder):
 
     def extract_feat(self, inputs: torch.Tensor) -> List[torch.Tensor]:
         return super().extract_feat(self.student_inputs(inputs))
+
+    def seg_logits_from_grid(self,
+                             logits: torch.Tensor,
+                             size: Sequence[int],
+                             padding: Sequence[int] = NO_PADDING) -> torch.Tensor:
+        """Head logits ``[B, C, h, w]`` -> ``[B, C, *size]`` (bilinear, as mmseg's
+        ``BaseDecodeHead.predict``; ``padding`` is unused: the student upsamples to the
+        padded size, which ``postprocess_result`` crops). Shared with the bias report."""
+        return resize(logits, size=tuple(size), mode='bilinear', align_corners=self.align_corners)
+
+    def encode_decode(self, inputs: torch.Tensor, batch_img_metas: List[dict]) -> torch.Tensor:
+        return self.seg_logits_from_grid(
+            self.decode_head.forward(self.extract_feat(inputs)), inputs.shape[-2:])
 
     def loss(self, inputs: torch.Tensor, data_samples: SampleList) -> dict:
         """Distillation losses: teacher online (no grad) on the same batch, then the

@@ -82,7 +82,7 @@ def test_same_class_set_loads_exactly(clip_file, ckpt):
     load_checkpoint(model, ckpt, map_location='cpu')
     state = torch.load(ckpt, map_location='cpu', weights_only=True)['state_dict']
     assert torch.equal(model.decode_head.bias_extractor.context,
-                       state['decode_head.bias_extractor.context'])
+                       state['decode_head.classifier.bias_extractor.context'])
     assert bool(model.decode_head.query_ready)
     assert torch.equal(model.decode_head.queries(), state['decode_head.query_embeds'])
 
@@ -265,9 +265,10 @@ def test_student_never_inherited_with_missing_tensors(clip_file, ckpt, tmp_path)
     model.init_weights()
     state = {
         k: v
-        for k, v in model.state_dict().items() if k != 'decode_head.bias_extractor.reference'
+        for k, v in model.state_dict().items()
+        if k != 'decode_head.classifier.bias_extractor.reference'
     }
     fresh = build(student_cfg(clip_file, None))
-    with pytest.raises(ValueError, match=r"lacks \['bias_extractor.reference'\]"):
+    with pytest.raises(ValueError, match=r"lacks \['classifier.bias_extractor.reference'\]"):
         fresh.load_state_dict(state, strict=False)
     assert not bool(fresh.decode_head.inherited)
