@@ -1,15 +1,15 @@
 """Distillation student head: any backbone's features → ``F_s``, then the teacher's
 frozen query embeddings, bias extractor and mask decoder (docs/method.md §7)."""
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Set, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.registry import MODELS
-from mmseg.utils import SampleList
 
-from ..utils import dense_class_logits, freeze, hypothesis_multi_hot
+from ..losses.distill_losses import DistillBatch, DistillTargets
+from ..utils import dense_class_logits, freeze
 from ..utils.class_set import ClassSetStateMixin
 from .aspp_v2_head import ASPPV2  # noqa: F401  (registers the default feature module)
 from .maskclip_head import normalize_class_names
@@ -44,8 +44,8 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
     when it loads the teacher)::
 
         forward(): F_s = forward_features(x) -> classifier(F_s)
-        loss():    forward_features() -> classifier() -> classifier.sample_masks()
-                   -> the distillation losses
+        distill_loss(): forward_features() -> classifier() -> classifier.sample_masks()
+                        -> DistillBatch -> the distillation losses
 
     Args:
         in_channels (int | list[int]): channels of the selected backbone / neck output(s).
@@ -252,48 +252,40 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
         return self.classifier(self.forward_features(inputs))
 
     # -- distillation loss ----------------------------------------------------------------
-    def _losses(self) -> List[nn.Module]:
-        return list(self.loss_decode) if isinstance(self.loss_decode,
-                                                    nn.ModuleList) else [self.loss_decode]
+    @property
+    def losses(self) -> List[nn.Module]:
+        """The configured distillation losses."""
+        loss = self.loss_decode
+        return list(loss) if isinstance(loss, nn.ModuleList) else [loss]
 
-    def loss(self,
-             inputs: Tuple[torch.Tensor, ...],
-             batch_data_samples: SampleList,
-             train_cfg: dict,
-             teacher_outputs: Optional[dict] = None) -> dict:
-        """Distillation losses (docs/method.md §7), one entry per configured loss.
+    @property
+    def target_fields(self) -> Set[str]:
+        """The :class:`DistillTargets` fields the losses read (the distiller computes
+        only those)."""
+        return {field for loss in self.losses for field in loss.needs}
+
+    def loss(self, inputs, batch_data_samples, train_cfg) -> dict:
+        raise RuntimeError('ReCLIPStudentHead learns from a teacher: train it inside '
+                           'ReCLIPDistiller (which calls distill_loss).')
+
+    def distill_loss(self, inputs: Tuple[torch.Tensor, ...], targets: DistillTargets) -> dict:
+        """Distillation losses (docs/method.md §7), one entry per configured loss name.
 
         Args:
             inputs: backbone / neck features of the student.
-            batch_data_samples: carry the crop-vote hypotheses (text-guided loss) and,
-                for the valid (un-padded) image region, ``img_shape``.
-            teacher_outputs (dict): from :meth:`ReCLIPDistiller.teacher_outputs`:
-                ``target`` ``[B, H, W]`` long (teacher argmax at image size, ignore
-                index outside the image) and ``feats`` ``[B, D, H, W]`` (teacher ``F``
-                upsampled to image size), ``valid`` ``[B, H, W]`` bool.
+            targets (DistillTargets): from :meth:`ReCLIPDistiller.distill_targets`.
         """
-        if teacher_outputs is None:
-            raise ValueError('ReCLIPStudentHead.loss needs the teacher outputs; train it '
-                             'inside ReCLIPDistiller.')
         feats = self.forward_features(inputs)
         logits = self.classifier(feats)
-        losses = self._losses()
-        hypothesis = None
-        if any(getattr(loss, 'uses_hypothesis', False) for loss in losses):
-            hypothesis = hypothesis_multi_hot(batch_data_samples, self.num_classes, feats.device)
-        student = dict(
-            student_feats=feats,
-            student_logits=logits,
-            student_masks=self.classifier.sample_masks(logits),
-            queries=self.query_embeds,
-            name_to_class=self.name_map,
-            hypothesis=hypothesis,
-            teacher_target=teacher_outputs.get('target'),
-            teacher_feats=teacher_outputs.get('feats'),
-            valid=teacher_outputs.get('valid'))
+        batch = DistillBatch(
+            feats=feats,
+            logits=logits,
+            masks=self.classifier.sample_masks(logits),
+            queries=self.queries(),
+            name_map=self.name_map,
+            targets=targets)
         out = {}
-        for loss in losses:
-            name = loss.loss_name
-            value = loss(**student)
-            out[name] = out[name] + value if name in out else value
+        for loss in self.losses:
+            value = loss(batch)
+            out[loss.loss_name] = out[loss.loss_name] + value if loss.loss_name in out else value
         return out
