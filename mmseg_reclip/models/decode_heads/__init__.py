@@ -1,4 +1,4 @@
-from .bias_extractor import ReferenceBiasExtractor, bias_logits, normalize_reference
+from .bias_extractor import ReferenceBiasExtractor, bias_logits
 from .mask_decoder import RectifiedMaskDecoder
 from .maskclip_head import MaskCLIPHead
 from .reclip_head import ReCLIPHead
@@ -7,6 +7,5 @@ from .rectified_classifier import RectifiedClassifier, rectify
 
 __all__ = [
     'MaskCLIPHead', 'ReCLIPHead', 'ReCLIPStudentHead', 'RectifiedClassifier',
-    'ReferenceBiasExtractor', 'RectifiedMaskDecoder', 'bias_logits', 'normalize_reference',
-    'rectify'
+    'ReferenceBiasExtractor', 'RectifiedMaskDecoder', 'bias_logits', 'rectify'
 ]

@@ -184,9 +184,6 @@ class ReferenceBiasExtractor(BaseModule):
                     self.positional_features(size), self.reference_embeddings())
         return self._cache[key]
 
-    def clear_cache(self) -> None:
-        self._cache.clear()
-
     def train(self, mode: bool = True):
         self._cache.clear()  # parameters may change while training
         return super().train(mode)

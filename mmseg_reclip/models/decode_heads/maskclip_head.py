@@ -130,9 +130,7 @@ class MaskCLIPHead(ClassSetStateMixin, BaseDecodeHead):
             return None
         key = hashlib.sha256(json.dumps([weights, self.flat_names,
                                          self.templates]).encode()).hexdigest()
-        # require_key=False: caches written before the key was stored stay valid
-        return KeyedCache(
-            self.query_cache_dir, 'queries_', key, digits=24, what='Query cache', require_key=False)
+        return KeyedCache(self.query_cache_dir, 'queries_', key, digits=24, what='Query cache')
 
     def _cached_queries_problem(self, data) -> Optional[str]:
         """Why a loaded query cache cannot be used (None if it can).
