@@ -24,15 +24,18 @@ def bias_logits(pos_feats: torch.Tensor, reference: torch.Tensor) -> torch.Tenso
     return torch.einsum('dhw,cd->chw', pos_feats, reference)
 
 
+#: How ``R`` is normalised: by its Frobenius norm (released), per class, or not at all.
+REF_NORMS = ('global', 'row', 'none')
+
+
 def normalize_reference(reference: torch.Tensor, mode: str) -> torch.Tensor:
-    """``'global'``: divide by the Frobenius norm (released); ``'row'``: per class."""
+    """``'global'``: divide by the Frobenius norm (released); ``'row'``: per class;
+    ``'none'``: unchanged (``mode`` is validated by :class:`ReferenceBiasExtractor`)."""
     if mode == 'global':
         return reference / reference.norm()
     if mode == 'row':
         return F.normalize(reference, dim=-1)
-    if mode == 'none':
-        return reference
-    raise ValueError(f"ref_norm must be 'global', 'row' or 'none', got {mode!r}")
+    return reference
 
 
 @MODELS.register_module()
@@ -91,7 +94,8 @@ class ReferenceBiasExtractor(BaseModule):
                  pe_grid: Sequence[int] = (14, 14),
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
-        normalize_reference(torch.ones(1), ref_norm)  # validate early
+        if ref_norm not in REF_NORMS:
+            raise ValueError(f'ref_norm must be one of {REF_NORMS}, got {ref_norm!r}')
         if ctx_init not in ('token0', 'normal'):
             raise ValueError(f"ctx_init must be 'token0' or 'normal', got {ctx_init!r}")
         self.num_classes = num_classes

@@ -10,7 +10,7 @@ from mmseg.registry import MODELS
 
 from ..losses.distill_losses import DistillBatch, DistillTargets
 from ..utils import dense_class_logits, freeze
-from ..utils.class_set import ClassSetStateMixin
+from ..utils.class_set import ClassSetStateMixin, check_same_classes
 from .aspp_v2_head import ASPPV2  # noqa: F401  (registers the default feature module)
 from .maskclip_head import normalize_class_names
 from .rectified_classifier import RectifiedClassifier
@@ -167,13 +167,12 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
         decoder from a stage-1 :class:`ReCLIPHead` (a frozen snapshot: later changes to
         the teacher do not reach the student)."""
         name = type(teacher_head).__name__
-        if teacher_head.num_classes != self.num_classes:
-            raise ValueError(f'The teacher predicts {teacher_head.num_classes} classes, the '
-                             f'student head num_classes={self.num_classes}.')
-        if [list(n) for n in teacher_head.class_names] != [list(n) for n in self.class_names]:
-            raise ValueError('Teacher and student class names differ: give the student head '
-                             'the class_names of the stage-1 config.\n  teacher: '
-                             f'{teacher_head.class_names}\n  student: {self.class_names}')
+        check_same_classes(
+            teacher_head.class_names,
+            self.class_names,
+            'teacher',
+            'student',
+            fix='Give the student head the class_names of the stage-1 config.')
         if teacher_head.bias_mode != self.bias_mode:
             raise ValueError(f'bias_mode: teacher {teacher_head.bias_mode!r}, student '
                              f'{self.bias_mode!r}; they must match.')
