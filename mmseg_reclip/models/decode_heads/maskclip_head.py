@@ -8,7 +8,7 @@ from mmengine.logging import print_log
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.registry import MODELS
 
-from ..utils import autocast_off, dense_class_logits
+from ..utils import autocast_off, dense_class_logits, name_map
 from ..utils.cache import KeyedCache
 from ..utils.class_set import ClassSetStateMixin, templates_id
 
@@ -184,13 +184,9 @@ class MaskCLIPHead(ClassSetStateMixin, BaseDecodeHead):
 
     @property
     def name_map(self) -> Optional[torch.Tensor]:
-        """``name_to_class``, or ``None`` when every class has exactly one name.
-
-        Then the map is the identity by construction, and passing ``None`` spares
-        :func:`class_max_over_names` its identity check, a device→host sync per call on
-        GPUs (which would stall the crop-vote and training pipelines).
-        """
-        return None if len(self.flat_names) == self.num_classes else self.name_to_class
+        """``name_to_class`` for the synonym maximum, ``None`` with one name per class
+        (see :func:`~mmseg_reclip.models.utils.clip_ops.name_map`)."""
+        return name_map(self.name_to_class, self.num_classes)
 
     def forward_features(self, inputs: Tuple[torch.Tensor, ...]) -> torch.Tensor:
         """``F`` ``[B, D, h, w]``: the backbone's CLIP features, used as they are."""

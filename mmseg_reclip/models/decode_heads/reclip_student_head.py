@@ -9,7 +9,7 @@ from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.registry import MODELS
 
 from ..losses.distill_losses import DistillBatch, DistillTargets
-from ..utils import dense_class_logits, freeze
+from ..utils import dense_class_logits, freeze, name_map
 from ..utils.class_set import ClassSetStateMixin, check_same_classes
 from .aspp_v2_head import ASPPV2  # noqa: F401  (registers the default feature module)
 from .maskclip_head import normalize_class_names
@@ -149,9 +149,9 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
 
     @property
     def name_map(self) -> Optional[torch.Tensor]:
-        """``name_to_class``, or ``None`` with one name per class (as
-        :attr:`MaskCLIPHead.name_map`: no identity check, no device→host sync)."""
-        return None if self.name_to_class.numel() == self.num_classes else self.name_to_class
+        """``name_to_class`` for the synonym maximum, ``None`` with one name per class
+        (see :func:`~mmseg_reclip.models.utils.clip_ops.name_map`)."""
+        return name_map(self.name_to_class, self.num_classes)
 
     def inherited_keys(self) -> List[str]:
         """State-dict keys (without prefix) of every tensor inherited from the teacher."""
