@@ -50,6 +50,7 @@ from mmseg_reclip.datasets.class_names import get_class_names  # noqa: E402
 from mmseg_reclip.datasets.class_names import read_class_file, refuse_duplicate_names
 from mmseg_reclip.datasets.templates import get_templates  # noqa: E402
 from mmseg_reclip.datasets.unlabeled import IMAGE_EXTENSIONS, list_images  # noqa: E402
+from mmseg_reclip.models.utils.class_set import check_same_classes  # noqa: E402
 from mmseg_reclip.models.utils.io import atomic_write  # noqa: E402
 
 TRAINING_FREE = {'MaskCLIP'}
@@ -224,9 +225,16 @@ def build_model(args, classes: Optional[List[List[str]]]):
             head['templates'] = args.templates_file
     trained, name_to_class = (None, None) if training_free else checkpoint_info(checkpoint)
     if classes is not None:
-        if trained is not None and tuple(n[0] for n in classes) != trained \
-                and classes != _config_class_names(cfg):
-            raise ValueError(_mismatch(trained, classes, checkpoint))
+        if trained is not None and classes != _config_class_names(cfg):
+            check_same_classes(
+                trained,
+                classes,
+                'model',
+                'classes asked for',
+                subject=f'The model {checkpoint} was trained on',
+                fix='It predicts only its classes: drop --classes/--classes-file, train a model on '
+                'yours (configs/reclip/reclip_vit-b16_custom.py), or use a training-free config '
+                '(configs/maskclip/maskclip_vit-b16_custom.py none).')
         for head in head_cfgs(cfg):
             head.update(class_names=classes, num_classes=len(classes))
     elif not training_free:
@@ -257,15 +265,6 @@ def _config_class_names(cfg: Config) -> Optional[List[List[str]]]:
         return get_class_names(cfg.model.decode_head.class_names)
     except (ValueError, TypeError, FileNotFoundError):
         return None
-
-
-def _mismatch(trained: Sequence[str], asked: Sequence[Sequence[str]],
-              checkpoint: Optional[str]) -> str:
-    return (f'The model {checkpoint} was trained on {len(trained)} classes '
-            f'{list(trained)} and predicts only those; you asked for {len(asked)} classes '
-            f'{[n[0] for n in asked]}. Use its classes (drop --classes/--classes-file), '
-            'train a model on yours (configs/reclip/reclip_vit-b16_custom.py), or use a '
-            'training-free config (configs/maskclip/maskclip_vit-b16_custom.py none).')
 
 
 def _default_device() -> str:

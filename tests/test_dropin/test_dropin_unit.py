@@ -170,8 +170,8 @@ def test_distiller_teacher_reads_the_clip_switch(mmseg_default_scope):
         'model.decode_head.in_channels': 512
     })
     model = MODELS.build(cfg.model)
-    assert model.teacher_cfg['clip']['pretrained'] == '/data/vitb16.bin'
-    assert model.teacher_cfg['clip']['model_name'] == 'ViT-B-16'
+    assert model.distill_teacher.cfg['clip']['pretrained'] == '/data/vitb16.bin'
+    assert model.distill_teacher.cfg['clip']['model_name'] == 'ViT-B-16'
 
 
 def test_offline_download_error_says_what_to_do(tmp_path):

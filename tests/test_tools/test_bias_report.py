@@ -139,7 +139,7 @@ def test_report_three_models(setup, tmp_path):
     with torch.no_grad():
         feats = model.extract_feat(torch.from_numpy(saved['inputs']))[0]
         lq = head.query_logits(feats)[0]
-        bias = head.bias(feats.shape[-2:])
+        bias = head.bias_extractor(feats.shape[-2:])
         logits = head.forward([feats])[0]
     np.testing.assert_allclose(saved['Lq'], lq.numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(saved['B'], bias.numpy(), rtol=1e-5, atol=1e-6)
@@ -151,7 +151,10 @@ def test_report_three_models(setup, tmp_path):
     assert 'B' not in maskclip and 'Lr' not in maskclip and 'Lq' in maskclip
     # The stand-alone bias map is the head's bias on the default grid.
     np.testing.assert_allclose(
-        np.load(out / 'bias_reclip.npz')['B'], head.bias((21, 21)).numpy(), rtol=1e-5, atol=1e-6)
+        np.load(out / 'bias_reclip.npz')['B'],
+        head.bias_extractor((21, 21)).numpy(),
+        rtol=1e-5,
+        atol=1e-6)
     # The student's Fig. 4: its own features through the inherited query, bias, decoder.
     saved = np.load(out / 'fig4_student_real_000000.npz')
     student = setup['student'].eval()
@@ -159,7 +162,7 @@ def test_report_three_models(setup, tmp_path):
         feats = student.decode_head.forward_features(
             student.extract_feat(torch.from_numpy(saved['inputs'])))
         lq = student.decode_head.query_logits(feats)[0]
-        bias = student.decode_head.bias(feats.shape[-2:])
+        bias = student.decode_head.bias_extractor(feats.shape[-2:])
     np.testing.assert_allclose(saved['Lq'], lq.numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(saved['Lr'], (lq - bias).numpy(), rtol=1e-5, atol=1e-6)
 

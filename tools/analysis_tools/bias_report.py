@@ -258,7 +258,9 @@ def bias_arrays(model, data: dict) -> Dict[str, np.ndarray]:
     batch = model.data_preprocessor(
         dict(inputs=[data['inputs']], data_samples=[data['data_samples']]), False)
     inputs = batch['inputs']
-    maps = compute_bias_maps(model, inputs)
+    meta = batch['data_samples'][0].metainfo
+    padding = meta.get('img_padding_size', meta.get('padding_size')) or (0, 0, 0, 0)
+    maps = compute_bias_maps(model, inputs, padding)
     sample = data['data_samples']
     h, w = sample.metainfo.get('img_shape', inputs.shape[-2:])[:2]
     image = data['inputs'].numpy().transpose(1, 2, 0)

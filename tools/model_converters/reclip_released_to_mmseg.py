@@ -66,16 +66,16 @@ PREFIX = 'decode_head.'
 
 #: released key -> mmseg-reclip key (without ``decode_head.``)
 KEY_MAP = OrderedDict([
-    ('text_encoder.prompt_token', 'bias_extractor.context'),
-    ('pe_proj.weight', 'bias_extractor.pe_proj.weight'),
-    ('pe_proj.bias', 'bias_extractor.pe_proj.bias'),
-    ('decoder_conv2.weight', 'mask_decoder.conv.weight'),
-    ('decoder_conv2.bias', 'mask_decoder.conv.bias'),
-    ('decoder_norm2.weight', 'mask_decoder.norm.weight'),
-    ('decoder_norm2.bias', 'mask_decoder.norm.bias'),
-    ('decoder_norm2.running_mean', 'mask_decoder.norm.running_mean'),
-    ('decoder_norm2.running_var', 'mask_decoder.norm.running_var'),
-    ('decoder_norm2.num_batches_tracked', 'mask_decoder.norm.num_batches_tracked'),
+    ('text_encoder.prompt_token', 'classifier.bias_extractor.context'),
+    ('pe_proj.weight', 'classifier.bias_extractor.pe_proj.weight'),
+    ('pe_proj.bias', 'classifier.bias_extractor.pe_proj.bias'),
+    ('decoder_conv2.weight', 'classifier.mask_decoder.conv.weight'),
+    ('decoder_conv2.bias', 'classifier.mask_decoder.conv.bias'),
+    ('decoder_norm2.weight', 'classifier.mask_decoder.norm.weight'),
+    ('decoder_norm2.bias', 'classifier.mask_decoder.norm.bias'),
+    ('decoder_norm2.running_mean', 'classifier.mask_decoder.norm.running_mean'),
+    ('decoder_norm2.running_var', 'classifier.mask_decoder.norm.running_var'),
+    ('decoder_norm2.num_batches_tracked', 'classifier.mask_decoder.norm.num_batches_tracked'),
 ])
 
 #: keys that may be absent (old PyTorch BatchNorm had no counter); filled with 0.

@@ -1,3 +1,3 @@
-from .clip_vit import CLIPViTBackbone, dense_features
+from .clip_vit import CLIPViTBackbone
 
-__all__ = ['CLIPViTBackbone', 'dense_features']
+__all__ = ['CLIPViTBackbone']

@@ -129,11 +129,6 @@ class CLIPViTBackbone(BaseModule):
         with torch.no_grad():
             return (dense_features(self.visual, self.pad_to_patch(img)), )
 
-    def pos_embed_grid(self, size: Optional[tuple] = None) -> torch.Tensor:
-        """CLIP's patch positional embedding ``[width, h, w]`` resized to ``size``."""
-        grid = vit_pos_embed_grid(self.visual)
-        return grid if size is None else resize_pos_embed_grid(grid, size)
-
     @torch.no_grad()
     def encode_image(self, img: torch.Tensor) -> torch.Tensor:
         """CLIP's own global image embedding (CLS + attention path), L2-normalised.

@@ -8,7 +8,7 @@ from mmengine.logging import print_log
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.registry import MODELS
 
-from ..utils import autocast_off, dense_class_logits
+from ..utils import autocast_off, dense_class_logits, name_map
 from ..utils.cache import KeyedCache
 from ..utils.class_set import ClassSetStateMixin, templates_id
 
@@ -130,9 +130,7 @@ class MaskCLIPHead(ClassSetStateMixin, BaseDecodeHead):
             return None
         key = hashlib.sha256(json.dumps([weights, self.flat_names,
                                          self.templates]).encode()).hexdigest()
-        # require_key=False: caches written before the key was stored stay valid
-        return KeyedCache(
-            self.query_cache_dir, 'queries_', key, digits=24, what='Query cache', require_key=False)
+        return KeyedCache(self.query_cache_dir, 'queries_', key, digits=24, what='Query cache')
 
     def _cached_queries_problem(self, data) -> Optional[str]:
         """Why a loaded query cache cannot be used (None if it can).
@@ -186,16 +184,16 @@ class MaskCLIPHead(ClassSetStateMixin, BaseDecodeHead):
 
     @property
     def name_map(self) -> Optional[torch.Tensor]:
-        """``name_to_class``, or ``None`` when every class has exactly one name.
+        """``name_to_class`` for the synonym maximum, ``None`` with one name per class
+        (see :func:`~mmseg_reclip.models.utils.clip_ops.name_map`)."""
+        return name_map(self.name_to_class, self.num_classes)
 
-        Then the map is the identity by construction, and passing ``None`` spares
-        :func:`class_max_over_names` its identity check, a device→host sync per call on
-        GPUs (which would stall the crop-vote and training pipelines).
-        """
-        return None if len(self.flat_names) == self.num_classes else self.name_to_class
+    def forward_features(self, inputs: Tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """``F`` ``[B, D, h, w]``: the backbone's CLIP features, used as they are."""
+        return inputs[0]
 
     def forward(self, inputs: Tuple[torch.Tensor, ...]) -> torch.Tensor:
-        return self.query_logits(inputs[0])
+        return self.query_logits(self.forward_features(inputs))
 
     def loss(self, *args, **kwargs):
         raise RuntimeError('MaskCLIPHead is training-free: it has nothing to train. Use '

@@ -14,30 +14,6 @@ from ..backbones.clip_vit import vit_pos_embed_grid
 from ..utils import create_clip, freeze, set_block_layernorm_eps
 
 
-def block_qkv(block: nn.Module, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-    """Per-head ``q, k, v`` of an open_clip residual block for input ``x`` ``[B, L, W]``.
-
-    Returns:
-        tuple: three ``[B, H, L, W/H]`` tensors.
-    """
-    attn = block.attn
-    q, k, v = F.linear(block.ln_1(x), attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
-    split = lambda t: t.unflatten(-1, (attn.num_heads, -1)).transpose(1, 2)  # noqa: E731
-    return split(q), split(k), split(v)
-
-
-def block_finish(block: nn.Module, x: torch.Tensor, heads_out: torch.Tensor) -> torch.Tensor:
-    """Residual attention output + MLP of an open_clip block.
-
-    Args:
-        x (Tensor): block input ``[B, L, W]``.
-        heads_out (Tensor): attention output per head ``[B, H, L, W/H]``.
-    """
-    out = block.attn.out_proj(heads_out.transpose(1, 2).flatten(2))
-    x = x + block.ls_1(out)
-    return x + block.ls_2(block.mlp(block.ln_2(x)))
-
-
 def shared_prefix_mask(num_prefix: int, num_suffix: int, device: torch.device) -> torch.Tensor:
     """``[S, P + S]`` bool attention mask of the suffix queries (True: may attend).
 

@@ -55,8 +55,6 @@ class KeyedCache:
             name the file, the whole key is stored in it and compared on load.
         digits (int): key characters in the file name. Default 16.
         what (str): name in log messages. Default ``'Cache'``.
-        require_key (bool): a file without a stored key is a mismatch. ``False`` accepts
-            it (formats that predate the stored key, keyed by their name only).
     """
 
     def __init__(self,
@@ -64,12 +62,10 @@ class KeyedCache:
                  prefix: str,
                  key: str,
                  digits: int = 16,
-                 what: str = 'Cache',
-                 require_key: bool = True) -> None:
+                 what: str = 'Cache') -> None:
         self.key = key
         self.path = osp.join(osp.expanduser(folder), f'{prefix}{key[:digits]}.pth')
         self.what = what
-        self.require_key = require_key
 
     def load(self, validate: Optional[Callable[[dict], Optional[str]]] = None) -> Optional[dict]:
         """The stored dict, or ``None`` (recompute) when missing or unusable.
@@ -91,7 +87,7 @@ class KeyedCache:
         except Exception as e:  # corrupt / truncated / foreign / unsafe file
             msg = str(e).splitlines()[0] if str(e) else ''
             return self._reject(f'is unreadable ({type(e).__name__}: {msg})')
-        if data.get('key', None if self.require_key else self.key) != self.key:
+        if data.get('key') != self.key:
             return self._reject('was written with other settings or data (key mismatch)')
         problem = validate(data) if validate is not None else None
         if problem is not None:

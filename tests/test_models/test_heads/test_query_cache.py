@@ -33,7 +33,7 @@ def build(clip, cache_dir):
 def test_cache_is_reused_only_when_valid(clip, tmp_path):
     first = build(clip, tmp_path)
     fresh = first.queries().clone()
-    path = first._query_cache().path
+    path, key = first._query_cache().path, first._query_cache().key
     saved = torch.load(path, weights_only=True)
     assert saved['names'] == NAMES
     torch.testing.assert_close(saved['queries'], fresh, rtol=0, atol=0)
@@ -42,13 +42,15 @@ def test_cache_is_reused_only_when_valid(clip, tmp_path):
     nan = fresh.clone()
     nan[1, 3] = float('nan')
     bad = {
-        'rotated': dict(queries=fresh @ rot, names=NAMES),  # unit norm, right shape
-        'permuted': dict(queries=fresh[[2, 1, 0]], names=NAMES),
-        'nan': dict(queries=nan, names=NAMES),
-        'scaled': dict(queries=fresh * 2, names=NAMES),
-        'names': dict(queries=fresh, names=['a', 'b', 'c']),
-        'shape': dict(queries=fresh[:2], names=NAMES),
+        'rotated': dict(queries=fresh @ rot, names=NAMES, key=key),  # unit norm, right shape
+        'permuted': dict(queries=fresh[[2, 1, 0]], names=NAMES, key=key),
+        'nan': dict(queries=nan, names=NAMES, key=key),
+        'scaled': dict(queries=fresh * 2, names=NAMES, key=key),
+        'names': dict(queries=fresh, names=['a', 'b', 'c'], key=key),
+        'shape': dict(queries=fresh[:2], names=NAMES, key=key),
         'old format': fresh,
+        'no key':
+        dict(queries=torch.cat([fresh[:1], fresh[1:2] * (1 - 1e-5), fresh[2:]]), names=NAMES),
     }
     for what, content in bad.items():
         torch.save(content, path)
@@ -59,7 +61,7 @@ def test_cache_is_reused_only_when_valid(clip, tmp_path):
         torch.testing.assert_close(rewritten['queries'], fresh, msg=what)
 
     # the valid cache is used: a valid-but-foreign row elsewhere would be visible
-    marked = dict(queries=fresh.clone(), names=NAMES)
+    marked = dict(queries=fresh.clone(), names=NAMES, key=key)
     marked['queries'][1] = fresh[1] * (1 - 1e-5)  # middle row: not spot-checked
     torch.save(marked, path)
     head = build(clip, tmp_path)

@@ -153,7 +153,7 @@ def test_student_head_inherits_teacher_exactly(files):
     model = build(student_cfg(clip, ckpt))
     assert not model.teacher_built
     with pytest.raises(RuntimeError, match='inherited'):
-        model.decode_head.decode(torch.zeros(1, 64, 4, 4))
+        model.decode_head.classifier(torch.zeros(1, 64, 4, 4))
     model.init_weights()  # builds + loads the teacher, copies its parts
     assert model.teacher_built and bool(model.decode_head.inherited)
     teacher_head = model.teacher.decode_head
@@ -163,10 +163,10 @@ def test_student_head_inherits_teacher_exactly(files):
     for size in [(8, 8), (9, 13), (14, 14)]:
         feats = F.normalize(torch.randn(2, 64, *size), dim=1)
         with torch.no_grad():
-            ours = student_head.decode(feats)
+            ours = student_head.classifier(feats)
             ref = teacher_head.forward((feats, ))
-            bias_ref = teacher_head.bias(size)
-        assert torch.equal(student_head.bias(size), bias_ref)
+            bias_ref = teacher_head.bias_extractor(size)
+        assert torch.equal(student_head.bias_extractor(size), bias_ref)
         assert torch.equal(ours, ref), (ours - ref).abs().max()
     # A frozen snapshot: later changes to the teacher do not reach the student.
     before = student_head.mask_decoder.conv.weight.clone()
