@@ -61,6 +61,7 @@ from mmseg_reclip.evaluation.bias_maps import bias_map, compute_bias_maps, head_
 from mmseg_reclip.evaluation.metrics.class_preference_metric import \
     class_preference_scores  # noqa: E402
 from mmseg_reclip.utils import adapt_cfg_to_device  # noqa: E402
+from mmseg_reclip.utils.cli import add_debug_argument, run_main  # noqa: E402
 
 _NO_CHECKPOINT = ('', 'none', 'None', 'null')
 
@@ -126,6 +127,7 @@ def parse_args(argv=None):
         nargs='+',
         action=DictAction,
         help='config overrides (key=value), applied to every model')
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
     models = [[args.config, args.checkpoint]]
     for entry in args.compare:
@@ -572,4 +574,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_main(main, 'tools/analysis_tools/bias_report.py')
