@@ -1,5 +1,6 @@
 """Work-dir safety for training: one run per work dir, no leftovers, a resume that
 survives a truncated latest checkpoint. Used by :class:`ReCLIPRunner`."""
+import errno
 import fcntl
 import glob
 import json
@@ -56,6 +57,19 @@ def make_work_dir(work_dir: str) -> None:
         raise NotADirectoryError(
             f'cannot create the work dir {osp.abspath(work_dir)!r}: {blocker!r} is a file, '
             'not a folder. Give another --work-dir (or move that file away).') from err
+
+
+def _flock(fd: int) -> None:
+    """Non-blocking exclusive ``flock`` (raises ``BlockingIOError`` when held). On a
+    file system without it (some network mounts) it does nothing: the lock then rests on
+    the atomic link and the owner record alone."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise
+    except OSError as err:
+        if err.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            raise
 
 
 class WorkDirLock:
@@ -138,7 +152,7 @@ class WorkDirLock:
         """A complete owner record in a private temp file, flock-ed: ``(fd, path)``."""
         tmp = f'{self.path}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex}'
         fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # ours alone: cannot block
+        _flock(fd)  # ours alone: cannot block
         os.write(fd, json.dumps(self._me()).encode())
         os.fsync(fd)
         return fd, tmp
@@ -196,7 +210,7 @@ class WorkDirLock:
             return False  # released meanwhile
         try:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                _flock(fd)
             except BlockingIOError:  # a live holder on this machine
                 owner = self._read()
                 if not owner:
