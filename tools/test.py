@@ -41,6 +41,7 @@ from mmengine.logging import print_log  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 from mmseg_reclip.utils import setup_distributed, teardown_distributed, use_auto_ddp  # noqa: E402
+from mmseg_reclip.utils.cli import add_debug_argument, run_main  # noqa: E402
 
 _CFG_OPTIONS_HELP = ('override some settings in the used config, the key-value pair in xxx=yyy '
                      'format will be merged into config file. If the value to be overwritten is a '
@@ -83,6 +84,7 @@ def parse_args(argv=None):
     # torch.distributed.launch passes --local-rank (torch >= 2.0) or --local_rank;
     # torchrun only sets the LOCAL_RANK environment variable.
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
     if args.checkpoint in _NO_CHECKPOINT:
         args.checkpoint = None
@@ -188,4 +190,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main, 'tools/test.py')

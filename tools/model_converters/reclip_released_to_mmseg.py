@@ -60,7 +60,8 @@ def _shared_io():
     return module
 
 
-atomic_torch_save = _shared_io().atomic_torch_save
+_IO = _shared_io()
+atomic_torch_save, load_error_reason = _IO.atomic_torch_save, _IO.load_error_reason
 
 PREFIX = 'decode_head.'
 
@@ -109,21 +110,17 @@ def load_released(path: str) -> dict:
     try:
         return torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as err:
-        lines = [ln for ln in str(err).splitlines() if 'GLOBAL' in ln] or ['']
-        reason = lines[0].strip().split('. Please use')[0]
         raise ConversionError(
-            f'{path} holds non-tensor objects ({reason or "not a plain state dict"}); '
+            f'{path} holds non-tensor objects ({load_error_reason(err)}); '
             'unpickling them could run code, so it is refused. If you trust the file, '
             "re-save its tensors alone (torch.save(ckpt['state_dict'], PATH)) and convert "
             'that.') from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as err:
         if isinstance(err, (PermissionError, IsADirectoryError)):
             raise ConversionError(f'{path}: {err}') from None
-        msg = str(err).strip()
-        reason = msg.splitlines()[0].split('. ')[0] if msg else type(err).__name__
         raise ConversionError(
-            f'{path} is truncated or not a torch checkpoint ({reason}); download it again '
-            'and check its size/checksum.') from None
+            f'{path} is truncated or not a torch checkpoint ({load_error_reason(err)}); '
+            'download it again and check its size/checksum.') from None
 
 
 def extract_state_dict(obj) -> Dict[str, torch.Tensor]:

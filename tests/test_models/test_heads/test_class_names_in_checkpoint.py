@@ -102,6 +102,15 @@ def test_other_class_set_is_an_error_naming_both_lists(clip_file, ckpt, names):
     assert not bool(model.decode_head.query_ready)
 
 
+def test_same_classes_in_another_order_are_an_error(clip_file, ckpt):
+    """Same names, other order: class ids would silently mean other classes."""
+    names = [NAMES4[1], NAMES4[0]] + NAMES4[2:]
+    model = build(model_cfg(clip_file, names=names))
+    with pytest.raises(ClassSetMismatchError, match='first difference at class 0'):
+        load_checkpoint(model, ckpt, map_location='cpu')
+    assert not bool(model.decode_head.query_ready)
+
+
 def test_init_model_refuses_other_classes(clip_file, ckpt):
     from mmseg.apis import init_model
     cfg = Config(dict(model=model_cfg(clip_file, names=OTHER4)))

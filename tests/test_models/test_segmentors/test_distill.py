@@ -175,6 +175,41 @@ def test_student_head_inherits_teacher_exactly(files):
     assert torch.equal(student_head.mask_decoder.conv.weight, before)
 
 
+def test_training_steps_leave_the_inherited_decoder_as_the_teacher(files):
+    """In train() mode (as the Runner trains), the student's inherited mask decoder still
+    normalises with the teacher's running statistics: a training step (loss, backward,
+    SGD) changes neither its BN buffers nor its output, which equals the teacher's.
+    A decoder frozen by ``requires_grad_(False)`` alone would update its BN statistics
+    from every batch and normalise with batch statistics."""
+    clip, ckpt = files
+    torch.manual_seed(0)
+    model = build(student_cfg(clip, ckpt))
+    model.init_weights()
+    model.train()
+    head, teacher_head = model.decode_head, model.teacher.decode_head
+    assert head.training and not head.mask_decoder.training
+    before = {k: v.clone() for k, v in head.mask_decoder.state_dict().items()}
+    teacher_state = teacher_head.mask_decoder.state_dict()
+    feats = F.normalize(
+        torch.randn(2, 64, 9, 13, generator=torch.Generator().manual_seed(3)), dim=1)
+    with torch.no_grad():
+        ref = teacher_head.forward((feats, ))
+        assert torch.equal(head.decode(feats), ref)  # train mode, no step yet
+    optim = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    for _ in range(2):
+        losses = model.loss(torch.randn(2, 3, 64, 64), samples(2))
+        optim.zero_grad()
+        sum(losses.values()).backward()
+        optim.step()
+    after = head.mask_decoder.state_dict()
+    for k, v in before.items():
+        assert torch.equal(after[k], v), k  # running_mean/var, num_batches_tracked too
+        if not k.endswith('num_batches_tracked'):
+            assert torch.equal(v, teacher_state[k]), k
+    with torch.no_grad():
+        assert torch.equal(head.decode(feats), ref)  # still train mode
+
+
 def test_inherited_parts_survive_checkpoint_without_teacher(files, tmp_path):
     """A fresh distiller + the student's state dict predicts without building a teacher
     (no CLIP), and the state dict holds no teacher / CLIP tensor."""
