@@ -74,6 +74,8 @@ def _check_rejections(tmp_path, handler):
     assert cache.load() is None
     torch.save(dict(value=1), cache.path)  # no stored key
     assert cache.load() is None
+    torch.save(dict(key=key, value=1), cache.path)  # the right key, no content digest
+    assert cache.load() is None
     cache.save(dict(value=torch.arange(4.)))
     data = torch.load(cache.path, weights_only=True)
     data['value'] = data['value'][[0, 2, 1, 3]]  # edited without rewriting the digest
