@@ -78,13 +78,15 @@ def img_path_of(dataset, idx: int) -> str:
 
 def read_image(path: str, backend_args: Optional[dict] = None) -> np.ndarray:
     """Read an image as ``LoadImageFromFile`` does (cv2, colour, BGR ``uint8 [H, W, 3]``)."""
+    fix = ('replace it with an intact copy, or delete it (or move it out of the image '
+           'folder): every image listed is read')
     try:
         img_bytes = fileio.get(path, backend_args=backend_args)
         img = mmcv.imfrombytes(img_bytes, flag='color', backend='cv2')
     except Exception as e:
-        raise OSError(f'Could not read the image {path!r}: {e}') from e
+        raise OSError(f'Could not read the image {path!r} ({e}); {fix}') from e
     if img is None:
-        raise OSError(f'Could not decode the image {path!r} (corrupt or not an image)')
+        raise OSError(f'Could not decode the image {path!r} (corrupt or not an image); {fix}')
     return img
 
 

@@ -163,7 +163,8 @@ def test_unreadable_training_image_is_an_error_naming_it(trained, tmp_path):
         env=env,
         check=False)
     assert proc.returncode != 0
-    assert broken in proc.stderr.strip().splitlines()[-1]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert broken in last and 'replace it with an intact copy, or delete it' in last
     assert not (tmp_path / 'w' / 'iter_2.pth').exists()
 
 
