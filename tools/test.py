@@ -152,10 +152,12 @@ def build_cfg(args):
                   'from the config.',
                   logger='current')
     else:
-        cfg.load_from = None
+        # Loaded through the 'none' checkpoint scheme (mmseg_reclip.compat), which
+        # refuses a model that must be trained, as mmseg's test.py with 'none' does.
+        cfg.load_from = 'none'
         print_log(
             'No checkpoint given: testing the model as the config builds '
-            'it (training-free).',
+            'it (training-free models only).',
             logger='current')
 
     if args.show or args.show_dir:
