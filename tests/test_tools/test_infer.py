@@ -104,7 +104,7 @@ def test_file_glob_and_list_inputs(env, tmp_path):
     assert tool.output_names(paths, base) == ['sub dir/фото', 'photo']
     os.remove(listing)
     # two images with the same stem keep their extensions apart
-    assert tool.output_names(['/a/x.jpg', '/a/x.png'], '/a') == ['x_jpg', 'x_png']
+    assert tool.output_names(['/a/x.jpg', '/a/x.png'], '/a') == ['x.jpg', 'x.png']
     # the command line, run for real, through a list file with a space in its name
     listing = tmp_path / 'my list.txt'
     listing.write_text(photo + '\n')

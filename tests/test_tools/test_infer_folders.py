@@ -72,7 +72,9 @@ def test_one_class_is_that_class_versus_background(env, tmp_path):
 
 
 def test_one_class_named_background_is_refused(env, tmp_path):
-    proc = run(env, tmp_path, tmp_path / 'o', '--classes', 'Background', check=False)
+    photo = tmp_path / 'photo.jpg'
+    Image.fromarray(env['rgb'][::4, ::4]).save(photo)
+    proc = run(env, photo, tmp_path / 'o', '--classes', 'Background', check=False)
     assert proc.returncode == 2 and 'Traceback' not in proc.stderr
     assert "'Background'" in proc.stderr and 'at least' in proc.stderr
 
@@ -115,7 +117,10 @@ def test_output_names_map_one_to_one(env, tmp_path):
     names = tool.output_names(['/a/d/Y.jpg', '/a/d/y.jpg', '/a/e.png'], '/a')
     assert len({n.casefold() for n in names}) == 3 and names[2] == 'e'
     # the same image listed twice is segmented once
-    assert tool.output_names(['/a/x.jpg', '/a/./x.jpg'], '/a') == ['x']
+    listing = tmp_path / 'list.txt'
+    listing.write_text('photos/x.png\nphotos/./x.png\nphotos/x.jpg\n')
+    paths, base = tool.collect_images(str(listing))
+    assert tool.output_names(paths, base) == ['x.png', 'x.jpg']
 
 
 # ---------------------------------------------------------------------------- images

@@ -50,8 +50,10 @@ def _cfg(path, assets, monkeypatch, extra=()):
     cfg = Config.fromfile(str(REPO_ROOT / path))
     settings = dict(tiny_settings(assets['clip']))
     if path == STAGE2:
-        settings = {k.replace('model.decode_head', 'model.teacher.decode_head'): v
-                    for k, v in settings.items()}
+        settings = {
+            k.replace('model.decode_head', 'model.teacher.decode_head'): v
+            for k, v in settings.items()
+        }
         settings.update(STUDENT)
         settings['model.teacher.decode_head.norm_cfg.type'] = 'BN'
     else:
@@ -81,16 +83,17 @@ def test_training_free_config_still_runs_with_none(assets, monkeypatch):
     assert tuple(pred.shape) == (1, 32, 48) and int(pred.max()) <= 1
 
 
-@pytest.mark.parametrize('tool,checkpoint', [('tools/test.py', []), ('tools/test.py', ['none']),
-                                             (STOCK_TEST, ['none'])],
-                         ids=['ours-no-argument', 'ours-none', 'mmseg-none'])
+@pytest.mark.parametrize(
+    'tool,checkpoint', [('tools/test.py', []), ('tools/test.py', ['none']), (STOCK_TEST, ['none'])],
+    ids=['ours-no-argument', 'ours-none', 'mmseg-none'])
 def test_test_tools_refuse_a_trained_config_without_checkpoint(assets, tmp_path, tool, checkpoint):
-    options = tiny_options(assets['clip']) + ['model.decode_head.norm_cfg.type=BN',
-                                              'test_dataloader.num_workers=0']
-    proc = run_tool([tool, STAGE1] + checkpoint +
-                    ['--work-dir', str(tmp_path / 'w'), '--cfg-options'] + options,
-                    env=assets['env'],
-                    check=False)
+    options = tiny_options(
+        assets['clip']) + ['model.decode_head.norm_cfg.type=BN', 'test_dataloader.num_workers=0']
+    proc = run_tool(
+        [tool, STAGE1] + checkpoint +
+        ['--work-dir', str(tmp_path / 'w'), '--cfg-options'] + options,
+        env=assets['env'],
+        check=False)
     assert proc.returncode != 0
     printed = proc.stdout + proc.stderr
     assert 'is a trained model (ReCLIP)' in printed and 'give its checkpoint' in printed
