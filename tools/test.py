@@ -40,6 +40,7 @@ from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.logging import print_log  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
+from mmseg_reclip.models.utils.model_meta import refuse_untrained  # noqa: E402
 from mmseg_reclip.utils import setup_distributed, teardown_distributed, use_auto_ddp  # noqa: E402
 
 _CFG_OPTIONS_HELP = ('override some settings in the used config, the key-value pair in xxx=yyy '
@@ -152,9 +153,7 @@ def build_cfg(args):
                   'from the config.',
                   logger='current')
     else:
-        # Loaded through the 'none' checkpoint scheme (mmseg_reclip.compat), which
-        # refuses a model that must be trained, as mmseg's test.py with 'none' does.
-        cfg.load_from = 'none'
+        cfg.load_from = None
         print_log(
             'No checkpoint given: testing the model as the config builds '
             'it (training-free models only).',
@@ -185,6 +184,10 @@ def main(argv=None):
     # the gloo process group is created here (mmengine's launchers need CUDA).
     setup_distributed(cfg)
     runner = Runner.from_cfg(cfg)
+    if cfg.load_from is None:
+        # as the 'none' checkpoint on every other entry point: a model that must be
+        # trained is not evaluated with its initial weights
+        refuse_untrained(runner.model)
     runner.test()
     teardown_distributed()
 

@@ -70,19 +70,32 @@ def _fill_from_self_when_no_checkpoint(module: nn.Module, state_dict: dict, pref
     marker = state_dict.pop(prefix + NO_CHECKPOINT_KEY, None)
     if not isinstance(marker, NoCheckpoint):
         return
-    if not getattr(module, 'training_free', False):
-        # Every entry point (mmseg's tools/test.py, init_model, MMSegInferencer, ours)
-        # loads 'none' through here: refuse before anything is evaluated.
-        raise TrainedModelWithoutCheckpointError(
-            f"Checkpoint 'none': the config's model is a trained model "
-            f'({type(module).__name__}); without its checkpoint it would predict with '
-            'untrained weights: give its checkpoint (e.g. work_dirs/<config>/iter_N.pth); '
-            "only training-free configs (MaskCLIP) run with 'none'.")
+    # Every entry point loading 'none' (mmseg's tools/test.py, init_model,
+    # MMSegInferencer, ours) passes here: refuse before anything is evaluated.
+    refuse_untrained(module, default=False)
     for key, value in module.state_dict(prefix=prefix).items():
         state_dict.setdefault(key, value)
     meta = getattr(module, 'dataset_meta', None)
     if meta:
         marker.meta['dataset_meta'] = dict(meta)
+
+
+def refuse_untrained(model: nn.Module, default: Optional[bool] = None) -> None:
+    """Raise :class:`TrainedModelWithoutCheckpointError` if ``model`` (or the module a
+    DDP wrapper holds) must be trained but runs without a checkpoint.
+
+    Args:
+        model (nn.Module): the segmentor.
+        default (bool, optional): what a model without a ``training_free`` attribute
+            is (``None``: not ours, let it run).
+    """
+    model = getattr(model, 'module', model)
+    if getattr(model, 'training_free', default) is False:
+        raise TrainedModelWithoutCheckpointError(
+            f"Checkpoint 'none': the config's model is a trained model "
+            f'({type(model).__name__}); without its checkpoint it would predict with '
+            'untrained weights: give its checkpoint (e.g. work_dirs/<config>/iter_N.pth); '
+            "only training-free configs (MaskCLIP) run with 'none'.")
 
 
 def set_model_meta(model: nn.Module,
