@@ -91,6 +91,9 @@ def test_out_inside_the_input_folder_is_not_segmented_again(env, tmp_path):
         assert '2 image(s) segmented' in proc.stdout, proc.stdout
     assert files_under(out / 'label') == ['a.png', 'b.png']
     assert files_under(out / 'overlay') == ['a.png', 'b.png']
+    # a glob over the folder leaves the output folder out too
+    paths, _ = env['tool'].collect_images(str(images / '**' / '*.png'), exclude=str(out))
+    assert paths == [str(images / 'b.png')]
 
 
 def test_output_names_map_one_to_one(env, tmp_path):
