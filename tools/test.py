@@ -40,6 +40,7 @@ from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.logging import print_log  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
+from mmseg_reclip.models.utils.model_meta import refuse_untrained  # noqa: E402
 from mmseg_reclip.utils import setup_distributed, teardown_distributed, use_auto_ddp  # noqa: E402
 from mmseg_reclip.utils.cli import add_debug_argument, run_main  # noqa: E402
 
@@ -157,7 +158,7 @@ def build_cfg(args):
         cfg.load_from = None
         print_log(
             'No checkpoint given: testing the model as the config builds '
-            'it (training-free).',
+            'it (training-free models only).',
             logger='current')
 
     if args.show or args.show_dir:
@@ -185,6 +186,10 @@ def main(argv=None):
     # the gloo process group is created here (mmengine's launchers need CUDA).
     setup_distributed(cfg)
     runner = Runner.from_cfg(cfg)
+    if cfg.load_from is None:
+        # as the 'none' checkpoint on every other entry point: a model that must be
+        # trained is not evaluated with its initial weights
+        refuse_untrained(runner.model)
     runner.test()
     teardown_distributed()
 

@@ -111,6 +111,7 @@ class ReCLIPDistiller(PromptDenoiseMixin, EncoderDecoder):
 
     #: prompt denoising on the upsampled logits only (no released grid-level variant)
     pd_modes = ('upsampled', )
+    training_free = False  # the student is trained: 'none' is refused
 
     def __init__(self,
                  backbone: dict,

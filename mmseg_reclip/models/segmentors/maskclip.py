@@ -56,6 +56,10 @@ class MaskCLIP(PromptDenoiseMixin, EncoderDecoder):
     (``configs/_base_/models/reclip_vit-b16_released.py``).
     """
 
+    #: Runs without a checkpoint (``'none'``): nothing of it is trained. Subclasses that
+    #: train set it False, and ``'none'`` is then refused (``utils/model_meta.py``).
+    training_free = True
+
     def __init__(self,
                  backbone: dict,
                  decode_head: dict,
