@@ -16,8 +16,9 @@ from mmseg.utils import SampleList, add_prefix
 
 from ...compat import UnsafeCheckpointError
 from ..decode_heads.reclip_head import upgrade_legacy_state_dict
-from ..utils import freeze
+from ..utils import freeze, merge_clip_cfg
 from ..utils.class_set import ClassSetMismatchError, check_class_set, decode_class_set
+from ..utils.clip_dims import fill_student_dims
 from ..utils.model_meta import set_model_meta
 from .maskclip import logits_to_input_size
 from .prompt_denoise import PromptDenoiseMixin
@@ -138,6 +139,13 @@ class ReCLIPDistiller(PromptDenoiseMixin, EncoderDecoder):
                              'train on ground truth, and distillation uses none.')
         if target not in ('online', 'pseudo_label'):
             raise ValueError(f"target must be 'online' or 'pseudo_label', got {target!r}")
+        # The config's one CLIP switch reaches the teacher (its own keys are overridden).
+        if clip:
+            teacher = teacher.copy()
+            teacher['clip'] = {**(teacher.get('clip') or {}), **clip}
+        # The student's inherited parts take their sizes from the teacher's CLIP.
+        decode_head = fill_student_dims(
+            decode_head, merge_clip_cfg(teacher.get('backbone'), teacher.get('clip')))
         super().__init__(
             backbone=backbone,
             decode_head=decode_head,
@@ -147,10 +155,6 @@ class ReCLIPDistiller(PromptDenoiseMixin, EncoderDecoder):
             data_preprocessor=data_preprocessor,
             pretrained=pretrained,
             init_cfg=init_cfg)
-        # The config's one CLIP switch reaches the teacher (its own keys are overridden).
-        if clip:
-            teacher = teacher.copy()
-            teacher['clip'] = {**(teacher.get('clip') or {}), **clip}
         self.clip_cfg = dict(clip) if clip else None
         self.teacher_cfg = teacher
         set_model_meta(self, self.decode_head.class_names, decode_head.get('class_names'))
