@@ -6,5 +6,4 @@
 # No published ReCLIP++ number exists for ViT-L/14 (see README).
 _base_ = ['./reclip_vit-b16_voc.py']
 model = dict(
-    data_preprocessor=dict(size_divisor=14),
-    clip=dict(model_name='ViT-L-14', pretrained='openai'))
+    data_preprocessor=dict(size_divisor=14), clip=dict(model_name='ViT-L-14', pretrained='openai'))

@@ -68,8 +68,9 @@ class MaskCLIPHead(ClassSetStateMixin, BaseDecodeHead):
             num_classes = len(normalize_class_names(class_names))
         # Built before the base class so that D comes from the CLIP it encodes with.
         text = MODELS.build(text_encoder)
-        check_dim(type(self).__name__, 'in_channels', in_channels, text.embed_dim,
-                  getattr(text, 'model_name', '?'))
+        check_dim(
+            type(self).__name__, 'in_channels', in_channels, text.embed_dim,
+            getattr(text, 'model_name', '?'))
         in_channels = text.embed_dim
         kwargs.setdefault('channels', in_channels)
         # BaseDecodeHead builds a loss even for a training-free head; avoid its CE default.

@@ -5,8 +5,7 @@ import torch
 
 from mmseg_reclip.models.backbones.clip_vit import CLIPViTBackbone
 from mmseg_reclip.models.utils import create_clip
-from mmseg_reclip.models.utils.clip_dims import (UnsupportedCLIPError, clip_dims,
-                                                 fill_student_dims)
+from mmseg_reclip.models.utils.clip_dims import UnsupportedCLIPError, clip_dims, fill_student_dims
 from tests.clip_utils import TINY, TINY14, TINY32, save_random_clip
 
 # Published architectures (CLIP paper, Table 20; open_clip's ViT-H-14):
@@ -24,8 +23,8 @@ ARCHS = {
 def test_supported_models_from_their_config(name):
     dims = clip_dims(name)
     embed, width, patch, size = ARCHS[name]
-    assert (dims.embed_dim, dims.image_width, dims.patch_size, dims.image_size) == (
-        embed, width, (patch, patch), (size, size))
+    assert (dims.embed_dim, dims.image_width, dims.patch_size,
+            dims.image_size) == (embed, width, (patch, patch), (size, size))
     assert dims.pe_grid == (size // patch, size // patch)
     assert clip_dims(dict(model_name=name)) == dims
 
@@ -37,15 +36,15 @@ def test_config_and_built_model_agree(tmp_path, name):
     from_model = clip_dims(model)
     from_cfg = clip_dims(name)
     assert from_model == from_cfg.__class__(**{**from_cfg.__dict__, 'model_name': 'CLIP'})
-    assert model.visual.positional_embedding.shape == (
-        from_cfg.pe_grid[0] * from_cfg.pe_grid[1] + 1, from_cfg.image_width)
+    assert model.visual.positional_embedding.shape == (from_cfg.pe_grid[0] * from_cfg.pe_grid[1] +
+                                                       1, from_cfg.image_width)
 
 
-@pytest.mark.parametrize(
-    'name, why',
-    [('ViT-B-16-SigLIP', 'timm image tower'), ('EVA02-B-16', 'timm image tower'),
-     ('RN50', 'ResNet image tower'), ('coca_ViT-B-32', 'attention-pooled'),
-     ('ViT-L-14-CLIPA', 'non-causal')])
+@pytest.mark.parametrize('name, why', [('ViT-B-16-SigLIP', 'timm image tower'),
+                                       ('EVA02-B-16', 'timm image tower'),
+                                       ('RN50', 'ResNet image tower'),
+                                       ('coca_ViT-B-32', 'attention-pooled'),
+                                       ('ViT-L-14-CLIPA', 'non-causal')])
 def test_unsupported_models_are_refused_with_the_list(name, why):
     with pytest.raises(UnsupportedCLIPError, match=why) as err:
         clip_dims(name)
@@ -56,8 +55,10 @@ def test_unsupported_models_are_refused_with_the_list(name, why):
 
 def test_quick_gelu_that_contradicts_the_tag_names_both():
     # checked before any download: the LAION weights were trained with GELU
-    with pytest.raises(ValueError, match=r"quick_gelu=True in the config .*'laion2b_s34b_b88k'"
-                       r'.*quick_gelu=False'):
+    with pytest.raises(
+            ValueError,
+            match=r"quick_gelu=True in the config .*'laion2b_s34b_b88k'"
+            r'.*quick_gelu=False'):
         create_clip('ViT-B-16', 'laion2b_s34b_b88k', quick_gelu=True)
 
 
