@@ -3,15 +3,15 @@
 
 For each ``--models`` entry (random weights: only the architecture matters here) builds
 the backbone once and times its frozen dense forward at ``--size`` for every
-``--dense-modes`` entry, side by side; reports parameters of the image tower, the
-resident memory added by building the model (CPU) or the peak GPU memory of a forward.
+``--dense-modes`` entry; reports the parameters and fp32 weight memory of the image
+tower (what the backbone keeps) and, on a GPU, the peak memory of a forward.
 
     python benchmarks/bench_clip_backbones.py --models ViT-B-16 ViT-L-14 --size 448
 """
 import argparse
 import json
+import statistics
 import os.path as osp
-import resource
 import sys
 import time
 
@@ -21,10 +21,6 @@ import torch  # noqa: E402
 
 import mmseg_reclip  # noqa: E402,F401  # isort: skip
 from mmseg_reclip.models.backbones.clip_vit import DENSE_MODES, CLIPViTBackbone  # noqa: E402
-
-
-def rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main(argv=None) -> int:
@@ -39,34 +35,37 @@ def main(argv=None) -> int:
     device = torch.device(args.device)
     rows = []
     for name in args.models:
-        before = rss_mib()
         backbone = CLIPViTBackbone(name, pretrained=None).to(device)
-        built = rss_mib() - before
-        params = sum(p.numel() for p in backbone.visual.parameters()) / 1e6
+        tensors = list(backbone.visual.parameters()) + list(backbone.visual.buffers())
+        params = sum(t.numel() for t in tensors) / 1e6
+        weights_mib = sum(t.numel() * t.element_size() for t in tensors) / 2**20
         img = torch.randn(1, 3, args.size, args.size, device=device)
-        for mode in args.dense_modes:
-            backbone.dense_mode = mode
-            backbone(img)  # warm-up
-            if device.type == 'cuda':
-                torch.cuda.synchronize()
-                torch.cuda.reset_peak_memory_stats()
-            times = []
-            for _ in range(args.repeats):
+        times = {mode: [] for mode in args.dense_modes}
+        peaks = {}
+        # Recipes interleaved round by round: load changes on a shared machine hit all.
+        for round_ in range(args.repeats + 1):  # round 0 warms up
+            for mode in args.dense_modes:
+                backbone.dense_mode = mode
+                if device.type == 'cuda':
+                    torch.cuda.synchronize()
+                    torch.cuda.reset_peak_memory_stats()
                 start = time.perf_counter()
                 backbone(img)
                 if device.type == 'cuda':
                     torch.cuda.synchronize()
-                times.append(time.perf_counter() - start)
-            peak = (torch.cuda.max_memory_allocated() / 2**20 if device.type == 'cuda' else None)
+                    peaks[mode] = torch.cuda.max_memory_allocated() / 2**20
+                if round_:
+                    times[mode].append(time.perf_counter() - start)
+        for mode in args.dense_modes:
             row = dict(
                 model=name,
                 dense_mode=mode,
                 size=args.size,
                 patch=backbone.dims.patch_size[0],
                 image_params_m=round(params, 1),
-                build_rss_mib=round(built),
-                forward_ms_median=round(1000 * sorted(times)[len(times) // 2], 1),
-                gpu_peak_mib=peak)
+                weights_mib=round(weights_mib),
+                forward_ms_median=round(1000 * statistics.median(times[mode]), 1),
+                gpu_peak_mib=peaks.get(mode))
             rows.append(row)
             print(json.dumps(row), flush=True)
         del backbone

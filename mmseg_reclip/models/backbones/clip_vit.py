@@ -1,5 +1,6 @@
 """Frozen open_clip ViT image tower producing dense MaskCLIP features."""
 import dataclasses
+import functools
 from typing import Optional, Tuple
 
 import torch
@@ -69,12 +70,13 @@ def merge_heads(block: nn.Module, weights: torch.Tensor, v: torch.Tensor) -> tor
     return block.attn.out_proj(out)
 
 
+@functools.lru_cache(maxsize=8)  # frozen per grid: computed once per (grid, std, device)
 def neighbourhood_bias(grid: Tuple[int, int], std: float, device: torch.device,
                        dtype: torch.dtype) -> torch.Tensor:
     """NACLIP's Gaussian neighbourhood term ``[1 + h*w, 1 + h*w]``.
 
     ``exp(-|p - p'|² / (2 std²))`` between patch positions (in patches); the CLS row and
-    column get 0.
+    column get 0. Cached: the caller must not modify it in place.
     """
     h, w = grid
     ys, xs = torch.meshgrid(
