@@ -10,8 +10,8 @@ tower (what the backbone keeps) and, on a GPU, the peak memory of a forward.
 """
 import argparse
 import json
-import statistics
 import os.path as osp
+import statistics
 import sys
 import time
 
