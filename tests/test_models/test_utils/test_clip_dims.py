@@ -74,16 +74,41 @@ def test_student_dims_come_from_the_teacher_clip():
 
 @pytest.fixture(scope='module')
 def vit_l14():
-    """A randomly initialised ViT-L-14 (the real architecture), built once."""
+    """A randomly initialised ViT-L-14 (the real architecture), built once and shared by
+    the backbone and a stage-1 head as in a segmentor."""
+    from mmseg.registry import MODELS
+
+    from mmseg_reclip.models.utils import shared_clip_models
+    clip = dict(model_name='ViT-L-14', pretrained=None, quick_gelu=True)
     torch.manual_seed(0)
-    return CLIPViTBackbone('ViT-L-14', pretrained=None, quick_gelu=True)
+    with shared_clip_models():
+        backbone = CLIPViTBackbone(**clip)
+        head = MODELS.build(
+            dict(
+                type='ReCLIPHead',
+                class_names=['cat', 'dog'],
+                templates='single',
+                query_cache_dir=None,
+                show_progress=False,
+                bias_extractor=dict(num_context=4),
+                text_encoder=dict(type='OpenCLIPTextEncoder', **clip)))
+    return backbone, head
 
 
-def test_vit_l14_backbone_derives_its_numbers_and_runs(vit_l14):
-    dims = vit_l14.dims
-    assert (dims.embed_dim, dims.image_width, dims.patch_size, dims.pe_grid,
-            dims.quick_gelu) == (768, 1024, (14, 14), (16, 16), True)
-    assert len(vit_l14.visual.transformer.resblocks) == 24
-    out = vit_l14(torch.randn(1, 3, 56, 60))[0]  # 60 is padded to 70: 5 patches
+def test_vit_l14_derives_its_numbers_and_runs(vit_l14):
+    backbone, head = vit_l14
+    dims = backbone.dims
+    assert (dims.embed_dim, dims.image_width, dims.patch_size, dims.pe_grid, dims.quick_gelu,
+            dims.text_width) == (768, 1024, (14, 14), (16, 16), True, 768)
+    assert len(backbone.visual.transformer.resblocks) == 24
+    # the head's D, the text side and the bias extractor follow the same CLIP
+    assert head.in_channels == head.channels == 768
+    assert head.text_encoder.dims == dims
+    assert head.bias_extractor.pe_proj.weight.shape[:2] == (768, 1024)
+    assert head.bias_extractor.context.shape == (4, 768)
+    assert head.text_encoder.image_pos_embed.shape == (1024, 16, 16)
+    out = backbone(torch.randn(1, 3, 56, 60))[0]  # 60 is padded to 70: 5 patches
     assert out.shape == (1, 768, 4, 5)
     assert torch.allclose(out.norm(dim=1), torch.ones(1, 4, 5), rtol=1e-4)
+    with torch.no_grad():
+        assert head.bias_extractor((4, 5)).shape == (2, 4, 5)
