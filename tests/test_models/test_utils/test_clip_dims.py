@@ -112,3 +112,14 @@ def test_vit_l14_derives_its_numbers_and_runs(vit_l14):
     assert torch.allclose(out.norm(dim=1), torch.ones(1, 4, 5), rtol=1e-4)
     with torch.no_grad():
         assert head.bias_extractor((4, 5)).shape == (2, 4, 5)
+
+
+def test_head_in_channels_that_contradicts_the_clip_names_both(tmp_path):
+    from mmseg.registry import MODELS
+    path = save_random_clip(str(tmp_path / 'clip.pt'), TINY14)
+    text = dict(type='OpenCLIPTextEncoder', model_name=TINY14, pretrained=path)
+    head = dict(type='MaskCLIPHead', class_names=['cat'], templates='single', text_encoder=text)
+    assert MODELS.build(head).in_channels == 48  # derived
+    with pytest.raises(ValueError, match=r"in_channels=512 in the config but CLIP "
+                       r"'ViT-Tiny-14-test' has in_channels=48"):
+        MODELS.build(dict(head, in_channels=512))
