@@ -120,6 +120,8 @@ def test_head_in_channels_that_contradicts_the_clip_names_both(tmp_path):
     text = dict(type='OpenCLIPTextEncoder', model_name=TINY14, pretrained=path)
     head = dict(type='MaskCLIPHead', class_names=['cat'], templates='single', text_encoder=text)
     assert MODELS.build(head).in_channels == 48  # derived
-    with pytest.raises(ValueError, match=r"in_channels=512 in the config but CLIP "
-                       r"'ViT-Tiny-14-test' has in_channels=48"):
+    with pytest.raises(
+            ValueError,
+            match=r"in_channels=512 in the config but CLIP "
+            r"'ViT-Tiny-14-test' has in_channels=48"):
         MODELS.build(dict(head, in_channels=512))
