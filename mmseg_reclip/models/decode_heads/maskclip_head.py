@@ -11,6 +11,7 @@ from mmseg.registry import MODELS
 from ..utils import autocast_off, dense_class_logits, name_map
 from ..utils.cache import KeyedCache
 from ..utils.class_set import ClassSetStateMixin, templates_id
+from ..utils.clip_dims import check_dim
 
 
 def normalize_class_names(class_names: Union[str, Sequence]) -> List[List[str]]:
@@ -41,7 +42,9 @@ class MaskCLIPHead(ClassSetStateMixin, BaseDecodeHead):
         templates (str | list[str]): prompt templates or a key (``'reclip85'``).
         num_classes (int, optional): ``C``; must equal ``len(class_names)``. ``None``:
             taken from ``class_names`` (e.g. the number of classes in a class-name file).
-        in_channels (int): feature dim ``D`` (512 for ViT-B-16).
+        in_channels (int, optional): feature dim ``D``; ``None`` (default): the CLIP
+            text embedding's (ViT-B-16: 512, ViT-L-14: 768). A value that disagrees
+            with the CLIP is an error.
         show_progress (bool): progress bar while building ``Q``.
         query_cache_dir (str, optional): disk cache of ``Q`` for real CLIP weights
             (``None`` disables it).
@@ -55,7 +58,7 @@ class MaskCLIPHead(ClassSetStateMixin, BaseDecodeHead):
                  class_names: Union[str, Sequence],
                  text_encoder: dict,
                  num_classes: Optional[int] = None,
-                 in_channels: int = 512,
+                 in_channels: Optional[int] = None,
                  templates: Union[str, Sequence[str]] = 'reclip85',
                  show_progress: bool = True,
                  query_cache_dir: Optional[str] = '~/.cache/mmseg_reclip',
@@ -63,6 +66,12 @@ class MaskCLIPHead(ClassSetStateMixin, BaseDecodeHead):
                  **kwargs):
         if num_classes is None:  # one class per entry of the list / line of the file
             num_classes = len(normalize_class_names(class_names))
+        # Built before the base class so that D comes from the CLIP it encodes with.
+        text = MODELS.build(text_encoder)
+        check_dim(
+            type(self).__name__, 'in_channels', in_channels, text.embed_dim,
+            getattr(text, 'model_name', '?'))
+        in_channels = text.embed_dim
         kwargs.setdefault('channels', in_channels)
         # BaseDecodeHead builds a loss even for a training-free head; avoid its CE default.
         kwargs.setdefault('loss_decode', dict(type='ReCLIPContrastiveLoss'))
@@ -78,10 +87,7 @@ class MaskCLIPHead(ClassSetStateMixin, BaseDecodeHead):
         from mmseg_reclip.datasets.templates import get_templates
         self.templates = get_templates(templates)
         self.templates_id = templates_id(templates, self.templates)
-        self.text_encoder = MODELS.build(text_encoder)
-        if self.text_encoder.embed_dim != in_channels:
-            raise ValueError(f'in_channels={in_channels} but the CLIP text embedding has '
-                             f'{self.text_encoder.embed_dim} dims; set in_channels to match.')
+        self.text_encoder = text
         self.show_progress = show_progress
         self.query_cache_dir = query_cache_dir
         flat = [name for names in self.class_names for name in names]

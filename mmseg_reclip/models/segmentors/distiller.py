@@ -10,7 +10,8 @@ from mmseg.registry import MODELS
 from mmseg.utils import SampleList, add_prefix
 
 from ..losses.distill_losses import DistillTargets
-from ..utils import hypothesis_multi_hot
+from ..utils import hypothesis_multi_hot, merge_clip_cfg
+from ..utils.clip_dims import fill_student_dims
 from ..utils.model_meta import set_model_meta
 from .distill_teacher import DistillTeacher
 from .maskclip import NO_PADDING
@@ -137,6 +138,13 @@ class ReCLIPDistiller(PromptDenoiseMixin, EncoderDecoder):
                              'train on ground truth, and distillation uses none.')
         if target not in ('online', 'pseudo_label'):
             raise ValueError(f"target must be 'online' or 'pseudo_label', got {target!r}")
+        # The config's one CLIP switch reaches the teacher (its own keys are overridden).
+        if clip:
+            teacher = teacher.copy()
+            teacher['clip'] = {**(teacher.get('clip') or {}), **clip}
+        # The student's inherited parts take their sizes from the teacher's CLIP.
+        decode_head = fill_student_dims(
+            decode_head, merge_clip_cfg(teacher.get('backbone'), teacher.get('clip')))
         super().__init__(
             backbone=backbone,
             decode_head=decode_head,
@@ -146,10 +154,6 @@ class ReCLIPDistiller(PromptDenoiseMixin, EncoderDecoder):
             data_preprocessor=data_preprocessor,
             pretrained=pretrained,
             init_cfg=init_cfg)
-        # The config's one CLIP switch reaches the teacher (its own keys are overridden).
-        if clip:
-            teacher = teacher.copy()
-            teacher['clip'] = {**(teacher.get('clip') or {}), **clip}
         self.clip_cfg = dict(clip) if clip else None
         # A plain object, so not a submodule: see DistillTeacher.
         self.distill_teacher = DistillTeacher(teacher, teacher_checkpoint)

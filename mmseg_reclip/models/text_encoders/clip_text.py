@@ -1,4 +1,5 @@
 """Frozen open_clip text tower: template-ensemble queries and context-prompt encoding."""
+import dataclasses
 import os
 from typing import List, Optional, Sequence, Tuple
 
@@ -12,6 +13,7 @@ from mmseg.registry import MODELS
 
 from ..backbones.clip_vit import vit_pos_embed_grid
 from ..utils import create_clip, freeze, set_block_layernorm_eps
+from ..utils.clip_dims import clip_dims
 
 
 def shared_prefix_mask(num_prefix: int, num_suffix: int, device: torch.device) -> torch.Tensor:
@@ -152,9 +154,11 @@ class OpenCLIPTextEncoder(BaseModule):
         tower.register_buffer('attn_mask', clip.attn_mask.clone(), persistent=False)
         tower.register_buffer('image_pos_embed', vit_pos_embed_grid(clip.visual).detach().clone())
         self.tower = freeze(tower, save_weights=save_weights)
-        self.width = clip.transformer.width
-        self.embed_dim = self.tower.text_projection.shape[1]
-        self.image_width = self.tower.image_pos_embed.shape[0]
+        # D, text width and image width (the bias extractor's PE channels) of this CLIP
+        self.dims = dataclasses.replace(clip_dims(clip), model_name=model_name)
+        self.width = self.dims.text_width
+        self.embed_dim = self.dims.embed_dim
+        self.image_width = self.dims.image_width
 
     def init_weights(self) -> None:
         pass  # weights come from `pretrained`

@@ -406,7 +406,8 @@ def test_distill_configs():
         ds = path.split('_')[-1][:-3] if not path.endswith('_offline.py') else 'voc'
         assert model.type == 'ReCLIPDistiller', path
         assert model.teacher.type == 'ReCLIP', path
-        assert model.teacher_checkpoint == f'work_dirs/reclip_vit-b16_{ds}/iter_20000.pth'
+        clip = 'vit-l14' if '_vit-l14_' in path else 'vit-b16'  # the teacher's CLIP
+        assert model.teacher_checkpoint == f'work_dirs/reclip_{clip}_{ds}/iter_20000.pth'
         assert model.pd_threshold is None
         assert model.teacher.decode_head.num_classes == model.decode_head.num_classes \
             == cfg.num_classes, path
@@ -448,6 +449,7 @@ def test_distill_configs():
         with torch.no_grad():
             feats = student.decode_head.forward_features(
                 student.extract_feat(torch.randn(1, 3, 64, 64)))
-        assert feats.shape == (1, 512, 8, 8), path  # stride 8, CLIP ViT-B/16 width
+        embed_dim = 768 if clip == 'vit-l14' else 512  # the teacher CLIP's D, derived
+        assert feats.shape == (1, embed_dim, 8, 8), path  # stride 8
         torch.testing.assert_close(feats.norm(dim=1), torch.ones(1, 8, 8))
     assert types == {'ResNetV1c', 'mmpretrain.ConvNeXt'}
