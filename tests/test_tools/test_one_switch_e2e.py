@@ -75,7 +75,7 @@ def test_one_switch_runs_maskclip_and_both_stages(data, name):
     # stage 1: D and the PE grid of the bias extractor follow the CLIP
     state = train_stage1(data, name, clip, root / 's1')
     assert state['decode_head.query_embeds'].shape[1] == dims.embed_dim
-    assert state['decode_head.bias_extractor.pe_proj.weight'].shape[:2] == (dims.embed_dim,
+    assert state['decode_head.classifier.bias_extractor.pe_proj.weight'].shape[:2] == (dims.embed_dim,
                                                                             dims.image_width)
 
     # stage 2: the student's inherited parts take the teacher CLIP's sizes
@@ -93,7 +93,7 @@ def test_one_switch_runs_maskclip_and_both_stages(data, name):
     state = torch.load(
         root / 's2' / 'iter_1.pth', map_location='cpu',
         weights_only=False)['state_dict']  # written by this test
-    assert state['decode_head.bias_extractor.pos_embed'].shape == (dims.image_width, *dims.pe_grid)
+    assert state['decode_head.classifier.bias_extractor.pos_embed'].shape == (dims.image_width, *dims.pe_grid)
     assert state['decode_head.query_embeds'].shape[1] == dims.embed_dim
 
 
@@ -103,7 +103,7 @@ def test_every_recipe_trains_stage1_and_runs_training_free(data, mode):
     root.mkdir()
     clip = save_random_clip(str(root / 'clip.pt'), TINY14)
     state = train_stage1(data, TINY14, clip, root / 's1', [f'model.backbone.dense_mode={mode}'])
-    assert torch.isfinite(state['decode_head.mask_decoder.conv.weight']).all()
+    assert torch.isfinite(state['decode_head.classifier.mask_decoder.conv.weight']).all()
     cfg = f'configs/training_free/{mode}_vit-b16_voc.py'
     run_tool([
         'tools/infer.py',
