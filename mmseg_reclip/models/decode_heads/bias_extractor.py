@@ -164,10 +164,11 @@ class ReferenceBiasExtractor(BaseModule):
         grid = resize_pos_embed_grid(self.pe_grid(), tuple(size))
         return self.pe_proj(grid[None])[0]
 
-    def forward(self, size: Tuple[int, int]) -> torch.Tensor:
+    def forward(self, size: Tuple[int, int], feats: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Bias logits ``B`` ``[C, h, w]`` for a ``size = (h, w)`` grid.
 
         With gradients while training a learnt extractor; otherwise cached per size.
+        ``feats`` (the head's ``F``) is not used: this bias is image-independent.
         """
         if self.learnt and self.training:
             return bias_logits(self.positional_features(size), self.reference_embeddings())

@@ -164,13 +164,15 @@ class ReCLIPHead(MaskCLIPHead):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # -- rectification ------------------------------------------------------------------
-    def bias(self, size: Tuple[int, int]) -> torch.Tensor:
-        """Bias logits ``B`` ``[C, h, w]`` (the bias extractor; cached outside training)."""
-        return self.bias_extractor(tuple(size))
+    def bias(self, size: Tuple[int, int], feats: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Bias logits ``B``: ``[C, h, w]`` (ReCLIP++, cached outside training) or
+        ``[B, C, h, w]`` (an image-dependent extractor, which reads ``feats``)."""
+        return self.bias_extractor(tuple(size), feats=feats)
 
     def rectified_logits(self, feats: torch.Tensor) -> torch.Tensor:
         """``Lr`` ``[B, C, h, w]``: the query logits rectified by the bias."""
-        return rectify(self.query_logits(feats), self.bias(feats.shape[-2:]), self.bias_mode)
+        return rectify(
+            self.query_logits(feats), self.bias(feats.shape[-2:], feats), self.bias_mode)
 
     def decode(self, feats: torch.Tensor) -> torch.Tensor:
         """``O = mask_decoder(F, Lr)`` ``[B, C, h, w]`` from ``F`` ``[B, D, h, w]``."""

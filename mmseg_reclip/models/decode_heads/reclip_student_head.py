@@ -36,6 +36,21 @@ LEGACY_KEYS = {
 }
 
 
+#: The valid ``inherit`` settings of the student (paper Table IX rows, docs/method.md §11.8).
+INHERIT_OPTIONS = ((), ('query', ), ('query', 'bias'), ('query', 'bias', 'decoder'))
+
+
+def check_inherit(inherit: Sequence[str]) -> Tuple[str, ...]:
+    """``inherit`` as a tuple in canonical order; a clear error for another combination."""
+    order = ('query', 'bias', 'decoder')
+    unknown = [k for k in inherit if k not in order]
+    value = tuple(k for k in order if k in inherit)
+    if unknown or value not in INHERIT_OPTIONS:
+        raise ValueError(f'inherit={tuple(inherit)!r}: use one of {INHERIT_OPTIONS} (each adds '
+                         'one inherited part on top of the previous one, paper Table IX).')
+    return value
+
+
 @MODELS.register_module()
 class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
     """The distillation student's head (docs/method.md §7).
@@ -82,6 +97,12 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
             hard Gumbel masks of the text-guided loss); ``in_channels`` (``embed_dim``),
             ``num_classes`` and ``norm_cfg`` (``BN``) are filled in.
         bias_mode (str): must match the teacher (``'subtract'``).
+        inherit (tuple[str]): what the student's classifier uses of the inherited parts
+            (paper Table IX, docs/method.md §11.8): ``('query', 'bias', 'decoder')``
+            (ReCLIP++, default), ``('query', 'bias')`` (``O = Lr``), ``('query',)``
+            (``O = Lq``) or ``()`` ("Ori. head": a learnt 1x1 classifier ``conv_seg``
+            on ``F_s``, nothing inherited is used). Everything is still copied from the
+            teacher (the Gumbel masks of the text-guided loss use the decoder's scale).
         loss_decode (list[dict]): distillation losses, summed (see
             :mod:`mmseg_reclip.models.losses.distill_losses`).
 
@@ -101,6 +122,7 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
                      type='ReferenceBiasExtractor', pe_channels=768, pe_grid=(14, 14)),
                  mask_decoder: dict = dict(type='RectifiedMaskDecoder', kernel_size=5),
                  bias_mode: str = 'subtract',
+                 inherit: Sequence[str] = ('query', 'bias', 'decoder'),
                  loss_decode=[
                      dict(type='MaskGuidedCELoss', loss_weight=1.0),
                      dict(type='FeatureGuidedL1Loss', loss_weight=0.5),
@@ -120,7 +142,11 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
             loss_decode=loss_decode,
             init_cfg=init_cfg,
             **kwargs)
-        del self.conv_seg  # the classifier is the inherited decoder
+        self.inherit = check_inherit(inherit)
+        if self.inherit:
+            del self.conv_seg  # the classifier is the inherited decoder
+        else:  # "Ori. head" (Table IX): a learnt classifier on F_s
+            self.conv_seg = nn.Conv2d(embed_dim, num_classes, 1)
         self.class_names = normalize_class_names(class_names)
         if len(self.class_names) != num_classes:
             raise ValueError(f'{len(self.class_names)} class names given for '
@@ -190,8 +216,9 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
                             'mask_decoder type to the teacher\'s.')
         was_training = teacher_head.training
         teacher_head.eval()
-        norm = teacher_head.mask_decoder.norm
-        if not isinstance(norm, nn.modules.batchnorm._BatchNorm) or not norm.track_running_stats:
+        norm = getattr(teacher_head.mask_decoder, 'norm', None)  # None: no decoder (§11.2)
+        if norm is not None and (not isinstance(norm, nn.modules.batchnorm._BatchNorm)
+                                 or not norm.track_running_stats):
             raise TypeError(f'{name}.mask_decoder.norm must be a BatchNorm with running stats '
                             f'to be inherited, got {type(norm).__name__}.')
         queries = teacher_head.queries()
@@ -212,7 +239,8 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
                              'num_classes to match the teacher.')
         self.bias_extractor.inherit(teacher_head.bias_extractor)
         self.mask_decoder.load_state_dict(decoder_state)
-        self.mask_decoder.norm.eps = norm.eps
+        if norm is not None:
+            self.mask_decoder.norm.eps = norm.eps
         self.query_embeds.copy_(queries.detach().to(self.query_embeds.dtype))
         self.name_to_class.copy_(teacher_head.name_to_class)
         self.templates_id = getattr(teacher_head, 'templates_id', None)
@@ -262,18 +290,27 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
         """``Lq = F_s·Qᵀ`` ``[B, C, h, w]`` (max over synonyms)."""
         return dense_class_logits(feats, self.query_embeds, self.name_to_class, self.num_classes)
 
-    def bias(self, size: Tuple[int, int]) -> torch.Tensor:
+    def bias(self, size: Tuple[int, int], feats: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Bias logits ``B`` ``[C, h, w]`` for the student's grid; computed once per size
-        by the frozen bias extractor (everything it depends on is frozen)."""
-        return self.bias_extractor(tuple(size))
+        by the frozen bias extractor (everything it depends on is frozen). An
+        image-dependent extractor (conference ReCLIP) reads ``feats`` (``F_s``)."""
+        return self.bias_extractor(tuple(size), feats=feats)
 
     def rectified_logits(self, feats: torch.Tensor) -> torch.Tensor:
         """``Lr`` ``[B, C, h, w]``: the student's query logits rectified by the bias."""
-        return rectify(self.query_logits(feats), self.bias(feats.shape[-2:]), self.bias_mode)
+        return rectify(
+            self.query_logits(feats), self.bias(feats.shape[-2:], feats), self.bias_mode)
 
     def decode(self, feats: torch.Tensor) -> torch.Tensor:
-        """Inherited rectified mask decoder: ``BN(conv(concat(F_s, Lq − B)))``."""
+        """Inherited rectified mask decoder: ``BN(conv(concat(F_s, Lq − B)))`` (or less,
+        see ``inherit``)."""
         self._check_inherited()
+        if not self.inherit:  # Table IX "Ori. head"
+            return self.conv_seg(feats)
+        if 'bias' not in self.inherit:
+            return self.query_logits(feats).float()
+        if 'decoder' not in self.inherit:
+            return self.rectified_logits(feats).float()
         return self.mask_decoder(feats, self.rectified_logits(feats))
 
     def forward(self, inputs: Tuple[torch.Tensor, ...]) -> torch.Tensor:

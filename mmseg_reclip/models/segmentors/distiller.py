@@ -249,10 +249,14 @@ class ReCLIPDistiller(PromptDenoiseMixin, EncoderDecoder):
                     f'{err}') from None
         errors = []
         conv = state.get('decode_head.mask_decoder.conv.weight')
-        if conv is None:
+        # A teacher without a mask decoder (conference ReCLIP, docs/method.md §11.2) has
+        # no conv: its bias extractor's tensors mark a stage-1 checkpoint instead.
+        stage1 = conv is not None or any(
+            k.startswith('decode_head.bias_extractor.') for k in state)
+        if not stage1:
             raise ValueError(f'{path!r} is not a stage-1 ReCLIP checkpoint (no '
                              'decode_head.mask_decoder.conv.weight).')
-        if conv.shape[0] != head.num_classes:
+        if conv is not None and conv.shape[0] != head.num_classes:
             errors.append(f'the teacher predicts {conv.shape[0]} classes, the student '
                           f'num_classes={head.num_classes}')
         queries = state.get('decode_head.query_embeds')
