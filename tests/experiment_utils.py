@@ -60,3 +60,56 @@ def loop_query_logits(feats, queries, name_to_class, num_classes):
         score = (f * q[n][None, :, None, None]).sum(1)
         out[:, c] = torch.maximum(out[:, c], score)
     return out
+
+
+# ---------------------------------------------------------------------------------------
+# tiny tool runs of the experiment configs (tests/test_tools/test_experiment_configs.py)
+# ---------------------------------------------------------------------------------------
+def tiny_run_options(data_root, pipeline_offset=0):
+    """Dataloaders on ``data_root`` with 64 px crops, 2 iterations, checkpoint at 2.
+
+    ``pipeline_offset``: 1 for a train pipeline with ``LoadAnnotations`` before the
+    resize (linear probing).
+    """
+    from tests.clip_utils import small_data_options
+    resize, crop = 1 + pipeline_offset, 2 + pipeline_offset
+    return small_data_options(data_root) + [
+        'train_dataloader.batch_size=2',
+        f'train_dataloader.dataset.dataset.pipeline.{resize}.scale=(128,64)',
+        f'train_dataloader.dataset.dataset.pipeline.{crop}.crop_size=(64,64)',
+        'test_dataloader.dataset.pipeline.1.scale=(128,64)',
+        'train_cfg.max_iters=2',
+        'default_hooks.checkpoint.interval=2',
+        'default_hooks.logger.interval=1',
+    ]
+
+
+def tiny_clip_model_options(clip, prefix='model.'):
+    """The tiny random CLIP in a stage-1 (or teacher, ``prefix='model.teacher.'``) model."""
+    from tests.clip_utils import TINY
+    return [
+        f'{prefix}backbone.model_name={TINY}',
+        f'{prefix}backbone.pretrained={clip}',
+        f'{prefix}decode_head.text_encoder.model_name={TINY}',
+        f'{prefix}decode_head.text_encoder.pretrained={clip}',
+        f'{prefix}decode_head.in_channels=64',
+        f'{prefix}decode_head.templates=single',
+        f'{prefix}decode_head.norm_cfg.type=BN',
+        f'{prefix}decode_head.query_cache_dir=None',
+    ]
+
+
+def tiny_student_options(teacher_ckpt=None):
+    """A small ResNet-18 student with a 64-d embedding (tiny CLIP's)."""
+    opts = [] if teacher_ckpt is None else [f'model.teacher_checkpoint={teacher_ckpt}']
+    return opts + [
+        'model.backbone.depth=18',
+        'model.backbone.base_channels=16',
+        'model.backbone.stem_channels=16',
+        'model.backbone.init_cfg=None',
+        'model.backbone.norm_cfg.type=BN',
+        'model.decode_head.in_channels=128',
+        'model.decode_head.channels=32',
+        'model.decode_head.embed_dim=64',
+        'model.decode_head.bias_extractor.pe_channels=64',
+    ]

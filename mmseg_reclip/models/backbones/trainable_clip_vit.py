@@ -1,5 +1,5 @@
 """CLIP's image encoder, fine-tuned (paper Table VI, docs/method.md §11.6)."""
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 from mmseg.registry import MODELS
@@ -20,9 +20,19 @@ class TrainableCLIPViTBackbone(CLIPViTBackbone):
     Shapes: as :class:`CLIPViTBackbone`.
     """
 
-    def __init__(self, **kwargs):
-        kwargs['save_weights'] = True
-        super().__init__(**kwargs)
+    def __init__(self,
+                 model_name: str = 'ViT-B-16',
+                 pretrained: Optional[str] = 'openai',
+                 ln_eps: Optional[float] = None,
+                 quick_gelu: Optional[bool] = None,
+                 init_cfg: Optional[dict] = None):
+        super().__init__(
+            model_name=model_name,
+            pretrained=pretrained,
+            ln_eps=ln_eps,
+            quick_gelu=quick_gelu,
+            save_weights=True,
+            init_cfg=init_cfg)
         self.visual.requires_grad_(True)
         # `freeze` bound an always-eval `train` on the instance: drop it.
         if 'train' in vars(self.visual):

@@ -6,3 +6,4 @@ __all__ = [
     'MaskCLIP', 'ReCLIP', 'PromptDenoiseMixin', 'PD_MODES', 'prompt_denoise', 'logits_to_input_size'
 ]
 from .distiller import ReCLIPDistiller  # noqa: F401,E402
+from .linear_probe import LinearProbeSegmentor  # noqa: F401,E402
