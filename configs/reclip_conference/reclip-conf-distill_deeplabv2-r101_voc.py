@@ -15,13 +15,16 @@ model = dict(
             num_classes={{_base_.num_classes}},
             class_names={{_base_.class_names}},
             bias_extractor={{_base_.conference_bias_extractor}},
-            mask_decoder={{_base_.conference_mask_decoder}})),
+            # (written out: a {{_base_.*}} dict with _delete_ is used once per config)
+            mask_decoder=dict(
+                _delete_=True, type='NoMaskDecoder', gumbel_scale=1000.0, gumbel_tau=1.0))),
     teacher_checkpoint='work_dirs/reclip-conf_vit-b16_voc/iter_20000.pth',
     decode_head=dict(
         num_classes={{_base_.num_classes}},
         class_names={{_base_.class_names}},
         bias_extractor={{_base_.conference_bias_extractor}},
-        mask_decoder={{_base_.conference_mask_decoder}}),
+        mask_decoder=dict(
+            _delete_=True, type='NoMaskDecoder', gumbel_scale=1000.0, gumbel_tau=1.0)),
     pd_threshold=None)
 custom_hooks = [
     dict(

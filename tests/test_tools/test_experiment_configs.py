@@ -7,7 +7,7 @@ import re
 import pytest
 import torch
 
-from tests.clip_utils import save_random_clip
+from tests.clip_utils import save_random_clip, small_data_options
 from tests.data_utils import make_voc_layout
 from tests.experiment_utils import (tiny_clip_model_options, tiny_run_options,
                                     tiny_student_options)
@@ -122,7 +122,9 @@ def test_evaluates_with_tools_test(runs, cfg, tmp_path):
     if TEST_ONLY[cfg] is not None:
         args.append(runs.train(TEST_ONLY[cfg])['ckpt'])
     proc = run_tool(args + ['--work-dir', str(tmp_path), '--cfg-options'] +
-                    tiny_clip_model_options(runs.clip) + tiny_run_options(runs.data))
+                    tiny_clip_model_options(runs.clip) +
+                    small_data_options(runs.data, splits=('val', 'test')) +
+                    ['test_dataloader.dataset.pipeline.1.scale=(128,64)'])
     log = proc.stdout + proc.stderr
     assert re.search(r'mIoU: \d+\.\d+', log), log[-2000:]
     for key in ('class_pref', 'space_pref'):  # Table VII's two bias scores
