@@ -3,8 +3,17 @@
 # ground-truth labels. An evaluation protocol, not the method (see README.md here).
 #   python tools/train.py configs/linear_probe/lp_reclip-distill_deeplabv2-r101_voc.py \
 #       --cfg-options model.checkpoint=work_dirs/reclip-distill_deeplabv2-r101_voc/iter_20000.pth
-_base_ = ['../reclip/reclip-distill_deeplabv2-r101_voc.py']
+# The bases of configs/reclip/reclip-distill_deeplabv2-r101_voc.py (inheritance stays
+# three files deep) with its VOC values.
+_base_ = [
+    '../_base_/models/reclip-distill_deeplabv2-r101.py', '../_base_/datasets/voc20_distill.py',
+    '../_base_/schedules/schedule_distill_20k.py', '../_base_/default_runtime.py'
+]
 model = dict(
+    teacher=dict(
+        decode_head=dict(num_classes={{_base_.num_classes}}, class_names={{_base_.class_names}})),
+    decode_head=dict(num_classes={{_base_.num_classes}}, class_names={{_base_.class_names}}),
+    pd_threshold=None,
     type='LinearProbeSegmentor',
     trained_type='ReCLIPDistiller',
     checkpoint='work_dirs/reclip-distill_deeplabv2-r101_voc/iter_20000.pth',

@@ -1,0 +1,56 @@
+"""TrainableCLIPViTBackbone (paper Table VI, docs/method.md §11.6): the image encoder
+trains, and the optimizer of the Table VI config holds exactly it + the usual trainables."""
+import os.path as osp
+
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.optim import build_optim_wrapper
+from mmseg.registry import MODELS
+
+import mmseg_reclip  # noqa: F401
+from mmseg_reclip.models.backbones.clip_vit import dense_features
+from tests.experiment_utils import tiny_clip_model_options
+
+CFG = osp.join(
+    osp.dirname(__file__), '..', '..', '..', 'configs', 'reclip', 'ablations',
+    'table6_finetune-clip_vit-b16_voc.py')
+USUAL = ('decode_head.bias_extractor.context', 'decode_head.bias_extractor.pe_proj.',
+         'decode_head.mask_decoder.')
+
+
+def build(clip_file):
+    cfg = Config.fromfile(CFG)
+    cfg.merge_from_dict({
+        k: DictAction._parse_iterable(v)
+        for k, v in (o.split('=', 1) for o in tiny_clip_model_options(clip_file))
+    })
+    cfg.model.decode_head.show_progress = False
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    return cfg, model
+
+
+def test_optimizer_holds_the_image_encoder_and_the_usual_trainables(clip_file):
+    cfg, model = build(clip_file)
+    optim = build_optim_wrapper(model, cfg.optim_wrapper)
+    in_optim = {id(p) for g in optim.optimizer.param_groups for p in g['params']}
+    names = {n for n, p in model.named_parameters() if id(p) in in_optim}
+    visual = {n for n, _ in model.named_parameters() if n.startswith('backbone.visual.')}
+    assert visual and visual <= names
+    assert names - visual == {n for n, _ in model.named_parameters() if n.startswith(USUAL)}
+    assert not [n for n in names if 'text_encoder' in n]
+    assert all(g['lr'] == cfg.optim_wrapper.optimizer.lr for g in optim.optimizer.param_groups)
+
+
+def test_features_carry_gradients_and_train_mode_follows(clip_file):
+    _, model = build(clip_file)
+    backbone = model.backbone.train()
+    assert backbone.visual.training
+    img = torch.randn(1, 3, 32, 48, generator=torch.Generator().manual_seed(0))
+    (feats, ) = backbone(img)
+    with torch.no_grad():
+        ref = dense_features(backbone.visual, img)
+    assert torch.allclose(feats, ref, rtol=1e-5, atol=1e-6)  # the frozen backbone's path
+    feats.sum().backward()
+    assert backbone.visual.conv1.weight.grad.abs().sum() > 0
+    assert any(k.startswith('backbone.visual.') for k in model.state_dict())
