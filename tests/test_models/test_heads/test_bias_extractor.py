@@ -147,7 +147,7 @@ class _ZeroBiasForTest(nn.Module):
         super().__init__()
         self.num_classes = num_classes
 
-    def forward(self, size):
+    def forward(self, size, feats=None):  # the extractor contract: (size, feats=F)
         return torch.zeros(self.num_classes, *size)
 
 
