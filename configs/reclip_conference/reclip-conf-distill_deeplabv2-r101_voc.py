@@ -23,8 +23,8 @@ model = dict(
         num_classes={{_base_.num_classes}},
         class_names={{_base_.class_names}},
         bias_extractor={{_base_.conference_bias_extractor}},
-        mask_decoder=dict(
-            _delete_=True, type='NoMaskDecoder', gumbel_scale=1000.0, gumbel_tau=1.0)),
+        mask_decoder=dict(_delete_=True, type='NoMaskDecoder', gumbel_scale=1000.0,
+                          gumbel_tau=1.0)),
     pd_threshold=None)
 custom_hooks = [
     dict(

@@ -17,8 +17,8 @@ TABLE3 = [
 ]
 DISTILL = osp.join(ROOT, 'reclip', 'reclip-distill_deeplabv2-r101_voc.py')
 TABLE8 = [
-    'table8-1_distill-mask_deeplabv2-r101_voc.py', 'table8-2_distill-mask-feat_deeplabv2-r101_voc.py',
-    DISTILL
+    'table8-1_distill-mask_deeplabv2-r101_voc.py',
+    'table8-2_distill-mask-feat_deeplabv2-r101_voc.py', DISTILL
 ]
 TABLE9 = [
     'table9-2_distill-query_deeplabv2-r101_voc.py',
@@ -80,9 +80,8 @@ def test_distillation_rows_differ_by_exactly_one_key(table):
     rows = [built(n) for n in table]
     for a, b in zip(rows, rows[1:]):
         assert len(changed_keys(a, b)) == 1, changed_keys(a, b)
-    assert changed_keys(rows[0], rows[1]) <= {
-        'model.decode_head.loss_decode', 'model.decode_head.inherit'
-    }
+    assert changed_keys(rows[0],
+                        rows[1]) <= {'model.decode_head.loss_decode', 'model.decode_head.inherit'}
 
 
 def test_single_change_ablations():

@@ -90,7 +90,7 @@ def test_trained_configs_use_the_dataset_values(path):
     if hooks[0].get('mode') == 'global':  # conference ReCLIP (docs/method.md §11.3)
         values = cfg.conference_hypothesis[cfg.class_names]
         assert (hooks[0]['score_threshold'], hooks[0]['top_k']) == (values.score_threshold,
-                                                                   values.top_k)
+                                                                    values.top_k)
     else:
         assert hooks[0]['window'] == cfg.crop_vote_window
     if 'distill' in path:  # distillation evaluates without prompt denoising (docs/method.md §8)

@@ -9,8 +9,7 @@ import torch
 
 from tests.clip_utils import save_random_clip, small_data_options
 from tests.data_utils import make_voc_layout
-from tests.experiment_utils import (tiny_clip_model_options, tiny_run_options,
-                                    tiny_student_options)
+from tests.experiment_utils import tiny_clip_model_options, tiny_run_options, tiny_student_options
 from tests.tool_utils import run_tool
 
 ABL = 'configs/reclip/ablations/'
@@ -26,17 +25,18 @@ STAGE1 = [
     ABL + 'table4_learnable-query_vit-b16_voc.py', ABL + 'table5_bias-add_vit-b16_voc.py',
     ABL + 'table6_finetune-clip_vit-b16_voc.py'
 ]
+QUERY_BIAS = ABL + 'table9-3_distill-query-bias_deeplabv2-r101_voc.py'
 STAGE2 = {  # config -> its teacher's config
     CONF + 'reclip-conf-distill_deeplabv2-r101_voc.py': CONFERENCE,
     ABL + 'table8-1_distill-mask_deeplabv2-r101_voc.py': RECLIP,
     ABL + 'table8-2_distill-mask-feat_deeplabv2-r101_voc.py': RECLIP,
     ABL + 'table9-1_distill-ori-head_deeplabv2-r101_voc.py': RECLIP,
     ABL + 'table9-2_distill-query_deeplabv2-r101_voc.py': RECLIP,
-    ABL + 'table9-3_distill-query-bias_deeplabv2-r101_voc.py': RECLIP,
+    QUERY_BIAS: RECLIP,
 }
 LINEAR_PROBE = {  # config -> the run whose checkpoint it probes
     LP + 'lp_reclip_vit-b16_voc.py': RECLIP,
-    LP + 'lp_reclip-distill_deeplabv2-r101_voc.py': ABL + 'table9-3_distill-query-bias_deeplabv2-r101_voc.py',
+    LP + 'lp_reclip-distill_deeplabv2-r101_voc.py': QUERY_BIAS,
 }
 TEST_ONLY = {  # config -> the run whose checkpoint it tests (None: training-free)
     ABL + 'table7_maskclip_vit-b16_voc_bias-metrics.py': None,

@@ -3,8 +3,9 @@
 # three files deep) with one change: model.decode_head.loss_decode. Row 3 (all three
 # terms) is that config itself.
 _base_ = [
-    '../../_base_/models/reclip-distill_deeplabv2-r101.py', '../../_base_/datasets/voc20_distill.py',
-    '../../_base_/schedules/schedule_distill_20k.py', '../../_base_/default_runtime.py'
+    '../../_base_/models/reclip-distill_deeplabv2-r101.py',
+    '../../_base_/datasets/voc20_distill.py', '../../_base_/schedules/schedule_distill_20k.py',
+    '../../_base_/default_runtime.py'
 ]
 model = dict(
     teacher=dict(

@@ -1,8 +1,9 @@
 # Table VIII row 2, mask-guided + feature-guided loss (docs/method.md §11.7); one change
 # to configs/reclip/reclip-distill_deeplabv2-r101_voc.py: model.decode_head.loss_decode.
 _base_ = [
-    '../../_base_/models/reclip-distill_deeplabv2-r101.py', '../../_base_/datasets/voc20_distill.py',
-    '../../_base_/schedules/schedule_distill_20k.py', '../../_base_/default_runtime.py'
+    '../../_base_/models/reclip-distill_deeplabv2-r101.py',
+    '../../_base_/datasets/voc20_distill.py', '../../_base_/schedules/schedule_distill_20k.py',
+    '../../_base_/default_runtime.py'
 ]
 model = dict(
     teacher=dict(

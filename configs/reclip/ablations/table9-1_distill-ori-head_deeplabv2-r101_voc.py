@@ -5,8 +5,9 @@
 # model.decode_head.inherit; row 4 (Query + bias + RMG) is
 # configs/reclip/reclip-distill_deeplabv2-r101_voc.py.
 _base_ = [
-    '../../_base_/models/reclip-distill_deeplabv2-r101.py', '../../_base_/datasets/voc20_distill.py',
-    '../../_base_/schedules/schedule_distill_20k.py', '../../_base_/default_runtime.py'
+    '../../_base_/models/reclip-distill_deeplabv2-r101.py',
+    '../../_base_/datasets/voc20_distill.py', '../../_base_/schedules/schedule_distill_20k.py',
+    '../../_base_/default_runtime.py'
 ]
 model = dict(
     teacher=dict(

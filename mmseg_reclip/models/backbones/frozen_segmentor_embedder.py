@@ -50,8 +50,8 @@ class FrozenSegmentorEmbedder(BaseModule):
         state = _load_checkpoint(checkpoint, map_location='cpu')
         state = state.get('state_dict', state)
         load_state_dict(inner, state, strict=False, logger='current')
-        print_log(f'Linear probing: frozen {type(inner).__name__} from {checkpoint}',
-                  logger='current')
+        print_log(
+            f'Linear probing: frozen {type(inner).__name__} from {checkpoint}', logger='current')
         inner.is_init = True  # loaded: mmengine's init (and a distiller's teacher) skipped
         self.model = freeze(inner, save_weights=False)
 

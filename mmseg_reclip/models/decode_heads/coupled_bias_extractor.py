@@ -78,7 +78,8 @@ class CoupledBiasExtractor(ReferenceBiasExtractor):
                              'extractor(size, feats=F) with F [B, D, h, w] (its class-'
                              'preference bias is the similarity of F and R).')
         if tuple(feats.shape[-2:]) != tuple(size):
-            raise ValueError(f'feats grid {tuple(feats.shape[-2:])} differs from size {tuple(size)}.')
+            raise ValueError(
+                f'feats grid {tuple(feats.shape[-2:])} differs from size {tuple(size)}.')
         if self.learnt and self.training:
             ref = self.reference_embeddings()
         else:

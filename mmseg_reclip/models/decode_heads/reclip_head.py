@@ -171,8 +171,7 @@ class ReCLIPHead(MaskCLIPHead):
 
     def rectified_logits(self, feats: torch.Tensor) -> torch.Tensor:
         """``Lr`` ``[B, C, h, w]``: the query logits rectified by the bias."""
-        return rectify(
-            self.query_logits(feats), self.bias(feats.shape[-2:], feats), self.bias_mode)
+        return rectify(self.query_logits(feats), self.bias(feats.shape[-2:], feats), self.bias_mode)
 
     def decode(self, feats: torch.Tensor) -> torch.Tensor:
         """``O = mask_decoder(F, Lr)`` ``[B, C, h, w]`` from ``F`` ``[B, D, h, w]``."""

@@ -35,7 +35,6 @@ LEGACY_KEYS = {
     'decoder_bn_var': 'mask_decoder.norm.running_var',
 }
 
-
 #: The valid ``inherit`` settings of the student (paper Table IX rows, docs/method.md §11.8).
 INHERIT_OPTIONS = ((), ('query', ), ('query', 'bias'), ('query', 'bias', 'decoder'))
 
@@ -298,8 +297,7 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
 
     def rectified_logits(self, feats: torch.Tensor) -> torch.Tensor:
         """``Lr`` ``[B, C, h, w]``: the student's query logits rectified by the bias."""
-        return rectify(
-            self.query_logits(feats), self.bias(feats.shape[-2:], feats), self.bias_mode)
+        return rectify(self.query_logits(feats), self.bias(feats.shape[-2:], feats), self.bias_mode)
 
     def decode(self, feats: torch.Tensor) -> torch.Tensor:
         """Inherited rectified mask decoder: ``BN(conv(concat(F_s, Lq − B)))`` (or less,

@@ -61,7 +61,8 @@ def test_head_rectifies_with_the_coupled_bias_and_no_decoder(clip_file):
         lq = loop_query_logits(feats, head.queries(), head.name_to_class, C)
         expected = lq - loop_coupled_bias(head.bias_extractor, feats)
     assert out.dtype == torch.float32
-    assert torch.allclose(out.double(), expected, rtol=1e-4, atol=1e-5 * float(expected.abs().max()))
+    assert torch.allclose(
+        out.double(), expected, rtol=1e-4, atol=1e-5 * float(expected.abs().max()))
     add = coupled_head(clip_file, bias_mode='add').eval()
     add.load_state_dict(head.state_dict())
     with torch.no_grad():

@@ -16,4 +16,5 @@ def test_linear_probe_equals_einsum():
     out = head.forward([emb])
     w, b = head.conv_seg.weight[:, :, 0, 0].double(), head.conv_seg.bias.double()
     expected = torch.einsum('kd,bdhw->bkhw', w, emb.double()) + b[None, :, None, None]
-    assert torch.allclose(out.double(), expected, rtol=1e-6, atol=1e-6 * float(expected.abs().max()))
+    assert torch.allclose(
+        out.double(), expected, rtol=1e-6, atol=1e-6 * float(expected.abs().max()))

@@ -38,8 +38,10 @@ def test_each_row_of_table_ix(teacher):
     with torch.no_grad():
         bias = teacher.bias((3, 4)).double()
         full = teacher.forward([feats]).double()
-        rows = {k: student(teacher, k).decode(feats).double() for k in
-                [('query', ), ('query', 'bias'), ('query', 'bias', 'decoder')]}
+        rows = {
+            k: student(teacher, k).decode(feats).double()
+            for k in [('query', ), ('query', 'bias'), ('query', 'bias', 'decoder')]
+        }
     tol = dict(rtol=1e-4, atol=1e-5)
     assert torch.allclose(rows[('query', )], lq, **tol)
     assert torch.allclose(rows[('query', 'bias')], lq - bias[None], **tol)
