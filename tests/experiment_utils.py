@@ -113,3 +113,13 @@ def tiny_student_options(teacher_ckpt=None):
         'model.decode_head.embed_dim=64',
         'model.decode_head.bias_extractor.pe_channels=64',
     ]
+
+
+def tiny_config(path, clip, extra=()):
+    """A config file with the tiny CLIP (and ``extra`` ``key=value`` overrides) merged in,
+    the way ``--cfg-options`` would."""
+    from mmengine.config import Config, DictAction
+    cfg = Config.fromfile(path)
+    pairs = (o.split('=', 1) for o in tiny_clip_model_options(clip) + list(extra))
+    cfg.merge_from_dict({k: DictAction._parse_iterable(v) for k, v in pairs})
+    return cfg

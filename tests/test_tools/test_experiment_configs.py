@@ -133,6 +133,8 @@ def test_trains_two_iterations(runs, cfg):
     losses = re.findall(r'decode\.(loss_\w+): (-?\d+\.\d+)', run['log'])
     assert losses, run['log'][-2000:]
     assert all(torch.isfinite(torch.tensor(float(v))) for _, v in losses)
+    # the run's validation at iteration 2 predicted through the same config
+    assert re.search(r'Iter\(val\).*mIoU: \d+\.\d+', run['log']), run['log'][-2000:]
     sd = state(run['ckpt'])
     if cfg in LINEAR_PROBE:
         # only the probe is trained and saved; the probed model is rebuilt from its checkpoint

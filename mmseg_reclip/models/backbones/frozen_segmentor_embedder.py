@@ -43,8 +43,8 @@ class FrozenSegmentorEmbedder(BaseModule):
         if not checkpoint or ('://' not in checkpoint and not osp.isfile(checkpoint)):
             raise FileNotFoundError(
                 f'FrozenSegmentorEmbedder needs the trained model\'s checkpoint, got '
-                f'{checkpoint!r}. Train the model first and pass '
-                '--cfg-options model.backbone.checkpoint=PATH.')
+                f'{checkpoint!r}. Train the model first and pass its checkpoint '
+                '(linear-probing configs: --cfg-options model.checkpoint=PATH).')
         with DefaultScope.overwrite_default_scope('mmseg'):
             inner = MODELS.build(model)
         state = _load_checkpoint(checkpoint, map_location='cpu')

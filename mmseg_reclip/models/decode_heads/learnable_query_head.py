@@ -31,6 +31,8 @@ class LearnableQueryReCLIPHead(ReCLIPHead):
         query_num_context (int): ``M`` of the Query prompt (default 73, the Reference's;
             the paper gives none).
         query_ctx_init (str): ``'token0'`` (as the Reference) or ``'normal'`` (std 0.02).
+        query_name_token_mode (str): ``'eot'`` or ``'released'`` (see
+            :meth:`OpenCLIPTextEncoder.name_tokens`).
         Other arguments: see :class:`ReCLIPHead` (``templates`` are not used).
 
     Shapes:
@@ -40,7 +42,7 @@ class LearnableQueryReCLIPHead(ReCLIPHead):
     def __init__(self,
                  query_num_context: int = 73,
                  query_ctx_init: str = 'token0',
-                 name_token_mode: str = 'eot',
+                 query_name_token_mode: str = 'eot',
                  **kwargs):
         super().__init__(**kwargs)
         if query_ctx_init not in ('token0', 'normal'):
@@ -48,7 +50,7 @@ class LearnableQueryReCLIPHead(ReCLIPHead):
         self.query_ctx_init = query_ctx_init
         self.query_context = nn.Parameter(torch.zeros(query_num_context, self.text_encoder.width))
         tokens, eot = self.text_encoder.name_tokens(self.flat_names, query_num_context,
-                                                    name_token_mode)
+                                                    query_name_token_mode)
         self.register_buffer('query_tokens', tokens, persistent=False)
         self.register_buffer('query_eot', eot, persistent=False)
         self.reset_query_context()

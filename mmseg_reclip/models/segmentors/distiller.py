@@ -250,8 +250,8 @@ class ReCLIPDistiller(PromptDenoiseMixin, EncoderDecoder):
         errors = []
         conv = state.get('decode_head.mask_decoder.conv.weight')
         # A teacher without a mask decoder (conference ReCLIP, docs/method.md §11.2) has
-        # no conv: its bias extractor's tensors mark a stage-1 checkpoint instead.
-        stage1 = conv is not None or any(k.startswith('decode_head.bias_extractor.') for k in state)
+        # no conv: its learnt Reference context marks a stage-1 checkpoint instead.
+        stage1 = conv is not None or 'decode_head.bias_extractor.context' in state
         if not stage1:
             raise ValueError(f'{path!r} is not a stage-1 ReCLIP checkpoint (no '
                              'decode_head.mask_decoder.conv.weight).')

@@ -3,13 +3,12 @@ trains, and the optimizer of the Table VI config holds exactly it + the usual tr
 import os.path as osp
 
 import torch
-from mmengine.config import Config, DictAction
 from mmengine.optim import build_optim_wrapper
 from mmseg.registry import MODELS
 
 import mmseg_reclip  # noqa: F401
 from mmseg_reclip.models.backbones.clip_vit import dense_features
-from tests.experiment_utils import tiny_clip_model_options
+from tests.experiment_utils import tiny_config
 
 CFG = osp.join(
     osp.dirname(__file__), '..', '..', '..', 'configs', 'reclip', 'ablations',
@@ -19,11 +18,7 @@ USUAL = ('decode_head.bias_extractor.context', 'decode_head.bias_extractor.pe_pr
 
 
 def build(clip_file):
-    cfg = Config.fromfile(CFG)
-    cfg.merge_from_dict({
-        k: DictAction._parse_iterable(v)
-        for k, v in (o.split('=', 1) for o in tiny_clip_model_options(clip_file))
-    })
+    cfg = tiny_config(CFG, clip_file)
     cfg.model.decode_head.show_progress = False
     model = MODELS.build(cfg.model)
     model.init_weights()
