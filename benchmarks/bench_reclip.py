@@ -96,13 +96,12 @@ def ratio(a, b):
 def build(cfg_path, args, device):
     cfg = Config.fromfile(cfg_path)
     model_cfg = cfg.model
-    model_cfg.backbone.pretrained = args.pretrained
-    model_cfg.decode_head.text_encoder.pretrained = args.pretrained
+    # the one CLIP switch: every size follows from it (clip_dims)
+    model_cfg.clip = dict(model_cfg.get('clip') or {}, pretrained=args.pretrained)
     if args.clip_model:
-        model_cfg.backbone.model_name = args.clip_model
-        model_cfg.decode_head.text_encoder.model_name = args.clip_model
-        model_cfg.decode_head.in_channels = MODELS.build(
-            model_cfg.decode_head.text_encoder).embed_dim
+        model_cfg.clip['model_name'] = args.clip_model
+    if args.dense_mode:
+        model_cfg.backbone.dense_mode = args.dense_mode
     if 'norm_cfg' in model_cfg.decode_head:
         model_cfg.decode_head.norm_cfg = dict(type='BN')  # SyncBN needs a process group
     model_cfg.decode_head.query_cache_dir = None
@@ -135,7 +134,13 @@ def main():
         default=None,
         help='default: configs/maskclip/maskclip_vit-b16_<dataset>.py')
     parser.add_argument('--pretrained', default=None, help='CLIP weights (default: random)')
-    parser.add_argument('--clip-model', default=None, help='override the open_clip model')
+    parser.add_argument(
+        '--clip-model', '--model', default=None, help='open_clip model (model.clip.model_name)')
+    parser.add_argument(
+        '--dense-mode',
+        default=None,
+        choices=['maskclip', 'sclip', 'clearclip', 'naclip'],
+        help="the backbone's dense-feature recipe (default: the config's)")
     parser.add_argument(
         '--batches',
         '--batch',

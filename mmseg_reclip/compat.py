@@ -114,14 +114,6 @@ def checkpoint_safe_globals() -> List[Any]:
     return allowed
 
 
-def _refusal_reason(err: BaseException) -> str:
-    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-    for ln in lines:
-        if 'GLOBAL' in ln or 'not allowed' in ln or 'Unsupported' in ln:
-            return ln.split('. Please use')[0]
-    return lines[-1] if lines else type(err).__name__
-
-
 def safe_torch_load(filename: str, map_location: Optional[Any] = None) -> Any:
     """``torch.load`` with ``weights_only=True`` and :func:`checkpoint_safe_globals`,
     scoped to this one call.
@@ -134,12 +126,14 @@ def safe_torch_load(filename: str, map_location: Optional[Any] = None) -> Any:
         UnsafeCheckpointError: the file needs globals outside the allow-list.
         CorruptCheckpointError: the file is truncated or not a torch file.
     """
+    # local import: this module is loaded before the model package
+    from mmseg_reclip.models.utils.io import load_error_reason
     try:
         with torch.serialization.safe_globals(checkpoint_safe_globals()):
             return torch.load(filename, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         raise UnsafeCheckpointError(
-            f'{filename}: refused to unpickle ({_refusal_reason(err)}): the file holds '
+            f'{filename}: refused to unpickle ({load_error_reason(err)}): the file holds '
             'objects that could run code when loaded. If you wrote it yourself and trust '
             "it, re-save its weights as plain tensors (torch.save(ckpt['state_dict'], "
             "PATH)) and load that (see docs/trust.md).") from None
@@ -151,7 +145,7 @@ def safe_torch_load(filename: str, map_location: Optional[Any] = None) -> Any:
                 s in msg for s in ('zip archive', 'central directory', 'PytorchStreamReader',
                                    'invalid load key', 'EOF')):
             raise
-        reason = msg.splitlines()[0].split('. ')[0] if msg else type(err).__name__
+        reason = load_error_reason(err)
         raise CorruptCheckpointError(
             f'{filename} is truncated or not a torch checkpoint ({reason}); delete it and '
             'use an intact copy (or an earlier checkpoint).') from None

@@ -57,3 +57,21 @@ def small_data_options(data_root: str, splits=('train', 'val', 'test')) -> list:
             f'{split}_dataloader.persistent_workers=False',
         ]
     return opts
+
+
+#: Tiny test architectures of other patch sizes (model_configs/): D, image width, input
+#: size and text width all differ, so a swapped or hard-coded dimension fails.
+TINY14 = 'ViT-Tiny-14-test'
+TINY32 = 'ViT-Tiny-32-test'
+
+
+def one_switch_options(model_name: str, clip_path: str, prefix: str = 'model.') -> list:
+    """``--cfg-options`` that change only the CLIP (``model.clip``) and keep runs short
+    (one template, no query disk cache, BN): every dimension must follow from the CLIP."""
+    head = prefix + 'decode_head.'
+    return [
+        'model.clip.model_name=' + model_name,
+        'model.clip.pretrained=' + clip_path,
+        head + 'templates=single',
+        head + 'query_cache_dir=None',
+    ]

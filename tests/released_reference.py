@@ -37,10 +37,11 @@ NAMES = [
     'hippopotamus on a rock', 'tv monitor'
 ]
 TRAINABLE = [
-    'bias_extractor.context', 'bias_extractor.pe_proj.weight', 'bias_extractor.pe_proj.bias',
-    'mask_decoder.conv.weight', 'mask_decoder.conv.bias', 'mask_decoder.norm.weight',
-    'mask_decoder.norm.bias', 'mask_decoder.norm.running_mean', 'mask_decoder.norm.running_var',
-    'mask_decoder.norm.num_batches_tracked'
+    'classifier.bias_extractor.context', 'classifier.bias_extractor.pe_proj.weight',
+    'classifier.bias_extractor.pe_proj.bias', 'classifier.mask_decoder.conv.weight',
+    'classifier.mask_decoder.conv.bias', 'classifier.mask_decoder.norm.weight',
+    'classifier.mask_decoder.norm.bias', 'classifier.mask_decoder.norm.running_mean',
+    'classifier.mask_decoder.norm.running_var', 'classifier.mask_decoder.norm.num_batches_tracked'
 ]
 # Buffers of the frozen query head: not in released files, rebuilt from CLIP.
 QUERY_BUFFERS = {

@@ -13,8 +13,8 @@ normalised by the distiller's data preprocessor, predicted by the teacher in ``w
 mode and the argmax, at the image's original size, written as ``<basename>.png`` (uint8
 class indices) — each file atomically (temporary file + rename).
 
-``meta.json`` in the folder records what produced the labels (teacher checkpoint
-identity, test scale, classes: the set's key) and, per label, the SHA-256 of the image
+``meta.json`` in the folder records what produced the labels (the SHA-256 of the teacher
+checkpoint, test scale, classes: the set's key) and, per label, the SHA-256 of the image
 it was predicted from. A rerun with the same key writes the labels that are missing or
 whose image changed (same name, other content); a different key deletes the old PNGs
 first. ``meta.json`` says ``complete: true`` only once every label is written and up to
@@ -66,13 +66,16 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def file_identity(path: str) -> str:
-    st = os.stat(path)
-    return f'{osp.abspath(path)}:{st.st_size}:{st.st_mtime_ns}'
+def teacher_identity(path: str) -> str:
+    """The teacher checkpoint's identity in the label set's key: the SHA-256 of its
+    bytes. Another teacher saved at the same path (even with the same size and mtime)
+    makes every label stale; the same file moved or copied keeps them."""
+    return 'sha256:' + image_digest(path)
 
 
 def image_digest(path: str) -> str:
-    """SHA-256 of an image file: a label is up to date only for the exact same bytes."""
+    """SHA-256 of a file (an image: a label is up to date only for the exact same
+    bytes)."""
     h = hashlib.sha256()
     with open(path, 'rb') as f:
         for block in iter(lambda: f.read(1 << 20), b''):
@@ -141,12 +144,12 @@ def main(argv=None):
 
     test_scale = cfg.get('test_scale')
     key = dict(
-        teacher=file_identity(cfg.model.teacher_checkpoint),
+        teacher=teacher_identity(cfg.model.teacher_checkpoint),
         test_scale=list(test_scale) if test_scale else None,
         num_classes=num_classes,
         mean=[float(v) for v in model.data_preprocessor.mean.flatten()],
         std=[float(v) for v in model.data_preprocessor.std.flatten()],
-        version=1)
+        version=2)
     meta_path = osp.join(out_dir, META_FILE)
     remove_stale_tmp_files(out_dir)  # left by a run killed mid-write
     old_meta = read_meta(meta_path)

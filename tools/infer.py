@@ -10,7 +10,8 @@ IMAGES is an image file, a folder (searched recursively), a glob (``'photos/*.jp
 ``**`` allowed) or a ``.txt``/``.lst`` file listing image paths (one a line, relative to
 the list; ``#`` comments).
 
-Writes, for each image ``NAME`` (its path relative to the folder, without extension):
+Writes, for each image ``NAME`` (its path relative to the folder, without extension;
+with it where two images would share a name):
 
 - ``DIR/overlay/NAME.png``: the prediction over the photo, with a legend of the classes
   present;
@@ -19,24 +20,30 @@ Writes, for each image ``NAME`` (its path relative to the folder, without extens
 - ``DIR/logits/NAME.npy`` with ``--save-logits``: the per-class scores, float32 (C, H, W);
 
 and ``DIR/classes.json`` (index → names). Every file is written to a temporary name and
-renamed, so nothing is left half-written. Unreadable images are skipped with one warning
-each and listed at the end (exit status 0 when at least one image was segmented).
+renamed, so nothing is left half-written (a later run removes the temporary files of a
+killed one). ``DIR`` may lie inside the image folder: it is not listed. Unreadable
+images, and images the test pipeline cannot prepare (e.g. 40000×5 pixels), are skipped
+with one warning each and listed at the end (exit status 0 when at least one image was
+segmented). A batch holds images of one size after the test pipeline.
 
 A training-free config (MaskCLIP) takes any class list (``--classes``: commas separate
 classes, ``|`` separates synonyms of one class; ``--classes-file``: one class a line,
-synonyms separated by commas). A trained model (stage 1, the distilled student) is tied
-to its training classes: asking it for others is an error listing its classes.
+synonyms separated by commas). One class is predicted against an implicit class
+``background`` (docs/own_data.md). A trained model (stage 1, the distilled student) is
+tied to its training classes: asking it for others is an error listing its classes.
 
-Built on mmseg's API: ``mmseg.apis.init_model`` and ``inference_model`` with the
-config's ``test_pipeline``.
+Built on mmseg's API: ``mmseg.apis.init_model``, then what ``inference_model`` does (the
+config's ``test_pipeline`` and ``test_step``), in batches of one image size.
 """
 import argparse
+import copy
 import glob
 import json
 import os
 import os.path as osp
 import sys
-from typing import List, Optional, Sequence, Tuple
+from collections import OrderedDict
+from typing import Dict, List, Optional, Sequence, Tuple
 
 _REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if _REPO_ROOT not in sys.path:
@@ -50,6 +57,7 @@ from mmseg_reclip.datasets.class_names import get_class_names  # noqa: E402
 from mmseg_reclip.datasets.class_names import read_class_file, refuse_duplicate_names
 from mmseg_reclip.datasets.templates import get_templates  # noqa: E402
 from mmseg_reclip.datasets.unlabeled import IMAGE_EXTENSIONS, list_images  # noqa: E402
+from mmseg_reclip.models.utils.class_set import check_same_classes  # noqa: E402
 from mmseg_reclip.models.utils.io import atomic_write  # noqa: E402
 
 TRAINING_FREE = {'MaskCLIP'}
@@ -108,21 +116,24 @@ def parse_args(argv=None):
 
 
 # ---------------------------------------------------------------------------- inputs
-def collect_images(spec: str) -> Tuple[List[str], str]:
+def collect_images(spec: str, exclude: Optional[str] = None) -> Tuple[List[str], str]:
     """Image paths named by ``spec`` and the folder output names are relative to.
 
     Args:
         spec (str): an image file, a folder, a glob or a text file of paths.
+        exclude (str, optional): a folder whose images are not listed from a folder or
+            a glob (the output folder, when it lies inside the input folder).
 
     Returns:
-        Tuple[List[str], str]: the paths (sorted, except a list keeps its order) and the
-        base folder of their output names.
+        Tuple[List[str], str]: the paths (sorted, except a list keeps its order; each
+        file once) and the base folder of their output names.
 
     Raises:
         FileNotFoundError / ValueError: nothing matches, or the list is empty.
     """
+    excluded = [exclude] if exclude else []
     if osp.isdir(spec):
-        paths = list_images(spec)
+        paths = list_images(spec, exclude=excluded)
         if not paths:
             raise ValueError(f'no image under folder {osp.abspath(spec)!r} (looked '
                              f'recursively for {", ".join(IMAGE_EXTENSIONS)})')
@@ -135,22 +146,35 @@ def collect_images(spec: str) -> Tuple[List[str], str]:
             lines = [ln.strip() for ln in f if ln.strip() and not ln.lstrip().startswith('#')]
         if not lines:
             raise ValueError(f'image list {spec!r} is empty; write one image path a line')
-        paths = [ln if osp.isabs(ln) else osp.join(base, ln) for ln in lines]
+        paths = _unique([ln if osp.isabs(ln) else osp.join(base, ln) for ln in lines])
         return paths, osp.commonpath([osp.dirname(osp.abspath(p)) for p in paths])
     if glob.has_magic(spec):
+        skip = osp.realpath(exclude) + os.sep if exclude else None
         paths = sorted(
             p for p in glob.glob(spec, recursive=True)
-            if osp.isfile(p) and p.lower().endswith(IMAGE_EXTENSIONS))
+            if osp.isfile(p) and p.lower().endswith(IMAGE_EXTENSIONS)
+            and not (skip and osp.realpath(p).startswith(skip)))
         if not paths:
             raise ValueError(f'no image matches {spec!r}')
         return paths, osp.commonpath([osp.dirname(osp.abspath(p)) for p in paths])
     raise FileNotFoundError(f'no such image, folder, glob or list: {osp.abspath(spec)!r}')
 
 
+def _unique(paths: Sequence[str]) -> List[str]:
+    """``paths`` without repeats of one file (first kept, order kept)."""
+    seen, out = set(), []
+    for p in paths:
+        key = osp.normcase(osp.abspath(p))
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    return out
+
+
 def requested_classes(args) -> Optional[List[List[str]]]:
     """The class list asked for on the command line (None: the config's)."""
     if args.classes_file:
-        return read_class_file(args.classes_file)
+        return get_class_names(read_class_file(args.classes_file))
     if args.classes is None:
         return None
     classes = [[n.strip() for n in entry.split('|')] for entry in args.classes.split(',')]
@@ -161,17 +185,44 @@ def requested_classes(args) -> Optional[List[List[str]]]:
             raise ValueError(f'--classes {args.classes!r}: class {i} has an empty name '
                              '(two commas or "|" in a row?)')
     refuse_duplicate_names(classes, f'--classes {args.classes!r}')
-    return classes
+    return get_class_names(classes)  # one class: + the implicit background
 
 
 def output_names(paths: Sequence[str], base: str) -> List[str]:
-    """Output name of each image: its path relative to ``base`` without extension (the
-    extension is kept where two images would otherwise share a name)."""
+    """Output name of each image, one-to-one: its path relative to ``base`` without
+    extension, or with it where two images would share a name (``x.jpg``, ``x.png`` ->
+    ``x.jpg``, ``x.png``; ``x_jpg.png`` stays ``x_jpg``). Names are compared ignoring
+    case (case-insensitive file systems); the same file given twice gets one name.
+
+    Args:
+        paths (Sequence[str]): the image paths. base (str): the folder names are
+            relative to (a path outside it is named by its file name).
+
+    Returns:
+        List[str]: one name per path, in order; distinct files get distinct names.
+    """
     rel = [osp.relpath(osp.abspath(p), osp.abspath(base)) for p in paths]
     rel = [r if not r.startswith('..') else osp.basename(r) for r in rel]
-    stems = [osp.splitext(r)[0] for r in rel]
-    clash = {s for s in stems if stems.count(s) > 1}
-    return [r.replace('.', '_') if s in clash else s for r, s in zip(rel, stems)]
+    names = [osp.splitext(r)[0] for r in rel]
+    # Keep the extension of every image whose name is shared; a kept extension can make
+    # a name that another image's name equals (x.jpg.png -> 'x.jpg'), hence the loop.
+    while True:
+        owners: Dict[str, set] = {}
+        for i, n in enumerate(names):
+            owners.setdefault(n.casefold(), set()).add(rel[i])
+        clash = [i for i, n in enumerate(names) if len(owners[n.casefold()]) > 1]
+        if not any(names[i] != rel[i] for i in clash):
+            break
+        for i in clash:
+            names[i] = rel[i]
+    # Left: full names that differ in case only, or files outside base of one file name.
+    used: Dict[str, str] = {}
+    for i, n in enumerate(names):
+        name, k = n, 1
+        while used.setdefault(name.casefold(), rel[i]) != rel[i]:
+            name, k = f'{n}~{k}', k + 1
+        names[i] = name
+    return names
 
 
 # ---------------------------------------------------------------------------- model
@@ -224,9 +275,16 @@ def build_model(args, classes: Optional[List[List[str]]]):
             head['templates'] = args.templates_file
     trained, name_to_class = (None, None) if training_free else checkpoint_info(checkpoint)
     if classes is not None:
-        if trained is not None and tuple(n[0] for n in classes) != trained \
-                and classes != _config_class_names(cfg):
-            raise ValueError(_mismatch(trained, classes, checkpoint))
+        if trained is not None and classes != _config_class_names(cfg):
+            check_same_classes(
+                trained,
+                classes,
+                'model',
+                'classes asked for',
+                subject=f'The model {checkpoint} was trained on',
+                fix='It predicts only its classes: drop --classes/--classes-file, train a model on '
+                'yours (configs/reclip/reclip_vit-b16_custom.py), or use a training-free config '
+                '(configs/maskclip/maskclip_vit-b16_custom.py none).')
         for head in head_cfgs(cfg):
             head.update(class_names=classes, num_classes=len(classes))
     elif not training_free:
@@ -257,15 +315,6 @@ def _config_class_names(cfg: Config) -> Optional[List[List[str]]]:
         return get_class_names(cfg.model.decode_head.class_names)
     except (ValueError, TypeError, FileNotFoundError):
         return None
-
-
-def _mismatch(trained: Sequence[str], asked: Sequence[Sequence[str]],
-              checkpoint: Optional[str]) -> str:
-    return (f'The model {checkpoint} was trained on {len(trained)} classes '
-            f'{list(trained)} and predicts only those; you asked for {len(asked)} classes '
-            f'{[n[0] for n in asked]}. Use its classes (drop --classes/--classes-file), '
-            'train a model on yours (configs/reclip/reclip_vit-b16_custom.py), or use a '
-            'training-free config (configs/maskclip/maskclip_vit-b16_custom.py none).')
 
 
 def _default_device() -> str:
@@ -330,17 +379,89 @@ def read_image(path: str) -> Optional[np.ndarray]:
     return img if img is not None and img.size else None
 
 
+def check_out_folder(out: str) -> None:
+    """Refuse an ``--out`` that is, or lies below, an existing file (before any work)."""
+    path = out
+    while not osp.isdir(path):
+        if osp.lexists(path):
+            raise ValueError(f'--out {out!r}: {path!r} is an existing file, not a folder; '
+                             'give a folder for the outputs (it is created if missing)')
+        parent = osp.dirname(path)
+        if parent == path:
+            break
+        path = parent
+
+
+def remove_leftovers(out: str) -> None:
+    """Delete the temporary files that a killed run left in the folders it writes."""
+    from mmseg_reclip.engine.runner.work_dir import remove_stale_tmp_files
+    remove_stale_tmp_files(out)
+    for sub in ('label', 'overlay', 'logits'):
+        for folder, _, _ in os.walk(osp.join(out, sub)):
+            remove_stale_tmp_files(folder)
+
+
+class Batcher:
+    """Prepares images with the model's test pipeline (as mmseg's ``inference_model``)
+    and groups them into batches of one input size: mmseg's data preprocessor cannot
+    stack other sizes, and padding would change the predictions. A group is run when
+    it holds ``batch_size`` images; the oldest group is run early when more than
+    ``4 * batch_size`` images wait, so memory stays bounded.
+    """
+
+    def __init__(self, model, batch_size: int):
+        from mmcv.transforms import Compose
+        pipeline = copy.deepcopy(model.cfg.test_pipeline)
+        pipeline = [t for t in pipeline if t.get('type') != 'LoadAnnotations']
+        pipeline[0] = dict(pipeline[0], type='LoadImageFromNDArray')
+        self.pipeline = Compose(pipeline)
+        self.model = model
+        self.batch_size = batch_size
+        self.groups: 'OrderedDict[tuple, list]' = OrderedDict()
+
+    def prepare(self, img: np.ndarray) -> dict:
+        """The pipeline's output for one image (raises what the pipeline raises)."""
+        return self.pipeline(dict(img=img))
+
+    def add(self, key, img: np.ndarray, data: dict) -> list:
+        """Queue one prepared image; returns the ``(key, img, result)`` of what ran."""
+        shape = tuple(data['inputs'].shape)
+        self.groups.setdefault(shape, []).append((key, img, data))
+        if len(self.groups[shape]) >= self.batch_size:
+            return self._run(self.groups.pop(shape))
+        if sum(len(g) for g in self.groups.values()) > 4 * self.batch_size:
+            return self._run(self.groups.popitem(last=False)[1])
+        return []
+
+    def flush(self) -> list:
+        done = []
+        while self.groups:
+            done += self._run(self.groups.popitem(last=False)[1])
+        return done
+
+    def _run(self, items: list) -> list:
+        import torch
+        batch = dict(
+            inputs=[d['inputs'] for _, _, d in items],
+            data_samples=[d['data_samples'] for _, _, d in items])
+        with torch.no_grad():
+            results = self.model.test_step(batch)
+        return [(key, img, result) for (key, img, _), result in zip(items, results)]
+
+
 # ---------------------------------------------------------------------------- main
 def main(argv=None) -> int:
     args = parse_args(argv)
     from mmengine.logging import print_log
     from mmengine.utils import ProgressBar
-    from mmseg.apis import inference_model
-    paths, base = collect_images(args.images)
-    model, class_names = build_model(args, requested_classes(args))
-    names = [n[0] for n in class_names]
     out = osp.abspath(args.out)
+    check_out_folder(out)
+    classes = requested_classes(args)
+    paths, base = collect_images(args.images, exclude=out)
+    model, class_names = build_model(args, classes)
+    names = [n[0] for n in class_names]
     os.makedirs(out, exist_ok=True)
+    remove_leftovers(out)
     write_json(osp.join(out, 'classes.json'), {str(i): n for i, n in enumerate(class_names)})
     dtype = np.uint8 if len(names) <= 256 else np.uint16
     palette = (getattr(model, 'dataset_meta', None) or {}).get('palette')
@@ -348,24 +469,15 @@ def main(argv=None) -> int:
         from mmseg_reclip.models.utils.model_meta import class_palette
         palette = class_palette(len(names))
     out_names = output_names(paths, base)
-    skipped: List[str] = []
+    unreadable: List[str] = []
+    unprepared: List[str] = []
     done = 0
     bar = ProgressBar(len(paths))
-    for start in range(0, len(paths), args.batch_size):
-        batch, imgs = [], []
-        for i in range(start, min(start + args.batch_size, len(paths))):
-            img = read_image(paths[i])
-            if img is None:
-                print_log(f'skipped (not a readable image): {paths[i]}', logger='current', level=30)
-                skipped.append(paths[i])
-                bar.update()
-                continue
-            batch.append(i)
-            imgs.append(img)
-        if not imgs:
-            continue
-        results = inference_model(model, imgs)
-        for i, img, result in zip(batch, imgs, results):
+    batcher = Batcher(model, args.batch_size)
+
+    def write(ran) -> None:
+        nonlocal done
+        for i, img, result in ran:
             name = out_names[i]
             label = result.pred_sem_seg.data[0].cpu().numpy().astype(dtype)
             write_png(osp.join(out, 'label', name + '.png'), label)
@@ -379,12 +491,39 @@ def main(argv=None) -> int:
                 mmcv.imshow(vis[:, :, ::-1], win_name=name, wait_time=0)
             done += 1
             bar.update()
+
+    for i, path in enumerate(paths):
+        img = read_image(path)
+        if img is None:
+            print_log(f'skipped (not a readable image): {path}', logger='current', level=30)
+            unreadable.append(path)
+            bar.update()
+            continue
+        try:
+            data = batcher.prepare(img)
+        except Exception as err:  # this image only (e.g. a side resized to 0 pixels)
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[-1]
+            line = f'{path} ({img.shape[1]}x{img.shape[0]} pixels: {reason})'
+            print_log(
+                f'skipped (the test pipeline cannot prepare it): {line}',
+                logger='current',
+                level=30)
+            unprepared.append(line)
+            bar.update()
+            continue
+        write(batcher.add(i, img, data))
+    write(batcher.flush())
     sys.stdout.write('\n')
     print(f'{done} image(s) segmented into {len(names)} classes -> {out} '
           '(overlay/, label/' + (', logits/' if args.save_logits else '') + ', classes.json)')
-    if skipped:
-        print(f'{len(skipped)} unreadable image(s) skipped:')
-        for p in skipped:
+    if unreadable:
+        print(f'{len(unreadable)} unreadable image(s) skipped:')
+        for p in unreadable:
+            print(f'  {p}')
+    if unprepared:
+        print(f'{len(unprepared)} image(s) skipped that the test pipeline cannot prepare '
+              '(e.g. too wide or too tall to resize to the test scale):')
+        for p in unprepared:
             print(f'  {p}')
     return 0 if done else 1
 

@@ -40,7 +40,9 @@ from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.logging import print_log  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
+from mmseg_reclip.models.utils.model_meta import refuse_untrained  # noqa: E402
 from mmseg_reclip.utils import setup_distributed, teardown_distributed, use_auto_ddp  # noqa: E402
+from mmseg_reclip.utils.cli import add_debug_argument, run_main  # noqa: E402
 
 _CFG_OPTIONS_HELP = ('override some settings in the used config, the key-value pair in xxx=yyy '
                      'format will be merged into config file. If the value to be overwritten is a '
@@ -83,6 +85,7 @@ def parse_args(argv=None):
     # torch.distributed.launch passes --local-rank (torch >= 2.0) or --local_rank;
     # torchrun only sets the LOCAL_RANK environment variable.
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
     if args.checkpoint in _NO_CHECKPOINT:
         args.checkpoint = None
@@ -155,7 +158,7 @@ def build_cfg(args):
         cfg.load_from = None
         print_log(
             'No checkpoint given: testing the model as the config builds '
-            'it (training-free).',
+            'it (training-free models only).',
             logger='current')
 
     if args.show or args.show_dir:
@@ -183,9 +186,13 @@ def main(argv=None):
     # the gloo process group is created here (mmengine's launchers need CUDA).
     setup_distributed(cfg)
     runner = Runner.from_cfg(cfg)
+    if cfg.load_from is None:
+        # as the 'none' checkpoint on every other entry point: a model that must be
+        # trained is not evaluated with its initial weights
+        refuse_untrained(runner.model)
     runner.test()
     teardown_distributed()
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main, 'tools/test.py')

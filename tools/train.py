@@ -37,6 +37,7 @@ from mmengine.runner import Runner  # noqa: E402
 from mmseg.registry import RUNNERS  # noqa: E402
 
 from mmseg_reclip.utils import setup_distributed, teardown_distributed  # noqa: E402
+from mmseg_reclip.utils.cli import add_debug_argument, run_main  # noqa: E402
 
 _CFG_OPTIONS_HELP = ('override some settings in the used config, the key-value pair in xxx=yyy '
                      'format will be merged into config file. If the value to be overwritten is a '
@@ -68,6 +69,7 @@ def parse_args(argv=None):
     # torch.distributed.launch passes --local-rank (torch >= 2.0) or --local_rank;
     # torchrun only sets the LOCAL_RANK environment variable.
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
@@ -138,4 +140,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main, 'tools/train.py')

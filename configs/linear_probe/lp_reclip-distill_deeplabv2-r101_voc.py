@@ -18,8 +18,7 @@ model = dict(
     trained_type='ReCLIPDistiller',
     checkpoint='work_dirs/reclip-distill_deeplabv2-r101_voc/iter_20000.pth',
     probe_head=dict(
-        type='LinearProbeHead',
-        in_channels=512,  # the student's embed_dim
+        type='LinearProbeHead',  # in_channels: the trained model's embedding width
         num_classes={{_base_.num_classes}},
         align_corners=False,
         loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)))

@@ -10,8 +10,7 @@ model = dict(
     trained_type='ReCLIP',
     checkpoint='work_dirs/reclip_vit-b16_voc/iter_20000.pth',
     probe_head=dict(
-        type='LinearProbeHead',
-        in_channels=512,  # CLIP ViT-B/16 joint space
+        type='LinearProbeHead',  # in_channels: the trained model's embedding width
         num_classes={{_base_.num_classes}},
         align_corners=False,
         loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)))

@@ -6,7 +6,7 @@ from .labelled_folder import LabelledImageFolderDataset
 from .templates import (IMAGENET_TEMPLATES, SCENE_TEMPLATES, TEMPLATE_SETS, get_templates,
                         read_template_file)
 from .transforms import *  # noqa: F401,F403
-from .unlabeled import IMAGE_EXTENSIONS, UnlabeledImageDataset, list_images
+from .unlabeled import IMAGE_EXTENSIONS, UnlabeledImageDataset
 from .voc20 import PascalVOC20Dataset
 
 __all__ = [
@@ -15,5 +15,5 @@ __all__ = [
     'COCOSTUFF27_PALETTE', 'COCOSTUFF27_SEG_MAP_SUFFIX', 'COCOSTUFF_FINE_TO_COARSE27',
     'COCOStuff27Dataset', 'convert_labels', 'LabelledImageFolderDataset', 'IMAGENET_TEMPLATES',
     'SCENE_TEMPLATES', 'TEMPLATE_SETS', 'get_templates', 'read_template_file', 'IMAGE_EXTENSIONS',
-    'UnlabeledImageDataset', 'list_images', 'PascalVOC20Dataset'
+    'UnlabeledImageDataset', 'PascalVOC20Dataset'
 ]

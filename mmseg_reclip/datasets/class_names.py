@@ -7,10 +7,11 @@ either a str or a list of synonyms; the first name is always the dataset's own
 Synonyms are used sparingly, only where the dataset's name is an unusual word.
 """
 import os.path as osp
-from typing import Dict, List, Sequence, Union
+from typing import Dict, List, Sequence, Tuple, Union
 
 __all__ = [
-    'CLASS_NAMES', 'get_class_names', 'read_class_file', 'is_name_file', 'refuse_duplicate_names'
+    'CLASS_NAMES', 'IMPLICIT_BACKGROUND', 'get_class_names', 'read_class_file', 'is_name_file',
+    'refuse_duplicate_names'
 ]
 
 ClassEntry = Union[str, List[str]]
@@ -82,6 +83,12 @@ CLASS_NAMES: Dict[str, List[ClassEntry]] = {
     'cocostuff27': COCOSTUFF27,
 }
 
+#: The class added after a one-class list (docs/own_data.md, "One class"): a model of one
+#: class predicts it against "not that class". mmseg reads one output channel as binary
+#: segmentation (a sigmoid and a threshold), and a softmax over one class has no
+#: gradient, so one class alone cannot be trained or predicted.
+IMPLICIT_BACKGROUND: List[str] = ['background']
+
 
 def is_name_file(value: str) -> bool:
     """Whether a ``class_names`` / ``templates`` str names a file rather than a key:
@@ -93,6 +100,12 @@ def is_name_file(value: str) -> bool:
 def _read_lines(path: str, what: str) -> List[str]:
     """Non-blank lines of a text file with ``#`` comments (to the end of the line)
     removed and surrounding whitespace stripped."""
+    return [line for _, line in read_numbered_lines(path, what)]
+
+
+def read_numbered_lines(path: str, what: str) -> List[Tuple[int, str]]:
+    """``(line number from 1, text)`` of the entries of a text file, as
+    :func:`_read_lines` reads them (so errors can name the line)."""
     if not osp.isfile(path):
         raise FileNotFoundError(f'{what} file not found: {osp.abspath(path)!r}')
     try:
@@ -102,10 +115,10 @@ def _read_lines(path: str, what: str) -> List[str]:
         raise ValueError(f'{what} file {path!r} is not UTF-8 text ({err}); save it as '
                          'UTF-8, one entry per line') from None
     lines = []
-    for line in text.splitlines():
+    for number, line in enumerate(text.splitlines(), 1):
         line = line.split('#', 1)[0].strip()
         if line:
-            lines.append(line)
+            lines.append((number, line))
     if not lines:
         raise ValueError(f'{what} file {path!r} has no entries (only blank lines or '
                          "'#' comments); write one entry per line")
@@ -171,7 +184,9 @@ def get_class_names(
 
     Returns:
         List[List[str]]: one non-empty list of names per class (new lists, safe
-        to mutate); names are stripped of surrounding whitespace.
+        to mutate); names are stripped of surrounding whitespace. A list of one
+        class gets a second one, :data:`IMPLICIT_BACKGROUND` (see
+        :func:`with_implicit_background`).
 
     Raises:
         ValueError: unknown key, empty class list, a class without names, an
@@ -184,9 +199,11 @@ def get_class_names(
         key_or_list = read_class_file(key_or_list)
     if isinstance(key_or_list, str):
         if key_or_list not in CLASS_NAMES:
-            raise ValueError(f'Unknown class-name key {key_or_list!r}; known '
-                             f'keys: {sorted(CLASS_NAMES)}, or the path of a class-name '
-                             'file (one class per line)')
+            raise ValueError(
+                f'Unknown class-name key {key_or_list!r}, and there is no file '
+                f'{osp.abspath(key_or_list)!r}: give the path of your class-name file (one '
+                f'class per line; e.g. CLASS_NAMES=my_classes.txt) or a built-in key: '
+                f'{sorted(CLASS_NAMES)}')
         entries = CLASS_NAMES[key_or_list]
     else:
         try:
@@ -224,4 +241,23 @@ def get_class_names(
             seen[key] = i
             clean.append(name.strip())
         out.append(clean)
+    if len(out) == 1:
+        return with_implicit_background(out)
     return out
+
+
+def with_implicit_background(classes: List[List[str]]) -> List[List[str]]:
+    """One class ``C`` -> ``[C, IMPLICIT_BACKGROUND]``: each pixel is predicted as ``C``
+    where ``C`` scores above "background", else as background (index 1).
+
+    Raises:
+        ValueError: the one class is itself named "background".
+    """
+    background = {n.casefold() for n in IMPLICIT_BACKGROUND}
+    clash = [n for n in classes[0] if n.casefold() in background]
+    if clash:
+        raise ValueError(
+            f'One class {classes[0]} is predicted against an implicit class '
+            f'{IMPLICIT_BACKGROUND}, and {clash[0]!r} is that class: give at least two '
+            "classes (e.g. 'person,background'), or the class you want to find.")
+    return classes + [list(IMPLICIT_BACKGROUND)]

@@ -95,8 +95,15 @@ class CropVoteCrops(Dataset):
         if self.mode == 'global':
             return 1
         from PIL import Image
-        with Image.open(self.img_paths[idx]) as im:
-            w, h = im.size
+
+        from .image_listing import UNREADABLE_IMAGE_FIX
+        path = self.img_paths[idx]
+        try:
+            with Image.open(path) as im:
+                w, h = im.size
+        except Exception as e:  # PIL's errors name no fix
+            raise OSError(f'Could not read the image {path!r} (corrupt or not an image: '
+                          f'{type(e).__name__}); {UNREADABLE_IMAGE_FIX}') from e
         return len(window_boxes(*self.scaled_size(h, w), self.window, self.stride))
 
 

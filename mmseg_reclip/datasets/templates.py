@@ -5,7 +5,8 @@ templates: the 80 ImageNet templates of CLIP (Radford et al., 2021, "Prompt
 Engineering for ImageNet" notebook) plus 5 scene templates, 85 in total.
 Each template holds exactly one ``{}`` placeholder for the class name.
 """
-from typing import Dict, List, Sequence, Union
+from string import Formatter
+from typing import Dict, List, Optional, Sequence, Union
 
 __all__ = [
     'IMAGENET_TEMPLATES', 'SCENE_TEMPLATES', 'TEMPLATE_SETS', 'get_templates', 'read_template_file'
@@ -128,13 +129,30 @@ def read_template_file(path: str) -> List[str]:
         FileNotFoundError: no such file.
         ValueError: no template in the file, or a line without exactly one ``{}``.
     """
-    from .class_names import _read_lines
-    templates = _read_lines(path, 'template')
-    for t in templates:
-        if t.count('{}') != 1:
-            raise ValueError(f"template file {path!r}: {t!r} must contain exactly one '{{}}' "
-                             "(where the class name goes), e.g. 'a photo of a {}.'")
+    from .class_names import read_numbered_lines
+    templates = []
+    for number, t in read_numbered_lines(path, 'template'):
+        problem = template_problem(t)
+        if problem:
+            raise ValueError(f'template file {path!r}, line {number}: {problem}')
+        templates.append(t)
     return templates
+
+
+def template_problem(template: str) -> Optional[str]:
+    """Why ``template.format(name)`` would not put the class name in once (None: it
+    would). Templates are filled with ``str.format``, so every ``{``/``}`` other than
+    the one ``{}`` must be doubled."""
+    hint = (f"{template!r} must contain exactly one '{{}}' (where the class name goes) and "
+            "no other braces, e.g. 'a photo of a {}.'; write a literal brace as '{{' or '}}'")
+    try:
+        fields = [(name, spec, conv) for _, name, spec, conv in Formatter().parse(template)
+                  if name is not None]
+    except ValueError as err:  # a single '{' or '}'
+        return f'{hint} ({err})'
+    if fields != [('', '', None)]:
+        return hint
+    return None
 
 
 def get_templates(name_or_list: Union[str, Sequence[str]]) -> List[str]:
@@ -174,6 +192,7 @@ def get_templates(name_or_list: Union[str, Sequence[str]]) -> List[str]:
     for t in templates:
         if not isinstance(t, str):
             raise TypeError(f'template must be str, got {type(t).__name__}')
-        if t.count('{}') != 1:
-            raise ValueError(f"template {t!r} must contain exactly one '{{}}' placeholder")
+        problem = template_problem(t)
+        if problem:
+            raise ValueError(f'template {problem}')
     return templates

@@ -1,4 +1,5 @@
 """A folder of images without any annotation: the training set of "your own images"."""
+import logging
 import os
 import os.path as osp
 from typing import List, Optional, Sequence
@@ -11,27 +12,78 @@ IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp', '
                     '.pbm', '.jp2')
 
 
-def list_images(folder: str, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> List[str]:
+def list_images(folder: str,
+                extensions: Sequence[str] = IMAGE_EXTENSIONS,
+                exclude: Sequence[str] = ()) -> List[str]:
     """Every image file under ``folder`` (recursive), sorted by path.
 
     Hidden files and folders (names starting with ``.``, e.g. the ``.tmp_`` files of
-    interrupted atomic writes) are skipped; symlinks to files are followed.
+    interrupted atomic writes) are skipped. Symlinks are followed, but never into a
+    loop: a linked folder that is already listed (two links to one folder) or that
+    holds the folder being walked (a link to ``.`` or to a parent) is skipped, and so
+    is a link that leads nowhere (a warning names each of those links).
 
     Args:
         folder (str): the folder to walk.
         extensions (Sequence[str]): file-name endings to keep, case-insensitive.
+        exclude (Sequence[str]): folders not to walk into (e.g. the output folder of a
+            tool that writes inside its input folder), by their real path.
 
     Returns:
         List[str]: absolute-or-as-given paths (``osp.join(folder, ...)``), sorted.
     """
     exts = tuple(e.lower() if e.startswith('.') else '.' + e.lower() for e in extensions)
-    found = []
-    for root, dirs, files in os.walk(folder, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if not d.startswith('.'))
-        for name in files:
-            if not name.startswith('.') and name.lower().endswith(exts):
-                found.append(osp.join(root, name))
+    excluded = {osp.realpath(p) for p in exclude}
+    found, skipped = [], []
+    seen = set()  # (st_dev, st_ino) of every folder walked
+    stack = [(folder, (osp.realpath(folder), ))]  # folder, real paths of it and its parents
+    while stack:
+        current, chain = stack.pop()
+        try:
+            st = os.stat(current)
+            entries = sorted(os.scandir(current), key=lambda e: e.name)
+        except OSError:
+            continue  # unreadable folder: as os.walk, skipped
+        if (st.st_dev, st.st_ino) in seen:
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        subfolders = []
+        for entry in entries:
+            if entry.name.startswith('.'):
+                continue
+            try:
+                is_dir = entry.is_dir()  # follows links
+                is_file = not is_dir and entry.is_file()
+            except OSError:
+                is_dir = is_file = False
+            if is_dir:
+                real = osp.realpath(entry.path)
+                # a link to this folder or to one above it: walking it never ends
+                if real in excluded or (entry.is_symlink() and _holds_any(real, chain)):
+                    if real not in excluded:
+                        skipped.append(entry.path)
+                    continue
+                subfolders.append((entry.path, chain + (real, )))
+            elif is_file:
+                if entry.name.lower().endswith(exts):
+                    found.append(entry.path)
+            elif entry.is_symlink() and entry.name.lower().endswith(exts):
+                skipped.append(entry.path)  # dangling, or a link to itself
+        stack.extend(reversed(subfolders))  # depth first, in name order
+    if skipped:
+        from mmengine.logging import print_log
+        print_log(
+            f'{folder}: skipped {len(skipped)} symlink(s) that loop or lead nowhere: '
+            f'{sorted(skipped)}',
+            logger='current',
+            level=logging.WARNING)
     return sorted(found)
+
+
+def _holds_any(real: str, chain: Sequence[str]) -> bool:
+    """Whether the folder ``real`` is one of ``chain`` or holds one of them."""
+    prefix = real.rstrip(os.sep) + os.sep
+    return any(c == real or c.startswith(prefix) for c in chain)
 
 
 @DATASETS.register_module()

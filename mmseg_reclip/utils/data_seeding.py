@@ -26,8 +26,7 @@ sampler hands out the same positions and the resumed run continues bit-identical
 
 The dataset base configs (``configs/_base_/datasets``) set both wrappers in
 ``train_dataloader``, so the config alone describes the run: mmseg's own
-``tools/train.py`` and ours give the same one. :func:`seed_train_dataloader` wraps
-the train dataloader of another config (e.g. one built on mmseg's dataset bases).
+``tools/train.py`` and ours give the same one.
 """
 import random
 from typing import Any, Iterator, Optional
@@ -39,12 +38,8 @@ from mmseg.registry import DATA_SAMPLERS, DATASETS
 from torch.utils.data import Dataset, Sampler
 
 from ..models.utils.seeding import derive_seed
-from .dist import log_once
 
-__all__ = [
-    'sample_seed', 'SeededIndex', 'StepSeededSampler', 'StepSeededDataset', 'seed_train_dataloader',
-    'seeded_rng'
-]
+__all__ = ['sample_seed', 'SeededIndex', 'StepSeededSampler', 'StepSeededDataset', 'seeded_rng']
 
 
 def sample_seed(seed: int, epoch: int, position: int, rank: int) -> int:
@@ -183,31 +178,3 @@ class StepSeededDataset(Dataset):
 
     def __repr__(self) -> str:
         return f'StepSeededDataset(\n{self.dataset!r})'
-
-
-def seed_train_dataloader(cfg) -> bool:
-    """Wrap ``cfg.train_dataloader``'s sampler and dataset (in place).
-
-    Does nothing when ``cfg.step_seeded_data`` is False, when there is no train
-    dataloader, when it is already wrapped, or when its sampler or dataset is not a
-    config dict (a built object, or a ``batch_sampler`` without sampler).
-
-    Returns:
-        bool: whether the dataloader config was changed.
-    """
-    if not cfg.get('step_seeded_data', True):
-        return False
-    loader = cfg.get('train_dataloader', None)
-    if not isinstance(loader, dict):
-        return False
-    sampler, dataset = loader.get('sampler'), loader.get('dataset')
-    if not isinstance(sampler, dict) or not isinstance(dataset, dict):
-        return False
-    if sampler.get('type') == 'StepSeededSampler' or dataset.get('type') == 'StepSeededDataset':
-        return False
-    loader['sampler'] = dict(type='StepSeededSampler', sampler=sampler)
-    loader['dataset'] = dict(type='StepSeededDataset', dataset=dataset)
-    log_once('Training data: each sample is augmented under a seed from (seed, epoch, '
-             'position, rank) (StepSeededSampler/StepSeededDataset; '
-             'step_seeded_data=False turns this off).')
-    return True

@@ -145,3 +145,13 @@ def test_hook_precision_auto_key_and_announcement(runner, capsys):
         assert plain.cast_dtype is None and plain.cache_reused
     finally:
         runner.optim_wrapper = saved
+
+
+def test_unreadable_image_error_names_the_file_and_the_fix(tmp_path):
+    """The pre-pass counts crops from the image header: a corrupt file is an error that
+    names it and says what to do."""
+    bad = tmp_path / 'bad photo.jpg'
+    bad.write_bytes(b'not a JPEG at all')
+    ds = CropVoteCrops([str(bad)], window=24, stride=10, img_scale=(64, 32))
+    with pytest.raises(OSError, match=r"bad photo.jpg.*replace it with an intact copy, or delete"):
+        ds.num_crops(0)

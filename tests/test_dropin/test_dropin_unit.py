@@ -6,8 +6,10 @@ import logging
 import os
 import os.path as osp
 import shutil
+import site
 import subprocess
 import sys
+from typing import Tuple
 
 import open_clip
 import pytest
@@ -61,43 +63,84 @@ def test_install_keeps_the_users_stack(tmp_path):
         assert spec is not None and spec.contains(other), (name, spec)
 
 
+def _pip_show(name: str) -> dict:
+    """``pip show NAME`` of the running environment as a dict (empty: not installed)."""
+    proc = subprocess.run([sys.executable, '-m', 'pip', 'show', name],
+                          capture_output=True,
+                          text=True,
+                          timeout=120,
+                          env={
+                              **os.environ, 'PIP_DISABLE_PIP_VERSION_CHECK': '1'
+                          })
+    return dict(line.split(': ', 1) for line in proc.stdout.splitlines() if ': ' in line)
+
+
+def _throwaway_venv(tmp_path) -> Tuple[str, str]:
+    """A new venv (no pip of its own) that sees the running environment's packages
+    (torch, mmcv, mmseg...) read-only, through a path line in a ``.pth`` file: the
+    ``.pth`` files of that environment (its editable installs, its start-up hook) are
+    not run there. Returns its python and its site-packages."""
+    venv = tmp_path / 'venv'
+    subprocess.run([sys.executable, '-m', 'venv', '--without-pip',
+                    str(venv)],
+                   check=True,
+                   timeout=120)
+    python = str(venv / 'bin' / 'python')
+    site_dir = subprocess.run(
+        [python, '-c', 'import sysconfig; print(sysconfig.get_path("purelib"))'],
+        check=True,
+        capture_output=True,
+        text=True).stdout.strip()
+    with open(osp.join(site_dir, '_running_env.pth'), 'w') as f:
+        f.write('\n'.join(site.getsitepackages()) + '\n')
+    return python, site_dir
+
+
 def test_import_order_does_not_matter_after_install(tmp_path):
     """`pip install -e .` installs the start-up hook; with it, `from mmseg.apis import
     init_model` as a script's first line works on mmcv-lite (without it, it fails:
-    mmcv._ext is missing)."""
+    mmcv._ext is missing).
+
+    The install goes into a throwaway venv (pip runs with its interpreter and
+    ``--ignore-installed``, so it neither sees nor uninstalls the running environment's
+    mmseg-reclip); the running environment's install is checked unchanged after."""
+    before = _pip_show('mmseg-reclip')
     src = _source_copy(tmp_path)
-    prefix = tmp_path / 'prefix'
-    _pip('install', '--quiet', '--no-deps', '--no-build-isolation', '--prefix', str(prefix), '-e',
-         str(src))
-    site_dir = glob.glob(str(prefix / 'lib' / 'python*' / 'site-packages'))[0]
-    assert osp.isfile(osp.join(site_dir, 'mmseg_reclip_hook.pth'))
+    python, site_dir = _throwaway_venv(tmp_path)
     script = tmp_path / 'first.py'
     script.write_text('from mmseg.apis import init_model\nimport mmcv.ops\n'
                       'print("SHIM", getattr(mmcv.ops, "__reclip_shim__", False))\n')
     env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
-    run = ('import runpy, site, sys; site.addsitedir(sys.argv[1]) if sys.argv[1] else None; '
-           'runpy.run_path(sys.argv[2], run_name="__main__")')
-    compiled = subprocess.run([sys.executable, '-c', 'import mmcv._ext'],
+    env['PYTHONNOUSERSITE'] = '1'
+
+    def run_script():
+        return subprocess.run([python, str(script)],
                               env=env,
+                              capture_output=True,
+                              text=True,
+                              timeout=300,
+                              cwd=tmp_path)
+
+    compiled = subprocess.run([python, '-c', 'import mmcv._ext'], env=env,
                               capture_output=True).returncode == 0
-    with_hook = subprocess.run(
-        [sys.executable, '-c', run, site_dir, str(script)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path)
+    if not compiled:  # before the install: mmseg's first import fails on mmcv-lite
+        without = run_script()
+        assert without.returncode != 0 and 'mmcv._ext' in without.stderr, without.stderr[-3000:]
+    _pip('--python', python, 'install', '--quiet', '--no-deps', '--no-build-isolation',
+         '--ignore-installed', '-e', str(src))
+    assert osp.isfile(osp.join(site_dir, 'mmseg_reclip_hook.pth'))
+    with_hook = run_script()
     assert with_hook.returncode == 0, with_hook.stderr[-3000:]
     assert f'SHIM {not compiled}' in with_hook.stdout
-    if not compiled:
-        without = subprocess.run(
-            [sys.executable, '-c', run, '', str(script)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            cwd=tmp_path)
-        assert without.returncode != 0 and 'mmcv._ext' in without.stderr
+    # the environment running the tests is as it was (issue 18: it lost the package)
+    after = _pip_show('mmseg-reclip')
+    assert {
+        k: after.get(k)
+        for k in ('Version', 'Location', 'Editable project location')
+    } == {
+        k: before.get(k)
+        for k in ('Version', 'Location', 'Editable project location')
+    }
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=lambda p: osp.basename(p))
@@ -170,8 +213,8 @@ def test_distiller_teacher_reads_the_clip_switch(mmseg_default_scope):
         'model.decode_head.in_channels': 512
     })
     model = MODELS.build(cfg.model)
-    assert model.teacher_cfg['clip']['pretrained'] == '/data/vitb16.bin'
-    assert model.teacher_cfg['clip']['model_name'] == 'ViT-B-16'
+    assert model.distill_teacher.cfg['clip']['pretrained'] == '/data/vitb16.bin'
+    assert model.distill_teacher.cfg['clip']['model_name'] == 'ViT-B-16'
 
 
 def test_offline_download_error_says_what_to_do(tmp_path):

@@ -87,7 +87,7 @@ def test_stock_train_matches_ours(runs):
     assert_same_state(runs['ours']['s1'], runs['stock']['s1'])
     assert_same_state(runs['ours']['s2'], runs['stock']['s2'])
     # the runs did train: stage-1 context vectors moved away from the token-0 init
-    assert state(runs['ours']['s1'])['decode_head.bias_extractor.context'].std() > 0
+    assert state(runs['ours']['s1'])['decode_head.classifier.bias_extractor.context'].std() > 0
 
 
 @pytest.mark.parametrize('which', ['maskclip', 's1', 's2'])

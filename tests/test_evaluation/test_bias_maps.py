@@ -38,7 +38,7 @@ def test_reclip_maps_are_the_heads_tensors(models):
     head = model.decode_head
     feats = model.extract_feat(x)[0]
     lq = head.query_logits(feats)
-    b = head.bias(feats.shape[-2:])
+    b = head.bias_extractor(feats.shape[-2:])
     torch.testing.assert_close(maps['Lq'], lq, rtol=0, atol=0)
     torch.testing.assert_close(maps['B'], b, rtol=0, atol=0)
     torch.testing.assert_close(maps['Lr'], lq - b, rtol=0, atol=0)
@@ -50,7 +50,7 @@ def test_reclip_maps_are_the_heads_tensors(models):
     assert torch.equal(maps['masks'], expected)
     model.pd_threshold = 1.0
     # Stand-alone bias map: no image needed.
-    torch.testing.assert_close(bias_map(head, (5, 7)), head.bias((5, 7)))
+    torch.testing.assert_close(bias_map(head, (5, 7)), head.bias_extractor((5, 7)))
     assert bias_map(head, (5, 7)).shape == (20, 5, 7)
 
 
@@ -61,15 +61,16 @@ def test_student_maps_are_the_heads_tensors(models):
     head = model.decode_head
     feats = head.forward_features(model.extract_feat(x))
     lq = head.query_logits(feats)
-    b = head.bias(feats.shape[-2:])
+    b = head.bias_extractor(feats.shape[-2:])
     torch.testing.assert_close(maps['Lq'], lq, rtol=0, atol=0)
     torch.testing.assert_close(maps['B'], b, rtol=0, atol=0)
     torch.testing.assert_close(maps['Lr'], lq - b, rtol=0, atol=0)
-    torch.testing.assert_close(maps['logits'], head.decode(feats), rtol=0, atol=0)
+    torch.testing.assert_close(maps['logits'], head.classifier(feats), rtol=0, atol=0)
     assert torch.equal(maps['masks'], model.inference(x, metas(x)).argmax(dim=1))
     # The student inherited the teacher's bias: same B on the same grid.
     teacher = models['reclip'].decode_head
-    torch.testing.assert_close(bias_map(head, (6, 8)), teacher.bias((6, 8)), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        bias_map(head, (6, 8)), teacher.bias_extractor((6, 8)), rtol=1e-5, atol=1e-6)
 
 
 @torch.no_grad()
@@ -81,3 +82,45 @@ def test_maskclip_has_no_bias(models):
     torch.testing.assert_close(maps['Lq'], model.decode_head.query_logits(feats))
     assert torch.equal(maps['masks'], model.inference(x, metas(x)).argmax(dim=1))
     assert bias_map(model.decode_head, (4, 4)) is None
+
+
+@torch.no_grad()
+@pytest.mark.parametrize('upsample_mode', ['padded_crop', 'released'])
+def test_masks_follow_the_models_upsampling(models, upsample_mode):
+    """On a 40x56 input (not a multiple of the 16-px patch) the two upsampling modes
+    give other predictions; the bias maps' masks are the model's own in either mode."""
+    model = models['reclip']
+    x = torch.randn(2, 3, 40, 56, generator=torch.Generator().manual_seed(3))
+    saved = model.upsample_mode, model.pd_threshold
+    try:
+        model.pd_threshold = None
+        model.upsample_mode = upsample_mode
+        maps = compute_bias_maps(model, x)
+        own = model.inference(x, metas(x)).argmax(dim=1)
+        model.upsample_mode = ({'padded_crop', 'released'} - {upsample_mode}).pop()
+        other = model.inference(x, metas(x)).argmax(dim=1)
+    finally:
+        model.upsample_mode, model.pd_threshold = saved
+    assert (own != other).sum() > 100  # the two modes really differ on this input
+    assert torch.equal(maps['masks'], own)
+
+
+@torch.no_grad()
+def test_masks_follow_the_models_batch_padding(models):
+    """'released' mode resizes to the unpadded size: the report passes the data
+    preprocessor's padding as the model's whole-image inference reads it."""
+    model = models['reclip']
+    x = torch.randn(1, 3, 48, 64, generator=torch.Generator().manual_seed(4))
+    padding = (0, 8, 0, 8)  # a 40x56 image padded to 48x64
+    meta = dict(img_shape=(48, 64), ori_shape=(40, 56), pad_shape=(48, 64), padding_size=padding)
+    saved = model.upsample_mode, model.pd_threshold
+    try:
+        model.pd_threshold = None
+        model.upsample_mode = 'released'
+        maps = compute_bias_maps(model, x, padding)
+        own = model.inference(x, [meta]).argmax(dim=1)[:, :40, :56]
+        unpadded = compute_bias_maps(model, x)['masks'][:, :40, :56]
+    finally:
+        model.upsample_mode, model.pd_threshold = saved
+    assert (unpadded != own).sum() > 100  # the padding matters on this input
+    assert torch.equal(maps['masks'][:, :40, :56], own)

@@ -5,6 +5,7 @@ this plugin owns or patches; the marker must never appear, and no switch (enviro
 variable or flag) turns full unpickling on. A positive control proves the payload really
 runs under full unpickling.
 """
+import logging
 import os
 import pickle
 
@@ -191,4 +192,61 @@ def test_pseudo_label_meta_is_json(tmp_path):
     t = LoadPseudoLabel(pseudo_label_dir=str(tmp_path))
     with pytest.raises(ValueError, match='meta.json is not valid JSON'):
         t(dict(img_path='x.jpg', img=np.zeros((2, 2, 3), np.uint8)))
+    assert not marker.exists()
+
+
+class _Messages(logging.Handler):
+    """Collects mmengine's current-logger messages (whatever stream it writes to)."""
+
+    def __init__(self):
+        super().__init__()
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def _no_unsafe_advice(msg: str) -> None:
+    """None of our refusals passes on torch's advice to turn the safe loading off."""
+    low = msg.lower()
+    assert 'weights_only=false' not in low and 'weights_only` set to `false' not in low, msg
+    assert 'can still be loaded' not in low and '\x1b[' not in msg, msg
+
+
+def test_no_refusal_advises_weights_only_false(evil, tmp_path):
+    """Every refusal of ours (checkpoint loader, cache, converter) on a pickle payload
+    and on a truncated file names the file's problem, never torch's advice."""
+    from mmengine.logging import MMLogger
+
+    from mmseg_reclip.models.utils.cache import KeyedCache
+    path, marker = evil
+    good = tmp_path / 'good.pth'
+    torch.save({'w': torch.zeros(100, 100)}, good)
+    cut = tmp_path / 'cut.pth'
+    cut.write_bytes(good.read_bytes()[:20000])
+    for bad, error in ((path, compat.UnsafeCheckpointError), (str(cut),
+                                                               compat.CorruptCheckpointError)):
+        with pytest.raises(error) as err:
+            compat.safe_torch_load(bad)
+        _no_unsafe_advice(str(err.value))
+        proc = run_tool([CONVERTER, bad, tmp_path / 'out.pth'], check=False)
+        assert proc.returncode != 0 and bad in proc.stderr
+        _no_unsafe_advice(proc.stderr)
+
+        logger = MMLogger.get_current_instance()
+        handler = _Messages()
+        logger.addHandler(handler)
+        try:
+            cache = KeyedCache(str(tmp_path / 'c'), 'p_', 'ab' * 32)
+            os.makedirs(os.path.dirname(cache.path), exist_ok=True)
+            with open(cache.path, 'wb') as f:
+                f.write(open(bad, 'rb').read())
+            assert cache.load() is None
+        finally:
+            logger.removeHandler(handler)
+        (msg, ) = [m for m in handler.messages if cache.path in m]
+        assert 'is unreadable' in msg
+        _no_unsafe_advice(msg)
+    assert 'GLOBAL io.open' in str(pytest.raises(compat.UnsafeCheckpointError,
+                                                 compat.safe_torch_load, path).value)
     assert not marker.exists()

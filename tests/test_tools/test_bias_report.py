@@ -4,8 +4,10 @@ plots are the heads' own tensors; the no-dataset route (bias map and Fig. 4 on a
 image)."""
 import html
 import json
+import os
 import os.path as osp
 import re
+import shutil
 
 import matplotlib.image as mpimg
 import numpy as np
@@ -139,7 +141,7 @@ def test_report_three_models(setup, tmp_path):
     with torch.no_grad():
         feats = model.extract_feat(torch.from_numpy(saved['inputs']))[0]
         lq = head.query_logits(feats)[0]
-        bias = head.bias(feats.shape[-2:])
+        bias = head.bias_extractor(feats.shape[-2:])
         logits = head.forward([feats])[0]
     np.testing.assert_allclose(saved['Lq'], lq.numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(saved['B'], bias.numpy(), rtol=1e-5, atol=1e-6)
@@ -151,7 +153,10 @@ def test_report_three_models(setup, tmp_path):
     assert 'B' not in maskclip and 'Lr' not in maskclip and 'Lq' in maskclip
     # The stand-alone bias map is the head's bias on the default grid.
     np.testing.assert_allclose(
-        np.load(out / 'bias_reclip.npz')['B'], head.bias((21, 21)).numpy(), rtol=1e-5, atol=1e-6)
+        np.load(out / 'bias_reclip.npz')['B'],
+        head.bias_extractor((21, 21)).numpy(),
+        rtol=1e-5,
+        atol=1e-6)
     # The student's Fig. 4: its own features through the inherited query, bias, decoder.
     saved = np.load(out / 'fig4_student_real_000000.npz')
     student = setup['student'].eval()
@@ -159,7 +164,7 @@ def test_report_three_models(setup, tmp_path):
         feats = student.decode_head.forward_features(
             student.extract_feat(torch.from_numpy(saved['inputs'])))
         lq = student.decode_head.query_logits(feats)[0]
-        bias = student.decode_head.bias(feats.shape[-2:])
+        bias = student.decode_head.bias_extractor(feats.shape[-2:])
     np.testing.assert_allclose(saved['Lq'], lq.numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(saved['Lr'], (lq - bias).numpy(), rtol=1e-5, atol=1e-6)
 
@@ -185,7 +190,56 @@ def test_no_dataset_bias_and_fig4_on_any_image(setup, tmp_path):
     bad = run_tool(
         [
             TOOL, STAGE1, setup['ckpt'], '--out',
-            str(out), '--images', image, '--classes', 'unicorn', '--cfg-options'
+            str(tmp_path / 'bad'), '--images', image, '--classes', 'unicorn', '--cfg-options'
         ] + opts,
         check=False)
     assert bad.returncode != 0 and "unknown class(es) ['unicorn']" in bad.stderr
+    assert not (tmp_path / 'bad').exists()  # a failed run leaves nothing
+    assert sorted(os.listdir(tmp_path)) == ['nodata']
+
+
+def test_compare_without_labels_fails_before_any_work(setup, tmp_path):
+    """A compared model whose test set has images but no labels: refused before the
+    first model is evaluated, naming the model and a missing label and suggesting
+    --no-eval; nothing is written. With --no-eval the report is written."""
+    nolabel = tmp_path / 'nolabel'
+    shutil.copytree(setup['data'], nolabel)
+    shutil.rmtree(nolabel / 'SegmentationClass')
+    cfg = Config.fromfile(setup['configs']['reclip'])
+    cfg.merge_from_dict(cfg_dict(data_options(str(nolabel))))
+    unlabeled = str(tmp_path / 'reclip_nolabel.py')
+    cfg.dump(unlabeled)
+    out = tmp_path / 'report'
+    args = [
+        TOOL, setup['configs']['maskclip'], '--compare', unlabeled, setup['ckpt'], '--out',
+        str(out), '--num-images', '1'
+    ]
+    proc = run_tool(args, check=False)
+    assert proc.returncode == 2 and 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+    assert 'reclip_nolabel' in proc.stderr and '--no-eval' in proc.stderr
+    assert str(nolabel / 'SegmentationClass') in proc.stderr
+    assert 'mIoU' not in proc.stdout  # no model was evaluated
+    assert not out.exists()
+    run_tool(args + ['--no-eval'])
+    assert (out / 'report.html').is_file() and not (out / 'scores.json').exists()
+
+
+def test_report_folder_holds_one_run(setup, tmp_path):
+    """A non-empty --out is refused without --overwrite; with it, the folder holds this
+    run's files only (written aside, then moved in whole); no temp folder stays."""
+    image = osp.join(setup['data'], 'JPEGImages', 'real_000000.jpg')
+    out = tmp_path / 'report'
+    out.mkdir()
+    (out / 'fig1b_confusion_old.png').write_text('a previous run')
+    args = [
+        TOOL, setup['configs']['reclip'], setup['ckpt'], '--out',
+        str(out), '--no-eval', '--images', image, '--bias-grid', '4', '4'
+    ]
+    proc = run_tool(args, check=False)
+    assert proc.returncode == 2 and '--overwrite' in proc.stderr, proc.stderr[-3000:]
+    assert os.listdir(out) == ['fig1b_confusion_old.png']
+    run_tool(args + ['--overwrite'])
+    files = sorted(os.listdir(out))
+    assert 'fig1b_confusion_old.png' not in files and 'report.html' in files
+    assert 'bias_reclip.png' in files and 'fig4_reclip_real_000000.png' in files
+    assert sorted(os.listdir(tmp_path)) == ['report']

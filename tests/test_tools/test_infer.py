@@ -1,6 +1,5 @@
 """tools/infer.py: any images, any classes (training-free), outputs checked against
 mmseg's own API; bad input gives clear errors."""
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -9,34 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.clip_utils import TINY, save_random_clip
+from tests.clip_utils import save_random_clip
+from tests.infer_utils import MASKCLIP, STAGE1, load_infer, tiny_options, tiny_settings
 from tests.tool_utils import REPO_ROOT, run_tool
-
-MASKCLIP = 'configs/maskclip/maskclip_vit-b16_custom.py'
-STAGE1 = 'configs/reclip/reclip_vit-b16_custom.py'
-
-
-def tiny_settings(clip):
-    """Config settings for the tiny random CLIP and a small test scale (runs stay short)."""
-    return {
-        'model.clip.model_name': TINY,
-        'model.clip.pretrained': clip,
-        'model.decode_head.in_channels': 64,
-        'model.decode_head.templates': 'single',
-        'model.decode_head.query_cache_dir': None,
-        'test_pipeline.1.scale': (256, 96)
-    }
-
-
-def tiny_options(clip):
-    return [f'{k}={v}'.replace(' ', '') for k, v in tiny_settings(clip).items()]
-
-
-def _load_infer():
-    spec = importlib.util.spec_from_file_location('infer_tool', REPO_ROOT / 'tools/infer.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope='module')
@@ -50,7 +24,7 @@ def env(tmp_path_factory):
     Image.fromarray(rgb).save(images / 'photo.jpg', quality=95)
     Image.fromarray(rgb[::2, ::3]).save(images / 'sub dir' / 'фото.png')
     (images / 'broken.jpg').write_bytes(b'this is not a JPEG')
-    return dict(root=root, clip=clip, images=images, rgb=rgb, tool=_load_infer())
+    return dict(root=root, clip=clip, images=images, rgb=rgb, tool=load_infer())
 
 
 def infer(env, args, out, cfg=MASKCLIP, ckpt='none'):
@@ -130,7 +104,7 @@ def test_file_glob_and_list_inputs(env, tmp_path):
     assert tool.output_names(paths, base) == ['sub dir/фото', 'photo']
     os.remove(listing)
     # two images with the same stem keep their extensions apart
-    assert tool.output_names(['/a/x.jpg', '/a/x.png'], '/a') == ['x_jpg', 'x_png']
+    assert tool.output_names(['/a/x.jpg', '/a/x.png'], '/a') == ['x.jpg', 'x.png']
     # the command line, run for real, through a list file with a space in its name
     listing = tmp_path / 'my list.txt'
     listing.write_text(photo + '\n')

@@ -97,7 +97,8 @@ def test_class_list_of_another_dataset_is_refused(setup, tmp_path):
         ['model.decode_head.num_classes=59', 'model.decode_head.class_names=context59'],
         check=False)
     assert proc.returncode != 0
-    assert 'has 20 classes but the model predicts 59' in proc.stderr
+    assert 'The test dataset (PascalVOC20Dataset) has other classes than the model (20 classes ' \
+        'vs 59)' in proc.stderr
 
 
 def test_class_list_length_refused_at_build(setup):

@@ -78,7 +78,7 @@ def test_convert_load_and_released_forward(tmp_path, clip_file):
         feats = model.extract_feat(img)
         out = head.forward(feats)
         ref = head.bias_extractor.reference_embeddings()
-        bias = head.bias(feats[0].shape[-2:])
+        bias = head.bias_extractor(feats[0].shape[-2:])
     assert (feats[0] - expected['feats']).abs().max() <= 1e-5
     assert (ref - expected['ref']).abs().max() <= 1e-6
     assert (bias - expected['bias']).abs().max() <= 1e-5
@@ -115,14 +115,14 @@ def test_convert_accepts_layouts(tmp_path, linear_pe, ctx_batch_dim, wrap):
     assert info['num_classes'] == C and info['num_context'] == M
     assert info['ignored_frozen_clip_keys'] == [] and info['ignored_other_keys'] == []
     sd = torch.load(tmp_path / 'dst.pth', weights_only=True)['state_dict']
-    assert sd['decode_head.bias_extractor.context'].shape == (M, WIDTH)
-    assert sd['decode_head.bias_extractor.pe_proj.weight'].shape == (WIDTH, WIDTH, 1, 1)
+    assert sd['decode_head.classifier.bias_extractor.context'].shape == (M, WIDTH)
+    assert sd['decode_head.classifier.bias_extractor.pe_proj.weight'].shape == (WIDTH, WIDTH, 1, 1)
     torch.testing.assert_close(
-        sd['decode_head.bias_extractor.pe_proj.weight'].flatten(1),
+        sd['decode_head.classifier.bias_extractor.pe_proj.weight'].flatten(1),
         tensors['pe_proj.weight'].flatten(1),
         rtol=0,
         atol=0)
-    assert int(sd['decode_head.mask_decoder.norm.num_batches_tracked']) == 0
+    assert int(sd['decode_head.classifier.mask_decoder.norm.num_batches_tracked']) == 0
 
 
 def test_missing_key_is_listed(tmp_path):

@@ -13,8 +13,9 @@ from tests.data_utils import make_voc_layout
 from tests.test_tools.test_distill_e2e import STAGE1, clip_options, data_options, randomise_labels
 from tests.tool_utils import run_tool
 
-TRAINABLE = ('decode_head.bias_extractor.context', 'decode_head.bias_extractor.pe_proj.',
-             'decode_head.mask_decoder.')
+TRAINABLE = ('decode_head.classifier.bias_extractor.context',
+             'decode_head.classifier.bias_extractor.pe_proj.',
+             'decode_head.classifier.mask_decoder.')
 
 
 def train(data, clip, work_dir, extra=(), resume=False):
@@ -47,7 +48,7 @@ def test_train_then_test(stage1, tmp_path):
     sd = state(ckpt)
     # Only the trainable parts and the frozen query buffers are saved: no CLIP weights.
     assert not [k for k in sd if 'visual' in k or 'text_encoder' in k]
-    assert any(k.startswith('decode_head.bias_extractor.context') for k in sd)
+    assert any(k.startswith('decode_head.classifier.bias_extractor.context') for k in sd)
     proc = run_tool(
         ['tools/test.py', STAGE1,
          str(ckpt), '--work-dir',

@@ -7,7 +7,7 @@
         [--compare CONFIG [CKPT]]... [--names A B ...]
         [--images IMG ...] [--num-images N] [--classes a,b] [--max-classes K]
         [--bias-grid H W] [--bins 0,0.2,...] [--no-eval] [--banner TEXT]
-        [--cfg-options KEY=VALUE ...]
+        [--overwrite] [--cfg-options KEY=VALUE ...] [--debug]
 
 For each model (the positional CONFIG [CKPT], then every ``--compare CONFIG [CKPT]``),
 it writes into ``DIR``:
@@ -29,6 +29,13 @@ The scores come from running the config's test set through an mmengine Runner wi
 :class:`ClassPreferenceMetric`, :class:`SpacePreferenceMetric` and ``IoUMetric``. Without
 the dataset (or with ``--no-eval``) only the bias maps and Fig. 4 (on ``--images``) are
 made. ``--cfg-options`` applies to every model.
+
+Before any model is built, every test set to be evaluated is checked: one with images
+but without their labels stops the tool (naming the model and a missing label file,
+and suggesting ``--no-eval``) instead of failing after the first model's evaluation. A
+run's files are written into a temporary folder beside ``DIR`` and moved in whole when
+the report is complete, so ``DIR`` never mixes two runs; a non-empty ``DIR`` is refused
+unless ``--overwrite`` is given (it is then replaced). A failed run leaves no files.
 """
 import argparse
 import html
@@ -36,7 +43,9 @@ import json
 import os
 import os.path as osp
 import re
+import shutil
 import sys
+import tempfile
 import time
 from typing import Dict, List, Optional
 
@@ -55,12 +64,15 @@ from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.dataset import Compose  # noqa: E402
 from mmengine.logging import print_log  # noqa: E402
 from mmengine.model import is_model_wrapper  # noqa: E402
+from mmengine.registry import init_default_scope  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 from mmseg_reclip.evaluation.bias_maps import bias_map, compute_bias_maps, head_kind  # noqa
 from mmseg_reclip.evaluation.metrics.class_preference_metric import \
     class_preference_scores  # noqa: E402
+from mmseg_reclip.models.utils.io import TMP_PREFIX  # noqa: E402
 from mmseg_reclip.utils import adapt_cfg_to_device  # noqa: E402
+from mmseg_reclip.utils.cli import add_debug_argument, run_main  # noqa: E402
 
 _NO_CHECKPOINT = ('', 'none', 'None', 'null')
 
@@ -84,6 +96,10 @@ def parse_args(argv=None):
         help='another model on the same plots (repeatable)')
     parser.add_argument('--names', nargs='+', help='model names (default: config names)')
     parser.add_argument('--out', required=True, help='output folder')
+    parser.add_argument(
+        '--overwrite',
+        action='store_true',
+        help='replace a non-empty --out folder (default: refuse it)')
     parser.add_argument(
         '--images',
         nargs='+',
@@ -126,6 +142,7 @@ def parse_args(argv=None):
         nargs='+',
         action=DictAction,
         help='config overrides (key=value), applied to every model')
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
     models = [[args.config, args.checkpoint]]
     for entry in args.compare:
@@ -168,12 +185,93 @@ def safe_name(text: str) -> str:
 # -- models, data and scores -------------------------------------------------------------
 
 
-def build_runner(spec: dict, args, bins: Optional[List[float]]) -> Runner:
-    """An mmengine Runner of the model's config, testing with the bias metrics."""
+def model_cfg(spec: dict, args) -> Config:
+    """The model's config with ``--cfg-options`` applied."""
     cfg = Config.fromfile(spec['config'])
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
-    cfg.work_dir = osp.join(args.out, 'work_dirs', spec['name'])
+    return cfg
+
+
+def missing_labels(dataset) -> List[str]:
+    """The label files a test set lists but lacks (``seg_map_path`` of each sample)."""
+    missing = []
+    for i in range(len(dataset)):
+        path = dataset.get_data_info(i).get('seg_map_path')
+        if not path or not osp.isfile(path):
+            missing.append(path or f'(no label for {dataset.get_data_info(i).get("img_path")})')
+    return missing
+
+
+def check_test_sets(args) -> Dict[str, bool]:
+    """Which models are evaluated (name -> bool), decided before any model is built.
+
+    A model without a test set (its dataset cannot be built) is not evaluated (bias
+    maps and Fig. 4 on ``--images`` only, as documented); one whose test set lacks
+    labels stops the tool: its scores cannot be computed.
+
+    Raises:
+        FileNotFoundError: a test set has images without labels.
+    """
+    evaluated = {}
+    for spec in args.models:
+        name = spec['name']
+        evaluated[name] = False
+        if args.no_eval:
+            continue
+        cfg = model_cfg(spec, args)
+        init_default_scope(cfg.get('default_scope', 'mmseg'))  # as the Runner will
+        try:
+            dataset = build_test_dataset(cfg)
+        except (FileNotFoundError, OSError, AssertionError) as err:
+            print_log(
+                f'{name}: no test set ({err}); skipping the scores and Fig. 1 '
+                '(bias maps and Fig. 4 on --images only).',
+                logger='current')
+            continue
+        missing = missing_labels(dataset)
+        if missing:
+            raise FileNotFoundError(
+                f'{name} ({spec["config"]}): {len(missing)} of {len(dataset)} test images '
+                f'have no label (e.g. {missing[0]}); the scores need ground truth. Run with '
+                '--no-eval for the bias maps and Fig. 4 only (with --images for any '
+                'image), or point the config at a labelled test set.')
+        evaluated[name] = True
+    return evaluated
+
+
+def prepare_out(out: str, overwrite: bool) -> str:
+    """A new temporary folder beside ``out`` for this run's files.
+
+    Raises:
+        FileExistsError: ``out`` is a non-empty folder and ``overwrite`` is off.
+        NotADirectoryError: ``out`` is a file.
+    """
+    if osp.exists(out) and not osp.isdir(out):
+        raise NotADirectoryError(f'--out {out!r} is a file; give a folder')
+    if osp.isdir(out) and os.listdir(out) and not overwrite:
+        raise FileExistsError(f'--out {out!r} is not empty (a previous report?); give a new '
+                              'folder, or --overwrite to replace it')
+    parent = osp.dirname(out)
+    os.makedirs(parent, exist_ok=True)
+    return tempfile.mkdtemp(prefix=f'{TMP_PREFIX}{osp.basename(out)}_', dir=parent)
+
+
+def publish_out(tmp: str, out: str) -> None:
+    """Move the finished run's folder to ``out``, replacing what was there."""
+    old = None
+    if osp.lexists(out):
+        old = tempfile.mkdtemp(prefix=f'{TMP_PREFIX}{osp.basename(out)}_old_', dir=osp.dirname(out))
+        os.replace(out, osp.join(old, 'previous'))
+    os.replace(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def build_runner(spec: dict, args, bins: Optional[List[float]], out: str) -> Runner:
+    """An mmengine Runner of the model's config, testing with the bias metrics."""
+    cfg = model_cfg(spec, args)
+    cfg.work_dir = osp.join(out, 'work_dirs', spec['name'])
     cfg.load_from = spec['checkpoint']
     cfg.resume = False
     cfg.experiment_name = f'bias_report_{spec["name"]}_{time.strftime("%Y%m%d_%H%M%S")}'
@@ -258,7 +356,9 @@ def bias_arrays(model, data: dict) -> Dict[str, np.ndarray]:
     batch = model.data_preprocessor(
         dict(inputs=[data['inputs']], data_samples=[data['data_samples']]), False)
     inputs = batch['inputs']
-    maps = compute_bias_maps(model, inputs)
+    meta = batch['data_samples'][0].metainfo
+    padding = meta.get('img_padding_size', meta.get('padding_size')) or (0, 0, 0, 0)
+    maps = compute_bias_maps(model, inputs, padding)
     sample = data['data_samples']
     h, w = sample.metainfo.get('img_shape', inputs.shape[-2:])[:2]
     image = data['inputs'].numpy().transpose(1, 2, 0)
@@ -272,7 +372,9 @@ def bias_arrays(model, data: dict) -> Dict[str, np.ndarray]:
     for key in ('B', 'Lr', 'logits'):
         if key in maps:
             value = maps[key]
-            arrays[key] = (value if key == 'B' else value[0]).cpu().numpy()
+            # B is [C, h, w], or [N, C, h, w] for an image-dependent bias (conference)
+            per_image = key != 'B' or value.dim() == 4
+            arrays[key] = (value[0] if per_image else value).cpu().numpy()
     if 'gt_sem_seg' in sample:
         import cv2
         gt = sample.gt_sem_seg.data[0].cpu().numpy().astype(np.uint8)
@@ -491,25 +593,39 @@ def write_html(out: str, scores: Dict[str, dict], figures: List[tuple],
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    out = osp.abspath(args.out)
-    os.makedirs(out, exist_ok=True)
+    final_out = osp.abspath(args.out)
+    evaluated_models = check_test_sets(args)  # before any work: fail early
+    out = prepare_out(final_out, args.overwrite)
+    try:
+        report, figures, scores = write_report(args, out, evaluated_models)
+        publish_out(out, final_out)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    report = osp.join(final_out, osp.basename(report))
+    for name, s in scores.items():
+        print_log(
+            f'{name}: mIoU {s["mIoU"]:.2f}, class-preference {s["class_pref"]:.4f}, '
+            f'space-preference slope {s["space_pref"]:.4f}',
+            logger='current')
+    print_log(f'Bias report: {report} ({len(figures)} figures)', logger='current')
+    return 0
+
+
+def write_report(args, out: str, evaluated_models: Dict[str, bool]):
+    """Every figure, ``scores.json`` and ``report.html`` into ``out``.
+
+    Returns:
+        tuple: the report path, the figures, the scores.
+    """
     bins = [float(b) for b in args.bins.split(',')] if args.bins else None
     scores: Dict[str, dict] = {}
     figures: List[tuple] = []
     confusions = {}
     for spec in args.models:
         name = spec['name']
-        runner = build_runner(spec, args, bins)
-        evaluated = False
-        if not args.no_eval:
-            try:
-                build_test_dataset(runner.cfg)
-                evaluated = True
-            except (FileNotFoundError, OSError, AssertionError) as err:
-                print_log(
-                    f'{name}: no test set ({err}); skipping the scores and Fig. 1 '
-                    '(bias maps and Fig. 4 on --images only).',
-                    logger='current')
+        runner = build_runner(spec, args, bins, out)
+        evaluated = evaluated_models[name]
         if evaluated:
             result = evaluate(runner)
             # The confusion matrix is indexed by the dataset's classes (its names).
@@ -562,14 +678,8 @@ def main(argv=None) -> int:
         with open(osp.join(out, 'scores.json'), 'w') as f:
             json.dump(scores, f, indent=2)
     report = write_html(out, scores, figures, args.banner)
-    for name, s in scores.items():
-        print_log(
-            f'{name}: mIoU {s["mIoU"]:.2f}, class-preference {s["class_pref"]:.4f}, '
-            f'space-preference slope {s["space_pref"]:.4f}',
-            logger='current')
-    print_log(f'Bias report: {report} ({len(figures)} figures)', logger='current')
-    return 0
+    return report, figures, scores
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_main(main, 'tools/analysis_tools/bias_report.py')

@@ -60,22 +60,23 @@ def _shared_io():
     return module
 
 
-atomic_torch_save = _shared_io().atomic_torch_save
+_IO = _shared_io()
+atomic_torch_save, load_error_reason = _IO.atomic_torch_save, _IO.load_error_reason
 
 PREFIX = 'decode_head.'
 
 #: released key -> mmseg-reclip key (without ``decode_head.``)
 KEY_MAP = OrderedDict([
-    ('text_encoder.prompt_token', 'bias_extractor.context'),
-    ('pe_proj.weight', 'bias_extractor.pe_proj.weight'),
-    ('pe_proj.bias', 'bias_extractor.pe_proj.bias'),
-    ('decoder_conv2.weight', 'mask_decoder.conv.weight'),
-    ('decoder_conv2.bias', 'mask_decoder.conv.bias'),
-    ('decoder_norm2.weight', 'mask_decoder.norm.weight'),
-    ('decoder_norm2.bias', 'mask_decoder.norm.bias'),
-    ('decoder_norm2.running_mean', 'mask_decoder.norm.running_mean'),
-    ('decoder_norm2.running_var', 'mask_decoder.norm.running_var'),
-    ('decoder_norm2.num_batches_tracked', 'mask_decoder.norm.num_batches_tracked'),
+    ('text_encoder.prompt_token', 'classifier.bias_extractor.context'),
+    ('pe_proj.weight', 'classifier.bias_extractor.pe_proj.weight'),
+    ('pe_proj.bias', 'classifier.bias_extractor.pe_proj.bias'),
+    ('decoder_conv2.weight', 'classifier.mask_decoder.conv.weight'),
+    ('decoder_conv2.bias', 'classifier.mask_decoder.conv.bias'),
+    ('decoder_norm2.weight', 'classifier.mask_decoder.norm.weight'),
+    ('decoder_norm2.bias', 'classifier.mask_decoder.norm.bias'),
+    ('decoder_norm2.running_mean', 'classifier.mask_decoder.norm.running_mean'),
+    ('decoder_norm2.running_var', 'classifier.mask_decoder.norm.running_var'),
+    ('decoder_norm2.num_batches_tracked', 'classifier.mask_decoder.norm.num_batches_tracked'),
 ])
 
 #: keys that may be absent (old PyTorch BatchNorm had no counter); filled with 0.
@@ -109,21 +110,17 @@ def load_released(path: str) -> dict:
     try:
         return torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as err:
-        lines = [ln for ln in str(err).splitlines() if 'GLOBAL' in ln] or ['']
-        reason = lines[0].strip().split('. Please use')[0]
         raise ConversionError(
-            f'{path} holds non-tensor objects ({reason or "not a plain state dict"}); '
+            f'{path} holds non-tensor objects ({load_error_reason(err)}); '
             'unpickling them could run code, so it is refused. If you trust the file, '
             "re-save its tensors alone (torch.save(ckpt['state_dict'], PATH)) and convert "
             'that.') from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as err:
         if isinstance(err, (PermissionError, IsADirectoryError)):
             raise ConversionError(f'{path}: {err}') from None
-        msg = str(err).strip()
-        reason = msg.splitlines()[0].split('. ')[0] if msg else type(err).__name__
         raise ConversionError(
-            f'{path} is truncated or not a torch checkpoint ({reason}); download it again '
-            'and check its size/checksum.') from None
+            f'{path} is truncated or not a torch checkpoint ({load_error_reason(err)}); '
+            'download it again and check its size/checksum.') from None
 
 
 def extract_state_dict(obj) -> Dict[str, torch.Tensor]:

@@ -1,19 +1,25 @@
 # Your own images: every image under `data_root` (recursive, sorted), no annotation,
-# no split file. Two settings, given as environment variables (mmengine substitutes
-# `{{$VAR:default}}` when it reads the config, so mmseg's own tools see them too) or by
-# editing the defaults here:
+# no split file. Two settings, given as environment variables (read here when mmengine
+# loads the config, so mmseg's own tools see them too) or by editing the defaults here:
 #   DATA_ROOT=my_photos CLASS_NAMES=my_classes.txt \
 #       python tools/train.py configs/reclip/reclip_vit-b16_custom.py
-data_root = '{{$DATA_ROOT:data/my_images}}'  # the folder of images
+# They are read as values, not with the text substitution of mmengine (`$VAR` in double
+# braces), which pastes the text into this file: a quote in a path would be Python code.
+# `sys` because mmengine takes a config that imports a module outside
+# `sys.builtin_module_names` (`os` is one on Python >= 3.11) for a lazy-import config.
+import sys
+
+__environ = sys.modules['os'].environ  # a `__` name: not a config setting
+data_root = __environ.get('DATA_ROOT') or 'data/my_images'  # the folder of images
 # one class per line, synonyms separated by commas, '#' comments (docs/own_data.md)
-class_names = '{{$CLASS_NAMES:data/my_images/classes.txt}}'
+class_names = __environ.get('CLASS_NAMES') or 'data/my_images/classes.txt'
 # Optional validation on a labelled folder: VAL_IMG_DIR and VAL_ANN_DIR (label PNGs
 # holding class indices in the order of the class file, 255 = ignore, same file names as
 # the images; VAL_IMG_SUFFIX, default .jpg). Then the run evaluates mIoU with IoUMetric
 # (metrics only: training never reads them). Unset: no val loop at all.
-val_img_dir = '{{$VAL_IMG_DIR:none}}'
-val_ann_dir = '{{$VAL_ANN_DIR:none}}'
-val_img_suffix = '{{$VAL_IMG_SUFFIX:.jpg}}'
+val_img_dir = __environ.get('VAL_IMG_DIR') or 'none'
+val_ann_dir = __environ.get('VAL_ANN_DIR') or 'none'
+val_img_suffix = __environ.get('VAL_IMG_SUFFIX') or '.jpg'
 
 num_classes = None  # taken from the class-name file
 # Crop-vote window (docs/method.md §5): the released crop_size / 6 for a 336 crop.

@@ -48,13 +48,11 @@ model = dict(
         feature_module=dict(type='ASPPV2', dilations=(6, 12, 18, 24), init_std=0.01),
         num_classes=20,
         class_names='voc20',
-        embed_dim=512,  # CLIP ViT-B/16 joint space (the teacher's D)
         # Frozen copies of the teacher's bias extractor and mask decoder (docs/method.md §7),
-        # filled from the stage-1 checkpoint: the student needs no CLIP.
-        bias_extractor=dict(
-            type='ReferenceBiasExtractor',
-            pe_channels=768,  # CLIP ViT-B/16 width (PE channels)
-            pe_grid=(14, 14)),  # CLIP ViT-B/16 PE grid at 224 px
+        # filled from the stage-1 checkpoint: the student needs no CLIP. Their sizes
+        # (embed_dim = the teacher's D, bias_extractor pe_channels / pe_grid) are derived
+        # from the teacher's CLIP config (model.clip.model_name).
+        bias_extractor=dict(type='ReferenceBiasExtractor'),
         bias_mode='subtract',  # must match the teacher
         mask_decoder=dict(
             type='RectifiedMaskDecoder',

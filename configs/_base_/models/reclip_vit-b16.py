@@ -18,10 +18,11 @@ model = dict(
     # teacher read it), e.g. --cfg-options model.clip.pretrained=/data/clip/vitb16.bin
     # quick_gelu=True: OpenAI's weights need QuickGELU, also when read from a file.
     clip=dict(model_name='ViT-B-16', pretrained='openai', quick_gelu=True),
-    backbone=dict(type='CLIPViTBackbone'),
+    # Feature dims, patch, PE grid and input size come from this CLIP (clip_dims);
+    # dense_mode: 'maskclip' (value path) | 'sclip' | 'clearclip' | 'naclip'.
+    backbone=dict(type='CLIPViTBackbone', dense_mode='maskclip'),
     decode_head=dict(
         type='ReCLIPHead',
-        in_channels=512,
         num_classes=20,
         class_names='voc20',
         templates='reclip85',

@@ -5,22 +5,25 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmseg.registry import HOOKS
 
+from ...models.utils.class_set import check_same_classes
+
 
 def check_num_classes(model, dataset, stage: str) -> None:
-    """Raise ValueError if ``dataset``'s class count differs from the model head's."""
+    """Raise :class:`ClassSetMismatchError` if ``dataset``'s class count differs from the
+    model head's (the names may differ: a dataset's display names are not prompts)."""
     classes = (getattr(dataset, 'metainfo', None) or {}).get('classes')
     head = getattr(model, 'decode_head', None)
-    num_classes = getattr(head, 'num_classes', None)
-    if classes is None or num_classes is None:
+    names = getattr(head, 'class_names', None)
+    if classes is None or names is None:
         return
-    if len(classes) != num_classes:
-        names = getattr(head, 'class_names', None)
-        raise ValueError(
-            f'The {stage} dataset ({type(dataset).__name__}) has {len(classes)} classes but '
-            f'the model predicts {num_classes}'
-            f'{f" (class names {[n[0] for n in names][:5]}...)" if names else ""}. '
-            'Use the class-name list of this dataset (e.g. `class_names=\'voc20\'`, '
-            "`num_classes=20`) — the configs take both from the dataset base config.")
+    check_same_classes(
+        classes,
+        names,
+        f'{stage} dataset ({type(dataset).__name__})',
+        'model',
+        names=False,
+        fix='Use the class-name list of this dataset (e.g. `class_names=\'voc20\'`, '
+        '`num_classes=20`): the configs take both from the dataset base config.')
 
 
 @HOOKS.register_module()

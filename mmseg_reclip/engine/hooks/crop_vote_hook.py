@@ -19,6 +19,7 @@ from ...datasets.crop_vote_crops import CropVoteCrops
 from ...datasets.image_listing import collect_img_paths, file_signature
 from ...models.utils import precision_context, resolve_precision
 from ...models.utils.cache import KeyedCache, digest
+from ...models.utils.clip_dims import model_clip_input_size
 from ...models.utils.crop_vote import (Length, global_hypothesis, hypotheses_problem,
                                        resolve_length, votes_to_hypothesis, window_boxes)
 from ..crop_vote_pass import (compute_hypotheses, log_summary, model_device, model_fingerprint,
@@ -67,7 +68,8 @@ class CropVoteHypothesisHook(Hook):
         top_k (int, optional): ``'global'``: fallback K (VOC 2, Context 6, ADE 5,
             Cityscapes 2, COCO-27 8); ``0`` disables it.
         score_scale (float): multiplier of the cosines in ``'global'`` mode (100).
-        input_size (int): CLIP's input size each crop is resized to (224).
+        input_size (int, optional): CLIP's input size each crop is resized to; ``None``
+            (default): the model's CLIP's (224; ViT-L-14-336: 336).
         batch_size (int): crops per forward pass (across images).
         cache_dir (str, optional): cache folder; default ``runner.work_dir``.
         img_scale (int, optional): rescale images to this shorter side first.
@@ -90,7 +92,7 @@ class CropVoteHypothesisHook(Hook):
                  score_threshold: Optional[float] = None,
                  top_k: Optional[int] = None,
                  score_scale: float = 100.0,
-                 input_size: int = 224,
+                 input_size: Optional[int] = None,
                  batch_size: int = 256,
                  cache_dir: Optional[str] = None,
                  img_scale: Optional[int] = None,
@@ -112,7 +114,7 @@ class CropVoteHypothesisHook(Hook):
                              'COCO-27 20/8)')
         elif top_k < 0:
             raise ValueError(f'top_k must be >= 0, got {top_k}')
-        if int(input_size) < 1 or int(batch_size) < 1:
+        if (input_size is not None and int(input_size) < 1) or int(batch_size) < 1:
             raise ValueError('input_size and batch_size must be >= 1')
         if img_scale is not None and int(img_scale) < 1:
             raise ValueError(f'img_scale must be None or >= 1, got {img_scale}')
@@ -125,7 +127,8 @@ class CropVoteHypothesisHook(Hook):
         self.score_threshold = None if score_threshold is None else float(score_threshold)
         self.top_k = None if top_k is None else int(top_k)
         self.score_scale = float(score_scale)
-        self.input_size, self.batch_size = int(input_size), int(batch_size)
+        self.input_size = None if input_size is None else int(input_size)
+        self.batch_size = int(batch_size)
         self.cache_dir = cache_dir
         self.img_scale = None if img_scale is None else int(img_scale)
         self.backend_args = backend_args
@@ -175,6 +178,8 @@ class CropVoteHypothesisHook(Hook):
                 raise TypeError(f'CropVoteHypothesisHook needs a model with `{attr}` '
                                 f'(ReCLIP and its distiller); got {type(model).__name__}')
         self.cast_dtype = vote_dtype(self.precision, getattr(runner, 'optim_wrapper', None))
+        if self.input_size is None:
+            self.input_size = model_clip_input_size(model)
         img_paths = collect_img_paths(runner.train_dataloader.dataset)
         if not img_paths:
             raise ValueError('CropVoteHypothesisHook: the training dataset has no image')

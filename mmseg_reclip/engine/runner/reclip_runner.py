@@ -1,9 +1,11 @@
 """mmengine's Runner with a work-dir lock, start-up cleanup and a robust resume."""
+import os.path as osp
+
 from mmengine.dist import broadcast_object_list, get_rank, get_world_size
 from mmengine.runner import Runner
 from mmseg.registry import RUNNERS
 
-from .work_dir import (WorkDirLock, WorkDirLockedError, latest_intact_checkpoint,
+from .work_dir import (WorkDirLock, WorkDirLockedError, latest_intact_checkpoint, make_work_dir,
                        remove_stale_tmp_files)
 
 
@@ -25,6 +27,9 @@ class ReCLIPRunner(Runner):
     """
 
     def __init__(self, *args, **kwargs):
+        work_dir = kwargs.get('work_dir', args[1] if len(args) > 1 else None)
+        if isinstance(work_dir, str):
+            make_work_dir(osp.abspath(work_dir))  # a clear error below a regular file
         self._defer_dump = True
         super().__init__(*args, **kwargs)
         self._defer_dump = False

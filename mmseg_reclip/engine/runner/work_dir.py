@@ -1,5 +1,7 @@
 """Work-dir safety for training: one run per work dir, no leftovers, a resume that
 survives a truncated latest checkpoint. Used by :class:`ReCLIPRunner`."""
+import errno
+import fcntl
 import glob
 import json
 import logging
@@ -8,8 +10,9 @@ import os.path as osp
 import re
 import socket
 import time
+import uuid
 import zipfile
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from mmengine.logging import print_log
 from mmengine.runner.checkpoint import find_latest_checkpoint
@@ -42,21 +45,58 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def make_work_dir(work_dir: str) -> None:
+    """``os.makedirs`` with a clear error when a parent is a regular file."""
+    try:
+        os.makedirs(work_dir, exist_ok=True)
+    except (NotADirectoryError, FileExistsError) as err:
+        parent = osp.abspath(work_dir)
+        while parent != osp.dirname(parent) and not osp.isfile(parent):
+            parent = osp.dirname(parent)
+        blocker = parent if osp.isfile(parent) else osp.abspath(work_dir)
+        raise NotADirectoryError(
+            f'cannot create the work dir {osp.abspath(work_dir)!r}: {blocker!r} is a file, '
+            'not a folder. Give another --work-dir (or move that file away).') from err
+
+
+def _flock(fd: int) -> None:
+    """Non-blocking exclusive ``flock`` (raises ``BlockingIOError`` when held). On a
+    file system without it (some network mounts) it does nothing: the lock then rests on
+    the atomic link and the owner record alone."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise
+    except OSError as err:
+        if err.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            raise
+
+
 class WorkDirLock:
     """An exclusive lock file ``<work_dir>/.reclip_train.lock`` (pid, host, start).
+
+    Taking it is atomic: the owner record is written completely to a private temp file
+    which is then hard-linked to the lock name (``os.link`` never replaces an existing
+    file), so a lock file is never seen empty or half written. The holder also keeps an
+    ``fcntl.flock`` on it for as long as it holds it; the kernel drops that lock when the
+    process dies, and a taker must get it before it may judge the file stale, so two
+    processes can never both take over one stale lock.
 
     A lock whose process is dead (same host: no such PID, or the PID was reused by a
     process started later) is stale and taken over with a warning. A lock held by a
     live process, or by a process on another host (its liveness cannot be checked),
-    raises :class:`WorkDirLockedError` naming the PID and host.
+    raises :class:`WorkDirLockedError` naming the PID and host; so does a lock file with
+    content this class did not write (naming the file and how to clear it).
 
     Args:
         work_dir (str): the run's work dir (created if missing).
     """
 
     def __init__(self, work_dir: str):
+        self.work_dir = work_dir
         self.path = osp.join(work_dir, LOCK_FILE)
         self.held = False
+        self._fd: Optional[int] = None
 
     @staticmethod
     def _me() -> dict:
@@ -67,19 +107,33 @@ class WorkDirLock:
             proc_start=_proc_start_time(pid),
             started=time.strftime('%Y-%m-%d %H:%M:%S'))
 
-    def _read(self) -> Optional[dict]:
+    def _read(self) -> dict:
+        """The owner record of the current lock file (``{}`` if it vanished).
+
+        Raises:
+            WorkDirLockedError: the file is not a lock record of ours.
+        """
         try:
             with open(self.path) as f:
-                return json.load(f)
-        except (OSError, ValueError):
-            return None
+                text = f.read()
+        except FileNotFoundError:
+            return {}
+        try:
+            owner = json.loads(text)
+        except ValueError:
+            owner = None
+        if not (isinstance(owner, dict) and isinstance(owner.get('pid'), int)
+                and isinstance(owner.get('host'), str)):
+            raise WorkDirLockedError(
+                f'The lock file {self.path} is not a training lock of mmseg-reclip (expected '
+                f'JSON with an integer "pid" and a "host"; found {text[:80]!r}). If no '
+                f'training run uses {self.work_dir}, delete {self.path} and start again.')
+        return owner
 
-    def _is_stale(self, owner: Optional[dict]) -> bool:
-        if owner is None:  # empty/garbled: the writer died between create and write
-            return True
+    def _is_stale(self, owner: dict) -> bool:
         if owner.get('host') != socket.gethostname():
             return False
-        pid = int(owner.get('pid', -1))
+        pid = owner['pid']
         if pid == os.getpid():
             return True  # our own (e.g. a second train() in this process)
         if not _pid_alive(pid):
@@ -87,44 +141,116 @@ class WorkDirLock:
         start = owner.get('proc_start')
         return start is not None and _proc_start_time(pid) not in (None, start)
 
+    def _locked_by_other(self, owner: dict) -> WorkDirLockedError:
+        return WorkDirLockedError(
+            f'{self.work_dir} is in use by another training run (PID '
+            f'{owner.get("pid")} on host {owner.get("host")}, started '
+            f'{owner.get("started")}). Use another --work-dir; if that run is '
+            f'dead, delete {self.path}.')
+
+    def _write_candidate(self) -> Tuple[int, str]:
+        """A complete owner record in a private temp file, flock-ed: ``(fd, path)``."""
+        tmp = f'{self.path}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex}'
+        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
+        _flock(fd)  # ours alone: cannot block
+        os.write(fd, json.dumps(self._me()).encode())
+        os.fsync(fd)
+        return fd, tmp
+
     def acquire(self) -> None:
-        os.makedirs(osp.dirname(self.path), exist_ok=True)
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                owner = self._read()
-                if not self._is_stale(owner):
-                    raise WorkDirLockedError(
-                        f'{osp.dirname(self.path)} is in use by another training run (PID '
-                        f'{owner.get("pid")} on host {owner.get("host")}, started '
-                        f'{owner.get("started")}). Use another --work-dir; if that run is '
-                        f'dead, delete {self.path}.') from None
-                print_log(f'Taking over the stale lock {self.path} of a dead run '
-                          f'({owner}).',
-                          logger='current',
-                          level=logging.WARNING)
+        make_work_dir(self.work_dir)
+        fd, tmp = self._write_candidate()
+        try:
+            for _ in range(100):
                 try:
-                    os.remove(self.path)
+                    os.link(tmp, self.path)  # atomic; fails if a lock exists
+                    self._hold(fd)
+                    fd = None
+                    return
+                except FileExistsError:
+                    pass
+                if self._take_over_if_stale(tmp):
+                    self._hold(fd)
+                    fd = None
+                    return
+            raise WorkDirLockedError(f'Could not take the lock {self.path}; retry.')
+        finally:
+            if osp.lexists(tmp):  # a take-over renamed it to the lock name
+                os.remove(tmp)
+            if fd is not None:
+                os.close(fd)
+
+    def _remove_dead_candidates(self) -> None:
+        """Remove the temp records of takers killed before they cleaned up (their
+        name says host and PID; only this host's dead PIDs are judged)."""
+        for path in glob.glob(glob.escape(self.path) + '.*'):
+            host_pid = osp.basename(path)[len(LOCK_FILE) + 1:].rsplit('.', 2)
+            if len(host_pid) != 3 or host_pid[0] != socket.gethostname():
+                continue
+            if host_pid[1].isdigit() and not _pid_alive(int(host_pid[1])):
+                try:
+                    os.remove(path)
                 except FileNotFoundError:
                     pass
-                continue
-            with os.fdopen(fd, 'w') as f:
-                json.dump(self._me(), f)
-            self.held = True
-            return
-        raise WorkDirLockedError(f'Could not take the lock {self.path}; retry.')
+
+    def _hold(self, fd: int) -> None:
+        self._fd = fd
+        self.held = True
+        self._remove_dead_candidates()
+
+    def _take_over_if_stale(self, candidate: str) -> bool:
+        """Replace the existing lock by ``candidate`` if it is stale.
+
+        Returns False when the lock file changed meanwhile (try again); raises
+        :class:`WorkDirLockedError` when it is held.
+        """
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return False  # released meanwhile
+        try:
+            try:
+                _flock(fd)
+            except BlockingIOError:  # a live holder on this machine
+                owner = self._read()
+                if not owner:
+                    return False  # released meanwhile
+                raise self._locked_by_other(owner) from None
+            if not self._same_file(fd):
+                return False  # replaced or released while we opened it
+            owner = self._read()
+            if not self._is_stale(owner):
+                raise self._locked_by_other(owner)
+            print_log(
+                f'Taking over the stale lock {self.path} of a dead run ({owner}).',
+                logger='current',
+                level=logging.WARNING)
+            # we hold the old file's flock, so no other taker is between our check
+            # and this replace
+            os.rename(candidate, self.path)
+            return True
+        finally:
+            os.close(fd)
+
+    def _same_file(self, fd: int) -> bool:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        own = os.fstat(fd)
+        return (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino)
 
     def release(self) -> None:
         if not self.held:
             return
-        owner = self._read()
-        if owner is not None and owner.get('pid') == os.getpid():
-            try:
-                os.remove(self.path)
-            except FileNotFoundError:
-                pass
-        self.held = False
+        try:
+            if self._fd is not None and self._same_file(self._fd):
+                os.remove(self.path)  # still flock-ed: no taker judges it meanwhile
+        finally:
+            if self._fd is not None:
+                os.close(self._fd)
+            self._fd = None
+            self.held = False
 
 
 def remove_stale_tmp_files(folder: str) -> List[str]:

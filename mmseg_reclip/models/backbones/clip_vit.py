@@ -1,4 +1,6 @@
 """Frozen open_clip ViT image tower producing dense MaskCLIP features."""
+import dataclasses
+import functools
 from typing import Optional, Tuple
 
 import torch
@@ -8,6 +10,7 @@ from mmengine.model import BaseModule
 from mmseg.registry import MODELS
 
 from ..utils import create_clip, freeze, resize_pos_embed_grid, set_block_layernorm_eps
+from ..utils.clip_dims import clip_dims
 
 
 def patch_tokens(visual: nn.Module, img: torch.Tensor) -> Tuple[torch.Tensor, tuple]:
@@ -52,12 +55,92 @@ def value_path_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return x + block.ls_2(block.mlp(block.ln_2(x)))
 
 
-def dense_features(visual: nn.Module, img: torch.Tensor) -> torch.Tensor:
-    """Dense, L2-normalised MaskCLIP features (docs/method.md §1).
+def split_heads(block: nn.Module, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+    """``q, k, v`` of a block's attention on ``ln_1(x)``, each ``[B, heads, N, head_dim]``."""
+    attn = block.attn
+    b, n, width = x.shape
+    qkv = F.linear(block.ln_1(x), attn.in_proj_weight, attn.in_proj_bias)
+    qkv = qkv.view(b, n, 3, attn.num_heads, width // attn.num_heads)
+    return qkv.permute(2, 0, 3, 1, 4).unbind(0)
+
+
+def merge_heads(block: nn.Module, weights: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``out_proj(weights @ v)`` with the heads merged back: ``[B, N, width]``."""
+    out = (weights @ v).transpose(1, 2).flatten(2)
+    return block.attn.out_proj(out)
+
+
+@functools.lru_cache(maxsize=8)  # frozen per grid: computed once per (grid, std, device)
+def neighbourhood_bias(grid: Tuple[int, int], std: float, device: torch.device,
+                       dtype: torch.dtype) -> torch.Tensor:
+    """NACLIP's Gaussian neighbourhood term ``[1 + h*w, 1 + h*w]``.
+
+    ``exp(-|p - p'|² / (2 std²))`` between patch positions (in patches); the CLS row and
+    column get 0. Cached: the caller must not modify it in place.
+    """
+    h, w = grid
+    ys, xs = torch.meshgrid(
+        torch.arange(h, device=device, dtype=dtype),
+        torch.arange(w, device=device, dtype=dtype),
+        indexing='ij')
+    pos = torch.stack([ys.flatten(), xs.flatten()], dim=1)
+    gauss = torch.exp(-torch.cdist(pos, pos).square() / (2 * std**2))
+    return F.pad(gauss, (1, 0, 1, 0))
+
+
+def sclip_block(block: nn.Module, x: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
+    """SCLIP's last block: correlative self-attention, residual and FFN kept.
+
+    ``attn = softmax(q qᵀ / √d) + softmax(k kᵀ / √d)`` (rows sum to 2, as released).
+    """
+    q, k, v = split_heads(block, x)
+    scale = q.shape[-1]**-0.5
+    weights = ((q @ q.transpose(-2, -1)) * scale).softmax(-1) + (
+        (k @ k.transpose(-2, -1)) * scale).softmax(-1)
+    x = x + block.ls_1(merge_heads(block, weights, v))
+    return x + block.ls_2(block.mlp(block.ln_2(x)))
+
+
+def clearclip_block(block: nn.Module, x: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
+    """ClearCLIP's last block: ``softmax(q qᵀ / √d)`` attention output only (no residual,
+    no FFN)."""
+    q, _, v = split_heads(block, x)
+    weights = ((q @ q.transpose(-2, -1)) * q.shape[-1]**-0.5).softmax(-1)
+    return merge_heads(block, weights, v)
+
+
+def naclip_block(block: nn.Module,
+                 x: torch.Tensor,
+                 grid: Tuple[int, int],
+                 std: float = 5.0) -> torch.Tensor:
+    """NACLIP's last block ("reduced"): ``softmax(k kᵀ / √d + Gaussian neighbourhood)``
+    attention output only (no residual, no FFN)."""
+    _, k, v = split_heads(block, x)
+    logits = (k @ k.transpose(-2, -1)) * k.shape[-1]**-0.5
+    logits = logits + neighbourhood_bias(grid, std, x.device, logits.dtype)
+    return merge_heads(block, logits.softmax(-1), v)
+
+
+#: Training-free dense-feature recipes: how the last block turns tokens into features.
+DENSE_MODES = {
+    'maskclip': lambda block, x, grid: value_path_block(block, x),
+    'sclip': sclip_block,
+    'clearclip': clearclip_block,
+    'naclip': naclip_block,
+}
+
+
+def dense_features(visual: nn.Module,
+                   img: torch.Tensor,
+                   dense_mode: str = 'maskclip',
+                   naclip_std: float = 5.0) -> torch.Tensor:
+    """Dense, L2-normalised CLIP features (docs/method.md §1).
 
     Args:
         visual (nn.Module): open_clip ``VisionTransformer`` (pre-norm, CLS token).
         img (Tensor): ``[B, 3, H, W]`` normalised image, ``H, W`` multiples of the patch.
+        dense_mode (str): the last block's recipe, a key of :data:`DENSE_MODES`.
+        naclip_std (float): Gaussian std (in patches) of ``'naclip'``.
 
     Returns:
         Tensor: ``[B, D, H/p, W/p]`` with ``D`` the CLIP embedding dim (512 for ViT-B-16).
@@ -66,7 +149,10 @@ def dense_features(visual: nn.Module, img: torch.Tensor) -> torch.Tensor:
     blocks = visual.transformer.resblocks
     for block in blocks[:-1]:
         x = block(x)
-    x = value_path_block(blocks[-1], x)
+    if dense_mode == 'naclip':
+        x = naclip_block(blocks[-1], x, (h, w), naclip_std)
+    else:
+        x = DENSE_MODES[dense_mode](blocks[-1], x, (h, w))
     x = visual.ln_post(x[:, 1:])
     x = x @ visual.proj
     x = F.normalize(x, dim=-1)
@@ -75,7 +161,7 @@ def dense_features(visual: nn.Module, img: torch.Tensor) -> torch.Tensor:
 
 @MODELS.register_module()
 class CLIPViTBackbone(BaseModule):
-    """Frozen open_clip ViT returning dense MaskCLIP features.
+    """Frozen open_clip ViT returning dense CLIP features (MaskCLIP by default).
 
     Always in eval mode with gradients off; its weights come from ``pretrained`` at
     construction and are not written to checkpoints (``save_weights=False``).
@@ -88,6 +174,13 @@ class CLIPViTBackbone(BaseModule):
             (released code: 1e-6; CLIP: 1e-5).
         quick_gelu (bool, optional): QuickGELU activations (see
             :func:`~mmseg_reclip.models.utils.create_clip`).
+        dense_mode (str): how the last block makes dense features (training-free
+            recipes, each usable under ReCLIP++): ``'maskclip'`` (default, released
+            ReCLIP++: value path, residual and FFN), ``'sclip'`` (correlative
+            self-attention q-q + k-k, residual and FFN), ``'clearclip'`` (q-q
+            attention, no residual, no FFN), ``'naclip'`` (k-k attention + Gaussian
+            neighbourhood, no residual, no FFN).
+        naclip_std (float): std of NACLIP's Gaussian neighbourhood, in patches (5).
         save_weights (bool): keep the frozen CLIP weights in checkpoints. Default False.
 
     Shapes:
@@ -100,18 +193,27 @@ class CLIPViTBackbone(BaseModule):
                  pretrained: Optional[str] = 'openai',
                  ln_eps: Optional[float] = None,
                  quick_gelu: Optional[bool] = None,
+                 dense_mode: str = 'maskclip',
+                 naclip_std: float = 5.0,
                  save_weights: bool = False,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
+        if dense_mode not in DENSE_MODES:
+            raise ValueError(f'dense_mode must be one of {sorted(DENSE_MODES)}, got {dense_mode!r}')
+        if naclip_std <= 0:
+            raise ValueError(f'naclip_std must be > 0, got {naclip_std}')
+        self.dense_mode = dense_mode
+        self.naclip_std = float(naclip_std)
         # One CLIP may be shared with the text encoder (shared_clip_models): the eps
         # override goes on this tower only (the released code's 1e-6 is image-side).
         clip = create_clip(model_name, pretrained, quick_gelu=quick_gelu)
         if ln_eps is not None:
             set_block_layernorm_eps(clip.visual, ln_eps)
         self.visual = freeze(clip.visual, save_weights=save_weights)
-        self.patch_size = tuple(self.visual.patch_size)
-        self.embed_dim = self.visual.proj.shape[1]
-        self.width = self.visual.conv1.out_channels
+        self.dims = dataclasses.replace(clip_dims(clip), model_name=model_name)
+        self.patch_size = self.dims.patch_size
+        self.embed_dim = self.dims.embed_dim
+        self.width = self.dims.image_width
 
     def init_weights(self) -> None:
         # Weights come from `pretrained`; mmengine's init must not overwrite them.
@@ -127,19 +229,16 @@ class CLIPViTBackbone(BaseModule):
 
     def forward(self, img: torch.Tensor) -> Tuple[torch.Tensor]:
         with torch.no_grad():
-            return (dense_features(self.visual, self.pad_to_patch(img)), )
-
-    def pos_embed_grid(self, size: Optional[tuple] = None) -> torch.Tensor:
-        """CLIP's patch positional embedding ``[width, h, w]`` resized to ``size``."""
-        grid = vit_pos_embed_grid(self.visual)
-        return grid if size is None else resize_pos_embed_grid(grid, size)
+            img = self.pad_to_patch(img)
+            return (dense_features(self.visual, img, self.dense_mode, self.naclip_std), )
 
     @torch.no_grad()
     def encode_image(self, img: torch.Tensor) -> torch.Tensor:
         """CLIP's own global image embedding (CLS + attention path), L2-normalised.
 
         Args:
-            img (Tensor): ``[N, 3, S, S]`` with ``S`` CLIP's input size (224).
+            img (Tensor): ``[N, 3, S, S]`` with ``S`` CLIP's input size
+                (``dims.image_size``: 224, ViT-L-14-336: 336).
 
         Returns:
             Tensor: ``[N, D]``.

@@ -58,6 +58,21 @@ class FrozenSegmentorEmbedder(BaseModule):
     def init_weights(self) -> None:
         pass  # the weights come from `checkpoint`
 
+    @property
+    def out_channels(self) -> int:
+        """``D`` of the embeddings: the student head's ``embed_dim``, or the CLIP
+        backbone's joint dimension (derived from the CLIP model, docs/usage.md)."""
+        head = self.model.decode_head
+        if hasattr(head, 'forward_features') and hasattr(head, 'embed_dim'):
+            return int(head.embed_dim)
+        dim = getattr(self.model.backbone, 'embed_dim', None)
+        if dim is None:
+            raise TypeError(f'Cannot tell the embedding width of {type(self.model).__name__} '
+                            f'(its head {type(head).__name__} has no embed_dim and its backbone '
+                            f'{type(self.model.backbone).__name__} none): set the probe '
+                            "head's in_channels.")
+        return int(dim)
+
     @torch.no_grad()
     def forward(self, img: torch.Tensor) -> Tuple[torch.Tensor]:
         feats = self.model.extract_feat(img)

@@ -24,15 +24,18 @@ def bias_logits(pos_feats: torch.Tensor, reference: torch.Tensor) -> torch.Tenso
     return torch.einsum('dhw,cd->chw', pos_feats, reference)
 
 
+#: How ``R`` is normalised: by its Frobenius norm (released), per class, or not at all.
+REF_NORMS = ('global', 'row', 'none')
+
+
 def normalize_reference(reference: torch.Tensor, mode: str) -> torch.Tensor:
-    """``'global'``: divide by the Frobenius norm (released); ``'row'``: per class."""
+    """``'global'``: divide by the Frobenius norm (released); ``'row'``: per class;
+    ``'none'``: unchanged (``mode`` is validated by :class:`ReferenceBiasExtractor`)."""
     if mode == 'global':
         return reference / reference.norm()
     if mode == 'row':
         return F.normalize(reference, dim=-1)
-    if mode == 'none':
-        return reference
-    raise ValueError(f"ref_norm must be 'global', 'row' or 'none', got {mode!r}")
+    return reference
 
 
 @MODELS.register_module()
@@ -74,7 +77,7 @@ class ReferenceBiasExtractor(BaseModule):
         pe_grid (tuple[int]): CLIP's PE grid (inherited mode; ViT-B/16: (14, 14)).
 
     Shapes:
-        ``forward(size)`` → ``B`` ``[C, h, w]``; :meth:`reference_embeddings` → ``R``
+        ``forward(size, feats=None)`` → ``B`` ``[C, h, w]``; :meth:`reference_embeddings` → ``R``
         ``[C, D]``; :meth:`positional_features` → ``P`` ``[D, h, w]``.
     """
 
@@ -91,7 +94,8 @@ class ReferenceBiasExtractor(BaseModule):
                  pe_grid: Sequence[int] = (14, 14),
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
-        normalize_reference(torch.ones(1), ref_norm)  # validate early
+        if ref_norm not in REF_NORMS:
+            raise ValueError(f'ref_norm must be one of {REF_NORMS}, got {ref_norm!r}')
         if ctx_init not in ('token0', 'normal'):
             raise ValueError(f"ctx_init must be 'token0' or 'normal', got {ctx_init!r}")
         self.num_classes = num_classes
@@ -167,8 +171,9 @@ class ReferenceBiasExtractor(BaseModule):
     def forward(self, size: Tuple[int, int], feats: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Bias logits ``B`` ``[C, h, w]`` for a ``size = (h, w)`` grid.
 
-        With gradients while training a learnt extractor; otherwise cached per size.
-        ``feats`` (the head's ``F``) is not used: this bias is image-independent.
+        ``feats`` (the image features, see the contract in :class:`RectifiedClassifier`)
+        is ignored: this bias does not depend on the image. With gradients while
+        training a learnt extractor; otherwise cached per size.
         """
         if self.learnt and self.training:
             return bias_logits(self.positional_features(size), self.reference_embeddings())
@@ -182,9 +187,6 @@ class ReferenceBiasExtractor(BaseModule):
                 self._cache[key] = bias_logits(
                     self.positional_features(size), self.reference_embeddings())
         return self._cache[key]
-
-    def clear_cache(self) -> None:
-        self._cache.clear()
 
     def train(self, mode: bool = True):
         self._cache.clear()  # parameters may change while training

@@ -48,6 +48,9 @@ class CoupledBiasExtractor(ReferenceBiasExtractor):
         ``[B, C, h, w]``; :meth:`space_bias` → ``[C, h, w]``.
     """
 
+    #: ``B`` depends on the image (no head-alone bias map, see ``bias_maps.bias_map``).
+    image_dependent = True
+
     def __init__(self, num_classes: int, embed_dim: int, **kwargs):
         super().__init__(num_classes, embed_dim, **kwargs)
         # The PE is projected to class logits directly (not into the joint space).

@@ -65,11 +65,12 @@ class LearnableQueryReCLIPHead(ReCLIPHead):
             else:
                 nn.init.normal_(self.query_context, std=0.02)
 
-    def reset_trainable(self) -> None:
-        super().reset_trainable()
-        if hasattr(self, 'query_context'):  # ReCLIPHead.__init__ does not call it
-            self.reset_query_context()
-            self.query_ready.fill_(False)
+    def init_weights(self) -> None:
+        # mmengine's default init would overwrite the method's initialisation; Q is
+        # rebuilt from the reset context by the base class's init.
+        self.reset_query_context()
+        self.query_ready.fill_(False)
+        super().init_weights()
 
     def build_queries(self) -> torch.Tensor:
         """``Q`` ``[N, D]`` from the current context (with gradients)."""

@@ -8,9 +8,10 @@ from mmengine.logging import print_log
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.registry import MODELS
 
-from ..utils import autocast_off, dense_class_logits
+from ..utils import autocast_off, dense_class_logits, name_map
 from ..utils.cache import KeyedCache
 from ..utils.class_set import ClassSetStateMixin, templates_id
+from ..utils.clip_dims import check_dim
 
 
 def normalize_class_names(class_names: Union[str, Sequence]) -> List[List[str]]:
@@ -41,7 +42,9 @@ class MaskCLIPHead(ClassSetStateMixin, BaseDecodeHead):
         templates (str | list[str]): prompt templates or a key (``'reclip85'``).
         num_classes (int, optional): ``C``; must equal ``len(class_names)``. ``None``:
             taken from ``class_names`` (e.g. the number of classes in a class-name file).
-        in_channels (int): feature dim ``D`` (512 for ViT-B-16).
+        in_channels (int, optional): feature dim ``D``; ``None`` (default): the CLIP
+            text embedding's (ViT-B-16: 512, ViT-L-14: 768). A value that disagrees
+            with the CLIP is an error.
         show_progress (bool): progress bar while building ``Q``.
         query_cache_dir (str, optional): disk cache of ``Q`` for real CLIP weights
             (``None`` disables it).
@@ -55,7 +58,7 @@ class MaskCLIPHead(ClassSetStateMixin, BaseDecodeHead):
                  class_names: Union[str, Sequence],
                  text_encoder: dict,
                  num_classes: Optional[int] = None,
-                 in_channels: int = 512,
+                 in_channels: Optional[int] = None,
                  templates: Union[str, Sequence[str]] = 'reclip85',
                  show_progress: bool = True,
                  query_cache_dir: Optional[str] = '~/.cache/mmseg_reclip',
@@ -63,6 +66,12 @@ class MaskCLIPHead(ClassSetStateMixin, BaseDecodeHead):
                  **kwargs):
         if num_classes is None:  # one class per entry of the list / line of the file
             num_classes = len(normalize_class_names(class_names))
+        # Built before the base class so that D comes from the CLIP it encodes with.
+        text = MODELS.build(text_encoder)
+        check_dim(
+            type(self).__name__, 'in_channels', in_channels, text.embed_dim,
+            getattr(text, 'model_name', '?'))
+        in_channels = text.embed_dim
         kwargs.setdefault('channels', in_channels)
         # BaseDecodeHead builds a loss even for a training-free head; avoid its CE default.
         kwargs.setdefault('loss_decode', dict(type='ReCLIPContrastiveLoss'))
@@ -78,10 +87,7 @@ class MaskCLIPHead(ClassSetStateMixin, BaseDecodeHead):
         from mmseg_reclip.datasets.templates import get_templates
         self.templates = get_templates(templates)
         self.templates_id = templates_id(templates, self.templates)
-        self.text_encoder = MODELS.build(text_encoder)
-        if self.text_encoder.embed_dim != in_channels:
-            raise ValueError(f'in_channels={in_channels} but the CLIP text embedding has '
-                             f'{self.text_encoder.embed_dim} dims; set in_channels to match.')
+        self.text_encoder = text
         self.show_progress = show_progress
         self.query_cache_dir = query_cache_dir
         flat = [name for names in self.class_names for name in names]
@@ -130,9 +136,7 @@ class MaskCLIPHead(ClassSetStateMixin, BaseDecodeHead):
             return None
         key = hashlib.sha256(json.dumps([weights, self.flat_names,
                                          self.templates]).encode()).hexdigest()
-        # require_key=False: caches written before the key was stored stay valid
-        return KeyedCache(
-            self.query_cache_dir, 'queries_', key, digits=24, what='Query cache', require_key=False)
+        return KeyedCache(self.query_cache_dir, 'queries_', key, digits=24, what='Query cache')
 
     def _cached_queries_problem(self, data) -> Optional[str]:
         """Why a loaded query cache cannot be used (None if it can).
@@ -186,16 +190,16 @@ class MaskCLIPHead(ClassSetStateMixin, BaseDecodeHead):
 
     @property
     def name_map(self) -> Optional[torch.Tensor]:
-        """``name_to_class``, or ``None`` when every class has exactly one name.
+        """``name_to_class`` for the synonym maximum, ``None`` with one name per class
+        (see :func:`~mmseg_reclip.models.utils.clip_ops.name_map`)."""
+        return name_map(self.name_to_class, self.num_classes)
 
-        Then the map is the identity by construction, and passing ``None`` spares
-        :func:`class_max_over_names` its identity check, a device→host sync per call on
-        GPUs (which would stall the crop-vote and training pipelines).
-        """
-        return None if len(self.flat_names) == self.num_classes else self.name_to_class
+    def forward_features(self, inputs: Tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """``F`` ``[B, D, h, w]``: the backbone's CLIP features, used as they are."""
+        return inputs[0]
 
     def forward(self, inputs: Tuple[torch.Tensor, ...]) -> torch.Tensor:
-        return self.query_logits(inputs[0])
+        return self.query_logits(self.forward_features(inputs))
 
     def loss(self, *args, **kwargs):
         raise RuntimeError('MaskCLIPHead is training-free: it has nothing to train. Use '

@@ -1,42 +1,32 @@
 """Distillation student head: any backbone's features → ``F_s``, then the teacher's
 frozen query embeddings, bias extractor and mask decoder (docs/method.md §7)."""
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Set, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.registry import MODELS
-from mmseg.utils import SampleList
 
-from ..utils import dense_class_logits, freeze, hypothesis_multi_hot, rename_legacy_keys
-from ..utils.class_set import ClassSetStateMixin
+from ..losses.distill_losses import DistillBatch, DistillTargets
+from ..utils import dense_class_logits, freeze, name_map
+from ..utils.class_set import ClassSetStateMixin, check_same_classes
 from .aspp_v2_head import ASPPV2  # noqa: F401  (registers the default feature module)
 from .maskclip_head import normalize_class_names
-from .reclip_head import check_moved_args, rectify, with_default_type
+from .rectified_classifier import RectifiedClassifier
 
 #: Frozen tensors of the head itself copied from the teacher (with every tensor of the
 #: bias extractor and the mask decoder, see `ReCLIPStudentHead.inherited_keys`).
 INHERITED_BUFFERS = ('query_embeds', 'name_to_class')
 
-#: State-dict keys of the student head before it held the two modules (checkpoints
-#: written until November 2026) -> the keys of today. ``decoder_bn_eps`` became the
-#: BN module's ``eps`` (see `_load_from_state_dict`).
-LEGACY_KEYS = {
-    'reference': 'bias_extractor.reference',
-    'pos_embed': 'bias_extractor.pos_embed',
-    'pe_proj_weight': 'bias_extractor.pe_proj.weight',
-    'pe_proj_bias': 'bias_extractor.pe_proj.bias',
-    'decoder_weight': 'mask_decoder.conv.weight',
-    'decoder_bias': 'mask_decoder.conv.bias',
-    'decoder_bn_weight': 'mask_decoder.norm.weight',
-    'decoder_bn_bias': 'mask_decoder.norm.bias',
-    'decoder_bn_mean': 'mask_decoder.norm.running_mean',
-    'decoder_bn_var': 'mask_decoder.norm.running_var',
+#: The valid ``inherit`` settings of the student (paper Table IX rows, docs/method.md §11.8)
+#: and the classifier output each one uses (``None``: the "Ori. head", no classifier).
+INHERIT_OUTPUTS = {
+    (): None,
+    ('query', ): 'Lq',
+    ('query', 'bias'): 'Lr',
+    ('query', 'bias', 'decoder'): 'O',
 }
-
-#: The valid ``inherit`` settings of the student (paper Table IX rows, docs/method.md §11.8).
-INHERIT_OPTIONS = ((), ('query', ), ('query', 'bias'), ('query', 'bias', 'decoder'))
 
 
 def check_inherit(inherit: Sequence[str]) -> Tuple[str, ...]:
@@ -44,9 +34,9 @@ def check_inherit(inherit: Sequence[str]) -> Tuple[str, ...]:
     order = ('query', 'bias', 'decoder')
     unknown = [k for k in inherit if k not in order]
     value = tuple(k for k in order if k in inherit)
-    if unknown or value not in INHERIT_OPTIONS:
-        raise ValueError(f'inherit={tuple(inherit)!r}: use one of {INHERIT_OPTIONS} (each adds '
-                         'one inherited part on top of the previous one, paper Table IX).')
+    if unknown or value not in INHERIT_OUTPUTS:
+        raise ValueError(f'inherit={tuple(inherit)!r}: use one of {tuple(INHERIT_OUTPUTS)} (each '
+                         'adds one inherited part on top of the previous one, paper Table IX).')
     return value
 
 
@@ -60,12 +50,12 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
     a gradient, saved in the student's checkpoint):
 
     - ``Q`` (``query_embeds`` ``[N, D]``, ``name_to_class`` ``[N]``),
-    - a frozen copy of the teacher's bias extractor in its inherited mode
-      (:class:`ReferenceBiasExtractor` without a text encoder: ``R``, CLIP's image PE
-      grid and the PE projection); ``B = proj(resize(PE, grid_s))·Rᵀ`` is computed once
-      per student grid size,
-    - a frozen copy of the teacher's :class:`RectifiedMaskDecoder` (conv + BN; BN always
-      uses its running statistics).
+    - a frozen copy of the teacher's :class:`RectifiedClassifier` (``classifier``): the
+      bias extractor in its inherited mode (:class:`ReferenceBiasExtractor` without a
+      text encoder: ``R``, CLIP's image PE grid and the PE projection;
+      ``B = proj(resize(PE, grid_s))·Rᵀ`` is computed once per student grid size) and
+      the :class:`RectifiedMaskDecoder` (conv + BN; BN always uses its running
+      statistics).
 
     The student therefore needs no CLIP model at all — not for inference, not for its
     checkpoint. Its checkpoint stores the class names (and the teacher's template set);
@@ -73,10 +63,9 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
     tensors from a stage-1 :class:`ReCLIPHead` (the :class:`ReCLIPDistiller` does it
     when it loads the teacher)::
 
-        forward(): F_s = forward_features(x) -> decode(F_s)
-                   (decode: mask_decoder(F_s, rectify(F_s·Qᵀ, bias_extractor(h, w))))
-        loss():    forward_features() -> decode() -> mask_decoder.sample_masks()
-                   -> the distillation losses
+        forward(): F_s = forward_features(x) -> classifier(F_s)
+        distill_loss(): forward_features() -> classifier() -> classifier.sample_masks()
+                        -> DistillBatch -> the distillation losses
 
     Args:
         in_channels (int | list[int]): channels of the selected backbone / neck output(s).
@@ -98,10 +87,11 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
         bias_mode (str): must match the teacher (``'subtract'``).
         inherit (tuple[str]): what the student's classifier uses of the inherited parts
             (paper Table IX, docs/method.md §11.8): ``('query', 'bias', 'decoder')``
-            (ReCLIP++, default), ``('query', 'bias')`` (``O = Lr``), ``('query',)``
-            (``O = Lq``) or ``()`` ("Ori. head": a learnt 1x1 classifier ``conv_seg``
-            on ``F_s``, nothing inherited is used). Everything is still copied from the
-            teacher (the Gumbel masks of the text-guided loss use the decoder's scale).
+            (ReCLIP++, default: ``O``), ``('query', 'bias')`` (the classifier's output
+            is ``Lr``), ``('query',)`` (``Lq``) or ``()`` ("Ori. head": a learnt 1x1
+            classifier ``conv_seg`` on ``F_s``; nothing inherited is used for the
+            logits). Everything is still copied from the teacher (the hard masks of the
+            text-guided loss are the mask decoder's ``sample_masks``).
         loss_decode (list[dict]): distillation losses, summed (see
             :mod:`mmseg_reclip.models.losses.distill_losses`).
 
@@ -130,7 +120,6 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
                  dropout_ratio: float = 0.0,
                  init_cfg: Optional[dict] = None,
                  **kwargs):
-        check_moved_args('ReCLIPStudentHead', kwargs)
         if num_classes is None:  # one class per entry of the list / line of the file
             num_classes = len(normalize_class_names(class_names))
         super().__init__(
@@ -142,16 +131,15 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
             init_cfg=init_cfg,
             **kwargs)
         self.inherit = check_inherit(inherit)
-        if self.inherit:
-            del self.conv_seg  # the classifier is the inherited decoder
+        output = INHERIT_OUTPUTS[self.inherit]
+        if output is not None:
+            del self.conv_seg  # the classifier is the inherited one
         else:  # "Ori. head" (Table IX): a learnt classifier on F_s
             self.conv_seg = nn.Conv2d(embed_dim, num_classes, 1)
         self.class_names = normalize_class_names(class_names)
         if len(self.class_names) != num_classes:
             raise ValueError(f'{len(self.class_names)} class names given for '
                              f'num_classes={num_classes}.')
-        rectify(torch.zeros(1), torch.zeros(1), bias_mode)  # validate early
-        self.bias_mode = bias_mode
         # Template set of the inherited Q (the teacher's); the student has none of its own.
         self.templates_id: Optional[str] = None
         self.embed_dim = embed_dim
@@ -163,34 +151,48 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
                 feature_module, default_args=dict(in_channels=self.in_channels, channels=channels))
         self.proj = nn.Conv2d(channels, embed_dim, 1)
 
-        # Frozen copies of the teacher's two modules (filled by `load_from_teacher`).
-        self.bias_extractor = freeze(
-            MODELS.build(
-                with_default_type(bias_extractor, 'ReferenceBiasExtractor'),
-                default_args=dict(num_classes=num_classes, embed_dim=embed_dim, text_encoder=None)))
-        self.mask_decoder = freeze(
-            MODELS.build(
-                with_default_type(mask_decoder, 'RectifiedMaskDecoder'),
-                default_args=dict(
-                    in_channels=embed_dim, num_classes=num_classes, norm_cfg=dict(type='BN'))))
-        for module in (self.bias_extractor, self.mask_decoder):
-            module.is_init = True  # filled from the teacher: mmengine's init skips them
-
         num_names = sum(len(names) for names in self.class_names)
         name_to_class = [c for c, names in enumerate(self.class_names) for _ in names]
         self.register_buffer('query_embeds', torch.zeros(num_names, embed_dim))
         self.register_buffer('name_to_class', torch.tensor(name_to_class, dtype=torch.long))
         self.register_buffer('inherited', torch.tensor(False))
+        # A frozen copy of the teacher's classifier (filled by `load_from_teacher`).
+        self.classifier = freeze(
+            RectifiedClassifier(
+                self.query_logits,
+                num_classes,
+                embed_dim,
+                bias_extractor=bias_extractor,
+                mask_decoder=mask_decoder,
+                bias_mode=bias_mode,
+                norm_cfg=dict(type='BN'),
+                output=output or 'O'))
+        self.classifier.is_init = True  # filled from the teacher: mmengine's init skips it
+
+    @property
+    def bias_extractor(self) -> nn.Module:
+        return self.classifier.bias_extractor
+
+    @property
+    def mask_decoder(self) -> nn.Module:
+        return self.classifier.mask_decoder
+
+    @property
+    def bias_mode(self) -> str:
+        return self.classifier.bias_mode
+
+    @property
+    def name_map(self) -> Optional[torch.Tensor]:
+        """``name_to_class`` for the synonym maximum, ``None`` with one name per class
+        (see :func:`~mmseg_reclip.models.utils.clip_ops.name_map`)."""
+        return name_map(self.name_to_class, self.num_classes)
 
     def inherited_keys(self) -> List[str]:
         """State-dict keys (without prefix) of every tensor inherited from the teacher."""
-        keys = list(INHERITED_BUFFERS)
-        for name in ('bias_extractor', 'mask_decoder'):
-            keys += [
-                f'{name}.{k}' for k in getattr(self, name).state_dict()
-                if not k.endswith('num_batches_tracked')
-            ]
-        return keys
+        return list(INHERITED_BUFFERS) + [
+            f'classifier.{k}'
+            for k in self.classifier.state_dict() if not k.endswith('num_batches_tracked')
+        ]
 
     # -- inheritance ----------------------------------------------------------------------
     @torch.no_grad()
@@ -199,13 +201,12 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
         decoder from a stage-1 :class:`ReCLIPHead` (a frozen snapshot: later changes to
         the teacher do not reach the student)."""
         name = type(teacher_head).__name__
-        if teacher_head.num_classes != self.num_classes:
-            raise ValueError(f'The teacher predicts {teacher_head.num_classes} classes, the '
-                             f'student head num_classes={self.num_classes}.')
-        if [list(n) for n in teacher_head.class_names] != [list(n) for n in self.class_names]:
-            raise ValueError('Teacher and student class names differ: give the student head '
-                             'the class_names of the stage-1 config.\n  teacher: '
-                             f'{teacher_head.class_names}\n  student: {self.class_names}')
+        check_same_classes(
+            teacher_head.class_names,
+            self.class_names,
+            'teacher',
+            'student',
+            fix='Give the student head the class_names of the stage-1 config.')
         if teacher_head.bias_mode != self.bias_mode:
             raise ValueError(f'bias_mode: teacher {teacher_head.bias_mode!r}, student '
                              f'{self.bias_mode!r}; they must match.')
@@ -247,13 +248,6 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
         teacher_head.train(was_training)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # Checkpoints of the student before it held the two modules (see LEGACY_KEYS).
-        if rename_legacy_keys(state_dict, prefix, LEGACY_KEYS):
-            state_dict.setdefault(prefix + 'mask_decoder.norm.num_batches_tracked',
-                                  torch.tensor(0, dtype=torch.long))
-        eps = state_dict.pop(prefix + 'decoder_bn_eps', None)
-        if eps is not None:
-            self.mask_decoder.norm.eps = float(eps)
         # `inherited` may only be True with every inherited tensor loaded (mmengine's
         # non-strict load would keep the missing ones at zero with only a warning).
         lacking = [k for k in self.inherited_keys() if prefix + k not in state_dict]
@@ -287,80 +281,54 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
 
     def query_logits(self, feats: torch.Tensor) -> torch.Tensor:
         """``Lq = F_s·Qᵀ`` ``[B, C, h, w]`` (max over synonyms)."""
-        return dense_class_logits(feats, self.query_embeds, self.name_to_class, self.num_classes)
+        return dense_class_logits(feats, self.queries(), self.name_map, self.num_classes)
 
-    def bias(self, size: Tuple[int, int], feats: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Bias logits ``B`` ``[C, h, w]`` for the student's grid; computed once per size
-        by the frozen bias extractor (everything it depends on is frozen). An
-        image-dependent extractor (conference ReCLIP) reads ``feats`` (``F_s``)."""
-        return self.bias_extractor(tuple(size), feats=feats)
-
-    def rectified_logits(self, feats: torch.Tensor) -> torch.Tensor:
-        """``Lr`` ``[B, C, h, w]``: the student's query logits rectified by the bias."""
-        return rectify(self.query_logits(feats), self.bias(feats.shape[-2:], feats), self.bias_mode)
-
-    def decode(self, feats: torch.Tensor) -> torch.Tensor:
-        """Inherited rectified mask decoder: ``BN(conv(concat(F_s, Lq − B)))`` (or less,
-        see ``inherit``)."""
+    def classify(self, feats: torch.Tensor) -> torch.Tensor:
+        """Class logits ``[B, C, h, w]`` of ``F_s``: the frozen classifier's output
+        (see ``inherit``), or the learnt ``conv_seg`` of the "Ori. head"."""
         self._check_inherited()
-        if not self.inherit:  # Table IX "Ori. head"
+        if not self.inherit:
             return self.conv_seg(feats)
-        if 'bias' not in self.inherit:
-            return self.query_logits(feats).float()
-        if 'decoder' not in self.inherit:
-            return self.rectified_logits(feats).float()
-        return self.mask_decoder(feats, self.rectified_logits(feats))
+        return self.classifier(feats)
 
     def forward(self, inputs: Tuple[torch.Tensor, ...]) -> torch.Tensor:
-        return self.decode(self.forward_features(inputs))
-
-    def sample_masks(self, logits: torch.Tensor) -> torch.Tensor:
-        """Hard Gumbel-softmax masks ``[B, C, h, w]`` of the student (as in stage 1)."""
-        return self.mask_decoder.sample_masks(logits)
+        return self.classify(self.forward_features(inputs))
 
     # -- distillation loss ----------------------------------------------------------------
-    def _losses(self) -> List[nn.Module]:
-        return list(self.loss_decode) if isinstance(self.loss_decode,
-                                                    nn.ModuleList) else [self.loss_decode]
+    @property
+    def losses(self) -> List[nn.Module]:
+        """The configured distillation losses."""
+        loss = self.loss_decode
+        return list(loss) if isinstance(loss, nn.ModuleList) else [loss]
 
-    def loss(self,
-             inputs: Tuple[torch.Tensor, ...],
-             batch_data_samples: SampleList,
-             train_cfg: dict,
-             teacher_outputs: Optional[dict] = None) -> dict:
-        """Distillation losses (docs/method.md §7), one entry per configured loss.
+    @property
+    def target_fields(self) -> Set[str]:
+        """The :class:`DistillTargets` fields the losses read (the distiller computes
+        only those)."""
+        return {field for loss in self.losses for field in loss.needs}
+
+    def loss(self, inputs, batch_data_samples, train_cfg) -> dict:
+        raise RuntimeError('ReCLIPStudentHead learns from a teacher: train it inside '
+                           'ReCLIPDistiller (which calls distill_loss).')
+
+    def distill_loss(self, inputs: Tuple[torch.Tensor, ...], targets: DistillTargets) -> dict:
+        """Distillation losses (docs/method.md §7), one entry per configured loss name.
 
         Args:
             inputs: backbone / neck features of the student.
-            batch_data_samples: carry the crop-vote hypotheses (text-guided loss) and,
-                for the valid (un-padded) image region, ``img_shape``.
-            teacher_outputs (dict): from :meth:`ReCLIPDistiller.teacher_outputs`:
-                ``target`` ``[B, H, W]`` long (teacher argmax at image size, ignore
-                index outside the image) and ``feats`` ``[B, D, H, W]`` (teacher ``F``
-                upsampled to image size), ``valid`` ``[B, H, W]`` bool.
+            targets (DistillTargets): from :meth:`ReCLIPDistiller.distill_targets`.
         """
-        if teacher_outputs is None:
-            raise ValueError('ReCLIPStudentHead.loss needs the teacher outputs; train it '
-                             'inside ReCLIPDistiller.')
         feats = self.forward_features(inputs)
-        logits = self.decode(feats)
-        losses = self._losses()
-        hypothesis = None
-        if any(getattr(loss, 'uses_hypothesis', False) for loss in losses):
-            hypothesis = hypothesis_multi_hot(batch_data_samples, self.num_classes, feats.device)
-        student = dict(
-            student_feats=feats,
-            student_logits=logits,
-            student_masks=self.sample_masks(logits),
-            queries=self.query_embeds,
-            name_to_class=self.name_to_class,
-            hypothesis=hypothesis,
-            teacher_target=teacher_outputs.get('target'),
-            teacher_feats=teacher_outputs.get('feats'),
-            valid=teacher_outputs.get('valid'))
+        logits = self.classify(feats)
+        batch = DistillBatch(
+            feats=feats,
+            logits=logits,
+            masks=self.classifier.sample_masks(logits),
+            queries=self.queries(),
+            name_map=self.name_map,
+            targets=targets)
         out = {}
-        for loss in losses:
-            name = loss.loss_name
-            value = loss(**student)
-            out[name] = out[name] + value if name in out else value
+        for loss in self.losses:
+            value = loss(batch)
+            out[loss.loss_name] = out[loss.loss_name] + value if loss.loss_name in out else value
         return out

@@ -1,7 +1,8 @@
-from .contrastive_loss import ReCLIPContrastiveLoss, mask_pooled_features, reclip_contrastive_loss
-from .distill_losses import FeatureGuidedL1Loss, MaskGuidedCELoss, TextGuidedContrastiveLoss
+from .contrastive_loss import ReCLIPContrastiveLoss, reclip_contrastive_loss
+from .distill_losses import (DistillBatch, DistillTargets, FeatureGuidedL1Loss, MaskGuidedCELoss,
+                             TextGuidedContrastiveLoss)
 
 __all__ = [
-    'ReCLIPContrastiveLoss', 'reclip_contrastive_loss', 'mask_pooled_features',
+    'ReCLIPContrastiveLoss', 'reclip_contrastive_loss', 'DistillBatch', 'DistillTargets',
     'FeatureGuidedL1Loss', 'MaskGuidedCELoss', 'TextGuidedContrastiveLoss'
 ]

@@ -5,18 +5,12 @@ whose ``loss_weight`` is its λ; :class:`ReCLIPStudentHead` sums the configured 
 The student tensors are used as they are (never detached: the released code detached
 the student features, so only the CE term trained).
 
-Every loss module is called with the same keyword arguments (the student head passes
-them all) and reads the ones it needs:
-
-- ``student_feats`` ``[B, D, h, w]`` L2-normalised student features ``F_s``,
-- ``student_logits`` ``[B, C, h, w]`` inherited decoder output on ``F_s``,
-- ``student_masks`` ``[B, C, h, w]`` hard Gumbel masks of ``student_logits``,
-- ``queries`` ``[N, D]``, ``name_to_class`` ``[N]``, ``hypothesis`` ``[B, C]`` bool,
-- ``teacher_target`` ``[B, H, W]`` long: teacher argmax at image size,
-- ``teacher_feats`` ``[B, D, H, W]``: teacher ``F`` upsampled (bilinear) to image size,
-- ``valid`` ``[B, H, W]`` bool: image pixels (not batch padding), or None.
+Every loss module is called with one :class:`DistillBatch` (the student's tensors and
+the :class:`DistillTargets` of the teacher) and declares in ``needs`` which target
+fields it reads, so the distiller computes only those.
 """
-from typing import Optional
+from dataclasses import dataclass
+from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -25,6 +19,52 @@ from mmseg.registry import MODELS
 
 from ..utils import fp32
 from .contrastive_loss import reclip_contrastive_loss
+
+__all__ = [
+    'DistillTargets', 'DistillBatch', 'MaskGuidedCELoss', 'FeatureGuidedL1Loss',
+    'TextGuidedContrastiveLoss', 'mask_guided_ce_loss', 'feature_guided_l1_loss'
+]
+
+
+@dataclass
+class DistillTargets:
+    """What the student learns from, for one batch (from :class:`DistillTeacher`, the
+    pseudo labels and the crop-vote hook).
+
+    Attributes:
+        valid (Tensor): ``[B, H, W]`` bool: image pixels (not batch padding).
+        target (Tensor, optional): ``[B, H, W]`` long CE target at image size: the
+            teacher's argmax (online) or the pseudo label (offline); ``ignore_index`` on
+            padding.
+        feats (Tensor, optional): ``[B, D, H, W]`` teacher ``F`` upsampled (bilinear)
+            to image size.
+        hypothesis (Tensor, optional): ``[B, C]`` bool crop-vote hypotheses.
+    """
+    valid: torch.Tensor
+    target: Optional[torch.Tensor] = None
+    feats: Optional[torch.Tensor] = None
+    hypothesis: Optional[torch.Tensor] = None
+
+
+@dataclass
+class DistillBatch:
+    """Everything a distillation loss reads (built by :class:`ReCLIPStudentHead`).
+
+    Attributes:
+        feats (Tensor): ``[B, D, h, w]`` L2-normalised student features ``F_s``.
+        logits (Tensor): ``[B, C, h, w]`` inherited decoder output ``O`` on ``F_s``.
+        masks (Tensor): ``[B, C, h, w]`` hard Gumbel masks of ``logits``.
+        queries (Tensor): ``[N, D]`` inherited ``Q``.
+        name_map (Tensor, optional): ``[N]`` class of each name, ``None`` with one name
+            per class (as :attr:`MaskCLIPHead.name_map`).
+        targets (DistillTargets): the teacher side.
+    """
+    feats: torch.Tensor
+    logits: torch.Tensor
+    masks: torch.Tensor
+    queries: torch.Tensor
+    name_map: Optional[torch.Tensor]
+    targets: DistillTargets
 
 
 def upsample_to(x: torch.Tensor, size: tuple, align_corners: bool = False) -> torch.Tensor:
@@ -77,8 +117,8 @@ def feature_guided_l1_loss(student_feats: torch.Tensor,
 class MaskGuidedCELoss(nn.Module):
     """Mask-guided term: :func:`mask_guided_ce_loss` × ``loss_weight`` (1)."""
 
-    uses_hypothesis = False
-    needs_teacher_feats = False
+    #: the :class:`DistillTargets` fields read
+    needs: Tuple[str, ...] = ('target', )
 
     def __init__(self,
                  loss_weight: float = 1.0,
@@ -91,11 +131,10 @@ class MaskGuidedCELoss(nn.Module):
         self.align_corners = align_corners
         self._loss_name = loss_name
 
-    def forward(self, student_logits: torch.Tensor, teacher_target: torch.Tensor,
-                **kwargs) -> torch.Tensor:
-        if teacher_target is None:
+    def forward(self, batch: DistillBatch) -> torch.Tensor:
+        if batch.targets.target is None:
             raise ValueError('MaskGuidedCELoss needs the teacher (or pseudo-label) target.')
-        return self.loss_weight * mask_guided_ce_loss(student_logits, teacher_target,
+        return self.loss_weight * mask_guided_ce_loss(batch.logits, batch.targets.target,
                                                       self.ignore_index, self.align_corners)
 
     @property
@@ -107,8 +146,8 @@ class MaskGuidedCELoss(nn.Module):
 class FeatureGuidedL1Loss(nn.Module):
     """Feature-guided term: :func:`feature_guided_l1_loss` × ``loss_weight`` (λ1 = 0.5)."""
 
-    uses_hypothesis = False
-    needs_teacher_feats = True
+    #: the :class:`DistillTargets` fields read
+    needs: Tuple[str, ...] = ('feats', )
 
     def __init__(self,
                  loss_weight: float = 0.5,
@@ -119,15 +158,12 @@ class FeatureGuidedL1Loss(nn.Module):
         self.align_corners = align_corners
         self._loss_name = loss_name
 
-    def forward(self,
-                student_feats: torch.Tensor,
-                teacher_feats: torch.Tensor,
-                valid: Optional[torch.Tensor] = None,
-                **kwargs) -> torch.Tensor:
-        if teacher_feats is None:
+    def forward(self, batch: DistillBatch) -> torch.Tensor:
+        targets = batch.targets
+        if targets.feats is None:
             raise ValueError('FeatureGuidedL1Loss needs the teacher features (run the '
                              'teacher online).')
-        return self.loss_weight * feature_guided_l1_loss(student_feats, teacher_feats, valid,
+        return self.loss_weight * feature_guided_l1_loss(batch.feats, targets.feats, targets.valid,
                                                          self.align_corners)
 
     @property
@@ -141,8 +177,8 @@ class TextGuidedContrastiveLoss(nn.Module):
     features and Gumbel masks with the crop-vote hypotheses, × ``loss_weight`` (λ2 = 0.5).
     """
 
-    uses_hypothesis = True
-    needs_teacher_feats = False
+    #: the :class:`DistillTargets` fields read
+    needs: Tuple[str, ...] = ('hypothesis', )
 
     def __init__(self,
                  loss_weight: float = 0.5,
@@ -153,15 +189,12 @@ class TextGuidedContrastiveLoss(nn.Module):
         self.logit_scale = logit_scale
         self._loss_name = loss_name
 
-    def forward(self,
-                student_feats: torch.Tensor,
-                student_masks: torch.Tensor,
-                queries: torch.Tensor,
-                hypothesis: torch.Tensor,
-                name_to_class: Optional[torch.Tensor] = None,
-                **kwargs) -> torch.Tensor:
-        return self.loss_weight * reclip_contrastive_loss(
-            student_feats, student_masks, queries, hypothesis, name_to_class, self.logit_scale)
+    def forward(self, batch: DistillBatch) -> torch.Tensor:
+        if batch.targets.hypothesis is None:
+            raise ValueError('TextGuidedContrastiveLoss needs the crop-vote hypotheses.')
+        return self.loss_weight * reclip_contrastive_loss(batch.feats, batch.masks, batch.queries,
+                                                          batch.targets.hypothesis, batch.name_map,
+                                                          self.logit_scale)
 
     @property
     def loss_name(self) -> str:

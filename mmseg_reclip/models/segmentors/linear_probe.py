@@ -23,11 +23,16 @@ class LinearProbeSegmentor(EncoderDecoder):
         trained_type (str): registered type of the trained model (``'ReCLIP'``,
             ``'ReCLIPDistiller'``, ``'MaskCLIP'``).
         checkpoint (str): the trained model's checkpoint.
-        probe_head (dict): the linear classifier (:class:`LinearProbeHead`).
+        probe_head (dict): the linear classifier (:class:`LinearProbeHead`); its
+            ``in_channels`` is the embedder's ``out_channels`` (derived from the trained
+            model: the student's ``embed_dim`` or CLIP's joint dimension); a different
+            value in the config is an error naming both.
         data_preprocessor (dict): shared by the probe and the trained model.
         train_cfg, test_cfg (dict): as :class:`mmseg.models.EncoderDecoder`.
         **trained: the rest of the trained model's config.
     """
+
+    training_free = False  # the probe is trained: 'none' is refused
 
     def __init__(self,
                  trained_type: str,
@@ -51,3 +56,13 @@ class LinearProbeSegmentor(EncoderDecoder):
             train_cfg=train_cfg,
             test_cfg=test_cfg,
             init_cfg=init_cfg)
+
+    def _init_decode_head(self, decode_head: dict) -> None:
+        decode_head = dict(decode_head)
+        derived = self.backbone.out_channels
+        given = decode_head.setdefault('in_channels', derived)
+        if given != derived:
+            raise ValueError(f'probe_head.in_channels={given} in the config but the trained '
+                             f'model\'s pixel embeddings have {derived} channels. Remove '
+                             'in_channels from probe_head (it is derived from the trained model).')
+        super()._init_decode_head(decode_head)

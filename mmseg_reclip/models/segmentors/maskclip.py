@@ -15,6 +15,9 @@ from .prompt_denoise import PD_MODES, PromptDenoiseMixin, prompt_denoise  # noqa
 #: size and crops; ``'released'`` resizes straight to the unpadded size (released code).
 UPSAMPLE_MODES = ('padded_crop', 'released')
 
+#: ``(left, right, top, bottom)`` batch padding of an unpadded input.
+NO_PADDING = (0, 0, 0, 0)
+
 
 @MODELS.register_module()
 class MaskCLIP(PromptDenoiseMixin, EncoderDecoder):
@@ -53,6 +56,10 @@ class MaskCLIP(PromptDenoiseMixin, EncoderDecoder):
     (``configs/_base_/models/reclip_vit-b16_released.py``).
     """
 
+    #: Runs without a checkpoint (``'none'``): nothing of it is trained. Subclasses that
+    #: train set it False, and ``'none'`` is then refused (``utils/model_meta.py``).
+    training_free = True
+
     def __init__(self,
                  backbone: dict,
                  decode_head: dict,
@@ -89,7 +96,7 @@ class MaskCLIP(PromptDenoiseMixin, EncoderDecoder):
     def upsample_logits(self,
                         logits: torch.Tensor,
                         size: Sequence[int],
-                        padding: Sequence[int] = (0, 0, 0, 0)) -> torch.Tensor:
+                        padding: Sequence[int] = NO_PADDING) -> torch.Tensor:
         """Grid logits ``[B, C, h, w]`` -> input-size logits ``[B, C, *size]``.
 
         Args:
@@ -115,14 +122,21 @@ class MaskCLIP(PromptDenoiseMixin, EncoderDecoder):
     def encode_decode(self, inputs: torch.Tensor, batch_img_metas: List[dict]) -> torch.Tensor:
         return self.upsample_logits(self.grid_logits(inputs), inputs.shape[-2:])
 
+    def seg_logits_from_grid(self,
+                             logits: torch.Tensor,
+                             size: Sequence[int],
+                             padding: Sequence[int] = NO_PADDING) -> torch.Tensor:
+        """Grid logits ``[B, C, h, w]`` -> input-size logits ``[B, C, *size]`` of whole-image
+        inference: the grid-level prompt denoising, then :meth:`upsample_logits` (also
+        the bias report's route, :func:`~mmseg_reclip.evaluation.bias_maps.compute_bias_maps`)."""
+        return self.upsample_logits(self.denoise(logits, 'grid'), size, padding)
+
     def whole_inference(self, inputs: torch.Tensor, batch_img_metas: List[dict]) -> torch.Tensor:
-        logits = self.grid_logits(inputs)
-        logits = self.denoise(logits, 'grid')
         # Test batches hold one image size (mmseg asserts it), so one padding for all;
         # the keys are those `postprocess_result` crops by.
         meta = batch_img_metas[0]
         padding = meta.get('img_padding_size', meta.get('padding_size')) or (0, 0, 0, 0)
-        return self.upsample_logits(logits, inputs.shape[-2:], padding)
+        return self.seg_logits_from_grid(self.grid_logits(inputs), inputs.shape[-2:], padding)
 
 
 def inject_clip_cfg(backbone: dict, decode_head: dict, clip: Optional[dict]) -> Tuple[dict, dict]:
@@ -145,8 +159,15 @@ def _is_clip_part(cfg: dict) -> bool:
         part = MODELS.get(part)
     if part is None:
         return False
-    params = inspect.signature(part).parameters
-    return 'model_name' in params and 'pretrained' in params
+    # A subclass that forwards ``**kwargs`` (e.g. TrainableCLIPViTBackbone) takes its
+    # parent's arguments: look up the first class that names its own.
+    for cls in getattr(part, '__mro__', (part, )):
+        params = inspect.signature(cls).parameters
+        if 'model_name' in params and 'pretrained' in params:
+            return True
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            return False
+    return False
 
 
 def logits_to_input_size(logits: torch.Tensor,

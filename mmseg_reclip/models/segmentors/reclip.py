@@ -26,6 +26,7 @@ class ReCLIP(MaskCLIP):
     """
 
     loss = EncoderDecoder.loss
+    training_free = False  # its decoder is trained: 'none' is refused
 
     def global_class_scores(self, crops: torch.Tensor) -> torch.Tensor:
         """``[N, C]`` crop-vote scores of ``[N, 3, S, S]`` normalised crops, see

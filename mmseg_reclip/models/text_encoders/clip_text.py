@@ -1,4 +1,5 @@
 """Frozen open_clip text tower: template-ensemble queries and context-prompt encoding."""
+import dataclasses
 import os
 from typing import List, Optional, Sequence, Tuple
 
@@ -12,30 +13,7 @@ from mmseg.registry import MODELS
 
 from ..backbones.clip_vit import vit_pos_embed_grid
 from ..utils import create_clip, freeze, set_block_layernorm_eps
-
-
-def block_qkv(block: nn.Module, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-    """Per-head ``q, k, v`` of an open_clip residual block for input ``x`` ``[B, L, W]``.
-
-    Returns:
-        tuple: three ``[B, H, L, W/H]`` tensors.
-    """
-    attn = block.attn
-    q, k, v = F.linear(block.ln_1(x), attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
-    split = lambda t: t.unflatten(-1, (attn.num_heads, -1)).transpose(1, 2)  # noqa: E731
-    return split(q), split(k), split(v)
-
-
-def block_finish(block: nn.Module, x: torch.Tensor, heads_out: torch.Tensor) -> torch.Tensor:
-    """Residual attention output + MLP of an open_clip block.
-
-    Args:
-        x (Tensor): block input ``[B, L, W]``.
-        heads_out (Tensor): attention output per head ``[B, H, L, W/H]``.
-    """
-    out = block.attn.out_proj(heads_out.transpose(1, 2).flatten(2))
-    x = x + block.ls_1(out)
-    return x + block.ls_2(block.mlp(block.ln_2(x)))
+from ..utils.clip_dims import clip_dims
 
 
 def shared_prefix_mask(num_prefix: int, num_suffix: int, device: torch.device) -> torch.Tensor:
@@ -176,9 +154,11 @@ class OpenCLIPTextEncoder(BaseModule):
         tower.register_buffer('attn_mask', clip.attn_mask.clone(), persistent=False)
         tower.register_buffer('image_pos_embed', vit_pos_embed_grid(clip.visual).detach().clone())
         self.tower = freeze(tower, save_weights=save_weights)
-        self.width = clip.transformer.width
-        self.embed_dim = self.tower.text_projection.shape[1]
-        self.image_width = self.tower.image_pos_embed.shape[0]
+        # D, text width and image width (the bias extractor's PE channels) of this CLIP
+        self.dims = dataclasses.replace(clip_dims(clip), model_name=model_name)
+        self.width = self.dims.text_width
+        self.embed_dim = self.dims.embed_dim
+        self.image_width = self.dims.image_width
 
     def init_weights(self) -> None:
         pass  # weights come from `pretrained`

@@ -73,10 +73,72 @@ def decode_class_set(value) -> dict:
     return record
 
 
-def _short(names: List[List[str]], limit: int = 30) -> str:
-    flat = ['/'.join(n) for n in names]
+ClassList = Sequence[Union[str, Sequence[str]]]
+
+
+def _synonyms(classes: ClassList) -> List[List[str]]:
+    return [[c] if isinstance(c, str) else list(c) for c in classes]
+
+
+def _short(names: ClassList, limit: int = 30) -> str:
+    flat = ['/'.join(n) for n in _synonyms(names)]
     text = ', '.join(flat[:limit])
     return f'[{text}{", ..." if len(flat) > limit else ""}] ({len(flat)} classes)'
+
+
+def _first_difference(found: List[List[str]], expected: List[List[str]], names: bool,
+                      display: bool) -> Optional[str]:
+    """Where two class lists differ (``None``: they agree); ``display``: compare first
+    names only (one side lists display names)."""
+    if len(found) != len(expected):
+        return f'{len(found)} classes vs {len(expected)}'
+    if not names:
+        return None
+    for i, (a, b) in enumerate(zip(found, expected)):
+        if (a[:1] != b[:1]) if display else (a != b):
+            return f'first difference at class {i}: {a} vs {b}'
+    return None
+
+
+def check_same_classes(found: ClassList,
+                       expected: ClassList,
+                       found_label: str = 'checkpoint',
+                       expected_label: str = 'config',
+                       subject: Optional[str] = None,
+                       fix: str = 'Use the config of the dataset the checkpoint was trained on '
+                       '(same class_names, same order), or a checkpoint trained for these classes.',
+                       names: bool = True,
+                       owner: Optional[str] = None) -> None:
+    """The one class-set comparison: raise :class:`ClassSetMismatchError` unless ``found``
+    has the classes of ``expected`` (same count, same order and names).
+
+    Used for checkpoints against configs (:func:`check_class_set`), a distillation
+    teacher against its student, a dataset against the model (the class-check hook)
+    and a trained model against the classes asked for (``tools/infer.py``).
+
+    Args:
+        found, expected: class lists: synonym lists, or one display name per class
+            (then compared with the first name of each synonym list).
+        found_label, expected_label (str): what each list belongs to (message).
+        subject (str, optional): the message's opening (default ``'The <found_label>
+            has'``), followed by ``' other classes than the <expected_label>'``.
+        fix (str): how to fix it (the message's last line).
+        names (bool): compare names; ``False``: only the class counts (a dataset's
+            display names need not be the prompt words).
+        owner (str, optional): the module concerned (e.g. ``'decode_head'``), named in
+            the message.
+    """
+    display = any(all(isinstance(c, str) for c in classes) for classes in (found, expected))
+    found_n, expected_n = _synonyms(found), _synonyms(expected)
+    where = _first_difference(found_n, expected_n, names, display)
+    if where is None:
+        return
+    where = f'{owner}; {where}' if owner else where
+    width = max(len(found_label), len(expected_label)) + 1
+    subject = subject or f'The {found_label} has'
+    raise ClassSetMismatchError(f'{subject} other classes than the {expected_label} ({where}).\n'
+                                f'  {found_label + ":":<{width}} {_short(found_n)}\n'
+                                f'  {expected_label + ":":<{width}} {_short(expected_n)}\n{fix}')
 
 
 def check_class_set(stored: dict,
@@ -93,19 +155,8 @@ def check_class_set(stored: dict,
         owner (str): module name for the message (e.g. ``'decode_head'``).
         check_templates (bool): also compare the template sets.
     """
-    ckpt_names = [list(n) for n in stored['class_names']]
-    own_names = [list(n) for n in class_names]
-    if ckpt_names != own_names:
-        diff = [
-            i for i in range(min(len(ckpt_names), len(own_names))) if ckpt_names[i] != own_names[i]
-        ]
-        where = (f'first difference at class {diff[0]}: checkpoint {ckpt_names[diff[0]]} vs '
-                 f'config {own_names[diff[0]]}' if diff else 'the class counts differ')
-        raise ClassSetMismatchError(
-            f'The checkpoint was trained for other classes than the config ({owner}; '
-            f'{where}).\n  checkpoint: {_short(ckpt_names)}\n  config:     '
-            f'{_short(own_names)}\nUse the config of the dataset the checkpoint was trained '
-            'on (same class_names, same order), or a checkpoint trained for these classes.')
+    check_same_classes(
+        stored['class_names'], class_names, subject='The checkpoint was trained for', owner=owner)
     stored_templates = stored.get('templates')
     if (check_templates and stored_templates is not None and templates is not None
             and stored_templates != templates):

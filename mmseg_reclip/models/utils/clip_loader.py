@@ -136,11 +136,7 @@ def create_clip(model_name: str,
         return _shared_models[key]
     check_model_name(model_name)
     check_pretrained(model_name, pretrained)
-    force_quick_gelu = bool(quick_gelu)
-    if quick_gelu is None and pretrained and not osp.isfile(pretrained):
-        tag_cfg = open_clip.get_pretrained_cfg(model_name, pretrained)
-        # OpenAI weights were trained with QuickGELU; plain 'ViT-B-16' would use nn.GELU.
-        force_quick_gelu = bool(tag_cfg.get('quick_gelu', False))
+    force_quick_gelu = resolve_quick_gelu(model_name, pretrained, quick_gelu)
     if not pretrained:
         print_log(
             f'CLIP {model_name}: no `pretrained` given, using RANDOM weights. '
@@ -174,6 +170,34 @@ def create_clip(model_name: str,
     if _shared_models is not None:
         _shared_models[key] = model
     return model
+
+
+def resolve_quick_gelu(model_name: str, pretrained: Optional[str],
+                       quick_gelu: Optional[bool]) -> bool:
+    """Whether to force QuickGELU: what an open_clip tag was trained with, else
+    ``quick_gelu`` (``None``: False; the model config may still ask for it).
+
+    Also refuses a model the dense-feature path cannot serve (see
+    :func:`~mmseg_reclip.models.utils.clip_dims.check_supported`).
+
+    Raises:
+        ValueError: an explicit ``quick_gelu`` that disagrees with the tag, naming both.
+    """
+    from .clip_dims import model_config  # clip_dims imports this module
+    model_cfg = {} if model_name.startswith(('hf-hub:', 'local-dir:')) else model_config(model_name)
+    if not pretrained or osp.isfile(pretrained):
+        return bool(quick_gelu)
+    tag_cfg = open_clip.get_pretrained_cfg(model_name, pretrained)
+    # OpenAI weights were trained with QuickGELU; plain 'ViT-B-16' would use nn.GELU.
+    derived = bool(tag_cfg.get('quick_gelu', False) or model_cfg.get('quick_gelu', False))
+    if quick_gelu is not None and bool(quick_gelu) != derived:
+        raise ValueError(
+            f'quick_gelu={quick_gelu} in the config but the open_clip weights '
+            f'{model_name!r} / {pretrained!r} were trained with '
+            f'{"QuickGELU" if derived else "GELU"} (quick_gelu={derived}). Remove quick_gelu '
+            '(e.g. --cfg-options model.clip.quick_gelu=None): for an open_clip tag it is '
+            'derived; set it only for a local weights file (True for OpenAI weights).')
+    return derived
 
 
 class _DropRandomInitWarning(logging.Filter):

@@ -50,6 +50,17 @@ def class_max_over_names(scores: torch.Tensor,
     return out.movedim(-1, dim)
 
 
+def name_map(name_to_class: torch.Tensor, num_classes: int) -> Optional[torch.Tensor]:
+    """``name_to_class`` ``[N]``, or ``None`` when every class has exactly one name.
+
+    Then the map is the identity by construction, and passing ``None`` spares
+    :func:`class_max_over_names` its identity check, a device→host sync per call on
+    GPUs (which would stall the crop-vote and training pipelines). Decided from the
+    shape alone (no sync).
+    """
+    return None if name_to_class.numel() == num_classes else name_to_class
+
+
 def dense_class_logits(feats: torch.Tensor, embeds: torch.Tensor,
                        name_to_class: Optional[torch.Tensor], num_classes: int) -> torch.Tensor:
     """Cosine logits of a dense feature map against text embeddings.

@@ -5,12 +5,13 @@ checkpoints, pseudo labels, their metadata) goes through :func:`atomic_write`.
 """
 import os
 import os.path as osp
+import re
 import tempfile
 from typing import Any, BinaryIO, Callable
 
 import torch
 
-__all__ = ['TMP_PREFIX', 'atomic_write', 'atomic_torch_save']
+__all__ = ['TMP_PREFIX', 'atomic_write', 'atomic_torch_save', 'load_error_reason']
 
 #: Prefix of the temporary files of atomic writes. A process killed mid-write leaves
 #: one behind; :func:`mmseg_reclip.engine.runner.work_dir.remove_stale_tmp_files`
@@ -51,3 +52,32 @@ def atomic_write(path: str, writer: Callable[[BinaryIO], Any]) -> None:
 def atomic_torch_save(obj: Any, path: str) -> None:
     """``torch.save(obj)`` to ``path`` through :func:`atomic_write`."""
     atomic_write(path, lambda f: torch.save(obj, f))
+
+
+_ANSI = re.compile(r'\x1b\[[0-9;]*m')
+# torch's advice on a refused file (reload with weights_only=False, allow-list globals):
+# never ours to give, the files are untrusted
+_ADVICE = ('weights_only', 'can still be loaded', 'trust the source', 'add_safe_globals',
+           'safe_globals', 'documentation', 'Please use', 'Check the')
+
+
+def load_error_reason(err: BaseException) -> str:
+    """What went wrong in a ``torch.load(weights_only=True)`` error, in one line, without
+    torch's advice to turn the safe loading off (our messages give their own fix).
+
+    Args:
+        err (BaseException): the exception ``torch.load`` raised.
+
+    Returns:
+        str: e.g. ``'Unsupported global: GLOBAL io.open was not an allowed global by
+        default'``, or the exception's type name.
+    """
+    lines = [_ANSI.sub('', ln).strip() for ln in str(err).splitlines()]
+    lines = [ln for ln in lines if ln]
+    for ln in lines:  # the refused global, when there is one
+        if 'GLOBAL' in ln or 'not allowed' in ln or 'Unsupported' in ln:
+            return re.split(r'\. (?:Please use|Check the)', ln)[0]
+    for ln in lines:
+        if not any(a.lower() in ln.lower() for a in _ADVICE):
+            return re.split(r'\. ', ln)[0]
+    return type(err).__name__

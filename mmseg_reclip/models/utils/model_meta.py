@@ -15,6 +15,11 @@ import torch.nn as nn
 NO_CHECKPOINT_KEY = '__mmseg_reclip_no_checkpoint__'
 
 
+class TrainedModelWithoutCheckpointError(ValueError):
+    """The checkpoint ``'none'`` given to a model that must be trained (its decoder or
+    student would run with their initial weights)."""
+
+
 class NoCheckpoint:
     """Marker value of the 'none' checkpoint; carries the checkpoint's ``meta`` dict so
     that the model can fill in its ``dataset_meta`` while it is "loaded"."""
@@ -65,6 +70,9 @@ def _fill_from_self_when_no_checkpoint(module: nn.Module, state_dict: dict, pref
     marker = state_dict.pop(prefix + NO_CHECKPOINT_KEY, None)
     if not isinstance(marker, NoCheckpoint):
         return
+    # Every entry point loading 'none' (mmseg's tools/test.py, init_model,
+    # MMSegInferencer, ours) passes here: refuse before anything is evaluated.
+    refuse_untrained(module, default=False)
     for key, value in module.state_dict(prefix=prefix).items():
         state_dict.setdefault(key, value)
     meta = getattr(module, 'dataset_meta', None)
@@ -72,10 +80,30 @@ def _fill_from_self_when_no_checkpoint(module: nn.Module, state_dict: dict, pref
         marker.meta['dataset_meta'] = dict(meta)
 
 
+def refuse_untrained(model: nn.Module, default: Optional[bool] = None) -> None:
+    """Raise :class:`TrainedModelWithoutCheckpointError` if ``model`` (or the module a
+    DDP wrapper holds) must be trained but runs without a checkpoint.
+
+    Args:
+        model (nn.Module): the segmentor.
+        default (bool, optional): what a model without a ``training_free`` attribute
+            is (``None``: not ours, let it run).
+    """
+    model = getattr(model, 'module', model)
+    if getattr(model, 'training_free', default) is False:
+        raise TrainedModelWithoutCheckpointError(
+            f"Checkpoint 'none': the config's model is a trained model "
+            f'({type(model).__name__}); without its checkpoint it would predict with '
+            'untrained weights: give its checkpoint (e.g. work_dirs/<config>/iter_N.pth); '
+            "only training-free configs (MaskCLIP) run with 'none'.")
+
+
 def set_model_meta(model: nn.Module,
                    class_names: Sequence[Sequence[str]],
                    key: Optional[str] = None) -> None:
     """Set ``model.dataset_meta`` from its class names (``key``: the ``class_names``
-    config value) and accept 'none' checkpoints."""
+    config value) and handle 'none' checkpoints: accepted when the model's class
+    attribute ``training_free`` is true, refused with
+    :class:`TrainedModelWithoutCheckpointError` otherwise."""
     model.dataset_meta = meta_from_class_names(class_names, key)
     model._register_load_state_dict_pre_hook(_fill_from_self_when_no_checkpoint, with_module=True)

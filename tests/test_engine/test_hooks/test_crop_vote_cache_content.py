@@ -5,6 +5,7 @@ import os
 import torch
 
 from mmseg_reclip.engine.hooks import CropVoteHypothesisHook
+from mmseg_reclip.models.utils.cache import DIGEST_FIELD, content_digest
 from mmseg_reclip.models.utils.crop_vote import hypotheses_problem
 from tests.test_engine.test_hooks.test_crop_vote_hook import get_hook, read_log
 from tests.test_security.test_untrusted_files import write_payload
@@ -21,9 +22,26 @@ def test_problem_detection():
 
 
 def _rewrite(path, **change):
+    """Change the hypotheses and store a matching content digest: a consistent file
+    with bad content, which only the content validation can catch."""
     data = torch.load(path, weights_only=True)
     data['hypotheses'] = change['fn'](data['hypotheses'])
+    data[DIGEST_FIELD] = content_digest(data)
     torch.save(data, path)
+
+
+def test_edit_without_digest_is_recomputed(trained):
+    runner, _ = trained
+    hook = get_hook(runner)
+    good = dict(hook.hypotheses)
+    data = torch.load(hook.cache_path, weights_only=True)
+    first, second = sorted(good)[:2]
+    data['hypotheses'][first], data['hypotheses'][second] = good[second], good[first]
+    torch.save(data, hook.cache_path)
+    again = CropVoteHypothesisHook(window=0.5)
+    again.before_train(runner)
+    assert not again.cache_reused and again.hypotheses == good
+    assert 'does not match its content digest' in read_log(runner)
 
 
 def test_bad_content_with_right_key_is_recomputed(trained):

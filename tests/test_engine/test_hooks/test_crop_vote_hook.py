@@ -21,6 +21,7 @@ from mmseg.structures import SegDataSample
 import mmseg_reclip  # noqa: F401  (registrations)
 from mmseg_reclip.engine.hooks import CropVoteHypothesisHook
 from mmseg_reclip.engine.hooks.crop_vote_hook import CACHE_PREFIX
+from mmseg_reclip.models.utils.cache import DIGEST_FIELD, content_digest
 from tests.data_utils import make_voc_layout
 
 MEAN = [122.771, 116.746, 104.094]
@@ -147,7 +148,8 @@ def test_runner_end_to_end_cache_and_resume(tmp_path, clip_file):
     assert files == [hook.cache_path]
     assert not [f for f in os.listdir(work_dir) if f.endswith('.tmp')]
     data = torch.load(files[0], weights_only=True)
-    assert set(data) == {'key', 'settings', 'hypotheses'}
+    assert set(data) == {'key', 'settings', 'hypotheses', DIGEST_FIELD}
+    assert data[DIGEST_FIELD] == content_digest(data)
     assert data['key'] == hook.cache_key and osp.basename(
         files[0]) == (f'{CACHE_PREFIX}{hook.cache_key[:16]}.pth')
     assert data['settings']['window'] == 56 and data['settings']['bgr_to_rgb'] is True

@@ -3,10 +3,12 @@ latest checkpoint. Unit tests of the lock plus real ``tools/train.py`` runs on t
 config of ``tests/test_compat.py`` with ``runner_type = 'ReCLIPRunner'`` (what
 ``configs/_base_/default_runtime.py`` sets for every config of this repository)."""
 import json
+import multiprocessing
 import os
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -57,12 +59,9 @@ def test_lock_refuses_a_live_holder_and_takes_over_dead_ones(tmp_path, sleeper):
     write_lock(wd, pid=dead_pid(), host=host + '-other', started='t0')
     with pytest.raises(WorkDirLockedError, match='-other'):
         WorkDirLock(wd).acquire()
-    # a dead process on this host, or a garbled file: stale, taken over
-    for stale in (dict(pid=dead_pid(), host=host), None):
-        if stale is None:
-            open(os.path.join(wd, LOCK_FILE), 'w').write('{')
-        else:
-            write_lock(wd, **stale)
+    # a dead process on this host: stale, taken over
+    for stale in (dict(pid=dead_pid(), host=host), dict(pid=dead_pid(), host=host)):
+        write_lock(wd, **stale)
         lock = WorkDirLock(wd)
         lock.acquire()
         assert json.load(open(lock.path))['pid'] == os.getpid()
@@ -70,6 +69,82 @@ def test_lock_refuses_a_live_holder_and_takes_over_dead_ones(tmp_path, sleeper):
     # a reused PID (live process started after the lock was written) is stale too
     write_lock(wd, pid=sleeper.pid, host=host, proc_start='1')
     WorkDirLock(wd).acquire()
+
+
+def _contend(work_dir, start_at, all_tried, queue):
+    """One of several processes taking the same lock at the same moment: reports
+    whether it got it, and holds it until every taker has tried."""
+    while time.time() < start_at:
+        pass
+    lock = WorkDirLock(work_dir)
+    try:
+        lock.acquire()
+    except WorkDirLockedError:
+        queue.put(False)
+        return
+    queue.put(True)
+    all_tried.wait(60)
+    lock.release()
+
+
+def test_concurrent_takers_never_share_the_lock(tmp_path):
+    """6 real processes start acquiring at the same instant, over several trials (a
+    fresh work dir, then one left with a stale lock of a dead process): exactly one
+    holds it each time; a lock that another taker is still writing is never stale."""
+    ctx = multiprocessing.get_context('fork')
+    for trial in range(8):
+        wd = str(tmp_path / f'trial{trial}')
+        if trial % 2:  # a dead run's lock: every taker sees it stale at once
+            write_lock(wd, pid=dead_pid(), host=socket.gethostname(), started='t0')
+        queue, all_tried = ctx.Queue(), ctx.Event()
+        start_at = time.time() + 0.5
+        procs = [
+            ctx.Process(target=_contend, args=(wd, start_at, all_tried, queue)) for _ in range(6)
+        ]
+        for p in procs:
+            p.start()
+        got = [queue.get(timeout=60) for _ in procs]
+        all_tried.set()
+        for p in procs:
+            p.join(timeout=60)
+        assert sum(got) == 1, f'trial {trial}: {sum(got)} of 6 processes held the lock'
+        assert not os.path.exists(os.path.join(wd, LOCK_FILE))
+        assert [f for f in os.listdir(wd) if f.startswith(LOCK_FILE)] == [], os.listdir(wd)
+
+
+def test_lock_with_unexpected_content_is_refused_with_the_fix(tmp_path):
+    """Empty, garbled or foreign JSON is no lock of ours: never taken over as stale (a
+    taker may be writing it), refused with an error naming the file and the fix."""
+    wd = tmp_path / 'wd'
+    for content in ('', '{', '[1, 2]', '{"pid": "abc", "host": "h"}', '{"owner": 1}'):
+        write_lock(str(wd))
+        (wd / LOCK_FILE).write_text(content)
+        with pytest.raises(WorkDirLockedError) as err:
+            WorkDirLock(str(wd)).acquire()
+        msg = str(err.value)
+        assert str(wd / LOCK_FILE) in msg and 'delete' in msg, (content, msg)
+        assert (wd / LOCK_FILE).read_text() == content  # left alone
+
+
+def test_leftover_record_of_a_killed_taker_is_removed(tmp_path):
+    wd = tmp_path / 'wd'
+    wd.mkdir()
+    host = socket.gethostname()
+    dead = wd / f'{LOCK_FILE}.{host}.{dead_pid()}.abc'
+    live = wd / f'{LOCK_FILE}.{host}.{os.getppid()}.abc'  # a taker still at work
+    for f in (dead, live):
+        f.write_text('{}')
+    lock = WorkDirLock(str(wd))
+    lock.acquire()
+    assert not dead.exists() and live.exists()
+    lock.release()
+    assert sorted(os.listdir(wd)) == [live.name]
+
+
+def test_work_dir_below_a_regular_file_is_a_clear_error(tmp_path):
+    (tmp_path / 'afile').write_text('x')
+    with pytest.raises(NotADirectoryError, match='afile.*is a file, not a folder'):
+        WorkDirLock(str(tmp_path / 'afile' / 'wd')).acquire()
 
 
 def test_tmp_cleanup_and_intact_checks(tmp_path):
@@ -93,6 +168,19 @@ def test_tmp_cleanup_and_intact_checks(tmp_path):
         latest_intact_checkpoint(str(tmp_path))
     (tmp_path / 'last_checkpoint').unlink()  # nothing named: nothing resumed (mmengine)
     assert latest_intact_checkpoint(str(tmp_path)) is None
+
+
+def test_resume_falls_back_to_the_newest_intact_checkpoint(tmp_path):
+    """Several intact older checkpoints: the newest of them, not the oldest (nor the
+    one with the latest mtime when iteration numbers say otherwise)."""
+    for it in (4, 2, 10, 6):  # saved out of order: mtime order is not iteration order
+        atomic_torch_save(dict(state_dict={}), str(tmp_path / f'iter_{it}.pth'))
+        time.sleep(0.01)
+    (tmp_path / 'iter_12.pth').write_bytes(b'PK\x03\x04 killed mid-write')
+    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'iter_12.pth'))
+    assert latest_intact_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_10.pth')
+    (tmp_path / 'iter_10.pth').write_bytes(b'')
+    assert latest_intact_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_6.pth')
 
 
 # ---------------------------------------------------------------------------- tools

@@ -174,3 +174,56 @@ def test_false_positives_go_to_the_nearest_object_of_their_class():
     assert union[:, 1].tolist() == [16 + 3, 16 + 5]
     # Class a is one object centred in the frame: it lost 8 pixels, nothing extra.
     assert inter[0, 0] == 1600 - 32 - 8 and union[0, 0] == 1600 - 32
+
+
+def asymmetric_scene():
+    """A 24 x 60 image (not square, no symmetry about the centre): class 0 is a 4 x 6
+    object at the left edge, upper half (rows 2-5, columns 0-5); class 1 a 6 x 10 object
+    right of and below the centre (rows 14-19, columns 36-45); the rest is ignored."""
+    label = np.full((24, 60), 255, np.int64)
+    label[2:6, 0:6] = 0
+    label[14:20, 36:46] = 1
+    return label
+
+
+def test_centre_distance_of_an_asymmetric_scene():
+    """Hand-computed centroids (pixel centres at +0.5): the left object at x = 3, y = 4,
+    the right one at x = 41, y = 17, in a 60-wide, 24-high image (centre 30, 12)."""
+    label = asymmetric_scene()
+    ys, xs = np.nonzero(label == 0)
+    assert centre_distance(ys, xs, 24, 60) == pytest.approx(
+        np.hypot(27 / 30, 8 / 12) / np.sqrt(2), rel=1e-12)
+    ys, xs = np.nonzero(label == 1)
+    assert centre_distance(ys, xs, 24, 60) == pytest.approx(
+        np.hypot(11 / 30, 5 / 12) / np.sqrt(2), rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    'transform', [np.fliplr, np.flipud, np.transpose, lambda a: np.rot90(a, 2)],
+    ids=['mirror', 'flip', 'transpose', 'rot180'])
+def test_distances_do_not_change_under_mirroring_or_transposing(transform):
+    """Mirroring, flipping or transposing a non-square scene keeps every object's
+    normalised distance (a swapped width/height or a half-pixel error would not)."""
+    label = asymmetric_scene()
+    moved = transform(label)
+    h, w = moved.shape
+    for c in (0, 1):
+        ys, xs = np.nonzero(label == c)
+        ys2, xs2 = np.nonzero(moved == c)
+        assert centre_distance(ys2, xs2, h, w) == pytest.approx(
+            centre_distance(ys, xs, 24, 60), rel=1e-12), c
+
+
+def test_space_slope_of_an_asymmetric_scene():
+    """The far object (left edge, distance 0.79) predicted as an absent class, the near
+    one (0.39) right: curve [100, 0] and slope -2, however the scene is turned."""
+    label = asymmetric_scene()
+    pred = label.copy()
+    pred[label == 0] = 2  # a class absent from the image: no false positive charged
+    for t in (lambda a: a, np.fliplr, np.transpose):
+        _, res = run(
+            dict(type='SpacePreferenceMetric', bins=(0, 0.5, 1.0)),
+            [(t(pred).copy(), t(label).copy())])
+        curve = res['space_pref_curve']
+        assert curve['objects'] == [1, 1] and curve['miou'] == [100.0, 0.0]
+        assert res['space_pref'] == pytest.approx(-2.0)

@@ -13,8 +13,8 @@ from tests.experiment_utils import tiny_config
 CFG = osp.join(
     osp.dirname(__file__), '..', '..', '..', 'configs', 'reclip', 'ablations',
     'table6_finetune-clip_vit-b16_voc.py')
-USUAL = ('decode_head.bias_extractor.context', 'decode_head.bias_extractor.pe_proj.',
-         'decode_head.mask_decoder.')
+USUAL = ('decode_head.classifier.bias_extractor.context',
+         'decode_head.classifier.bias_extractor.pe_proj.', 'decode_head.classifier.mask_decoder.')
 
 
 def build(clip_file):

@@ -11,7 +11,7 @@ from mmengine.registry import init_default_scope
 from mmseg.registry import MODELS
 
 import mmseg_reclip  # noqa: F401
-from mmseg_reclip.models.decode_heads.reclip_head import bias_logits
+from mmseg_reclip.models.decode_heads import bias_logits
 from tests.clip_utils import TINY
 
 NAMES = ['cat', 'dog', 'sky']
@@ -92,7 +92,7 @@ def test_pe_grid_orientation_stage1_head(clip_file, teacher_head):
         # a non-square student grid: bicubic resize of the correctly oriented grid
         resized = F.interpolate(grid[None], size=(7, 20), mode='bicubic', align_corners=False)[0]
         torch.testing.assert_close(
-            teacher_head.bias((7, 20)),
+            teacher_head.bias_extractor((7, 20)),
             bias_logits(
                 loop_positional_features(resized, extractor.pe_proj.weight, extractor.pe_proj.bias),
                 extractor.reference_embeddings()),
@@ -109,24 +109,24 @@ def test_pe_grid_orientation_student_head(clip_file, teacher_head):
         loop_positional_features(resized, student.bias_extractor.pe_proj.weight,
                                  student.bias_extractor.pe_proj.bias),
         student.bias_extractor.reference)
-    torch.testing.assert_close(student.bias((9, 5)), expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(student.bias_extractor((9, 5)), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_student_bias_cache_follows_load_state_dict(teacher_head):
     student = student_head(teacher_head)
-    b1 = student.bias((6, 8))
-    assert student.bias((6, 8)) is b1  # cached: everything it depends on is frozen
+    b1 = student.bias_extractor((6, 8))
+    assert student.bias_extractor((6, 8)) is b1  # cached: everything it depends on is frozen
     state = {k: v.clone() for k, v in student.state_dict().items()}
-    state['bias_extractor.reference'] *= -2
-    state['bias_extractor.pe_proj.bias'] += 0.5
+    state['classifier.bias_extractor.reference'] *= -2
+    state['classifier.bias_extractor.pe_proj.bias'] += 0.5
     student.load_state_dict(state, strict=True)
-    b2 = student.bias((6, 8))
+    b2 = student.bias_extractor((6, 8))
     assert b2 is not b1 and (b2 - b1).abs().max() > 1e-3
     fresh = bias_logits(
         student.bias_extractor.positional_features((6, 8)), student.bias_extractor.reference)
     torch.testing.assert_close(b2, fresh)
     # the decoder output follows too (the cache feeds the rectified logits)
     feats = F.normalize(torch.randn(1, 64, 6, 8, generator=torch.Generator().manual_seed(0)), dim=1)
-    out = student.decode(feats)
+    out = student.classifier(feats)
     student.bias_extractor._cache.clear()
-    torch.testing.assert_close(out, student.decode(feats))
+    torch.testing.assert_close(out, student.classifier(feats))

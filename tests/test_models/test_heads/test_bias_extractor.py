@@ -141,14 +141,15 @@ def test_inherited_mode_needs_no_clip_and_reproduces_the_teacher(encoder):
 
 @MODELS.register_module(force=True)
 class _ZeroBiasForTest(nn.Module):
-    """A swapped-in bias extractor: no bias at all (``B = 0``)."""
+    """A swapped-in, image-dependent bias extractor (the contract of
+    :class:`RectifiedClassifier`): ``B = 0`` per image, ``[B, C, h, w]``."""
 
     def __init__(self, num_classes, embed_dim, text_encoder=None, class_names=None):
         super().__init__()
         self.num_classes = num_classes
 
-    def forward(self, size, feats=None):  # the extractor contract: (size, feats=F)
-        return torch.zeros(self.num_classes, *size)
+    def forward(self, size, feats=None):
+        return feats.new_zeros(feats.shape[0], self.num_classes, *size)
 
 
 def test_head_takes_a_swapped_bias_extractor(tmp_path):
@@ -172,31 +173,6 @@ def test_head_takes_a_swapped_bias_extractor(tmp_path):
         # B = 0: the decoder sees the plain query logits
         expected = head.mask_decoder(feats, head.query_logits(feats))
         torch.testing.assert_close(head.forward((feats, )), expected, rtol=0, atol=0)
-
-
-def test_old_head_arguments_get_a_clear_error(tmp_path):
-    clip = save_random_clip(str(tmp_path / 'tiny.pt'), TINY)
-    init_default_scope('mmseg')
-    with pytest.raises(
-            TypeError, match=r"num_context -> bias_extractor.*gumbel_scale -> "
-            r'mask_decoder'):
-        MODELS.build(
-            ConfigDict(
-                type='ReCLIPHead',
-                class_names=NAMES,
-                num_classes=C,
-                in_channels=D,
-                templates='single',
-                num_context=4,
-                gumbel_scale=100.0,
-                text_encoder=dict(type='OpenCLIPTextEncoder', model_name=TINY, pretrained=clip)))
-    with pytest.raises(TypeError, match='pe_channels -> bias_extractor'):
-        MODELS.build(
-            dict(
-                type='ReCLIPStudentHead',
-                in_channels=D,
-                channels=D,
-                num_classes=C,
-                class_names=NAMES,
-                embed_dim=D,
-                pe_channels=768))
+        maps = head.classifier.intermediates(feats)
+        assert maps['B'].shape == (2, C, 5, 6)
+        assert torch.equal(maps['Lr'], maps['Lq']) and torch.equal(maps['O'], expected)

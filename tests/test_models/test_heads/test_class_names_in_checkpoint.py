@@ -82,7 +82,7 @@ def test_same_class_set_loads_exactly(clip_file, ckpt):
     load_checkpoint(model, ckpt, map_location='cpu')
     state = torch.load(ckpt, map_location='cpu', weights_only=True)['state_dict']
     assert torch.equal(model.decode_head.bias_extractor.context,
-                       state['decode_head.bias_extractor.context'])
+                       state['decode_head.classifier.bias_extractor.context'])
     assert bool(model.decode_head.query_ready)
     assert torch.equal(model.decode_head.queries(), state['decode_head.query_embeds'])
 
@@ -99,6 +99,15 @@ def test_other_class_set_is_an_error_naming_both_lists(clip_file, ckpt, names):
     assert f'config:     [{names[0]}, dining table, hippopotamus' in msg
     # refused before anything was copied; never "ready" with unbuilt queries
     assert torch.equal(model.decode_head.query_embeds, before)
+    assert not bool(model.decode_head.query_ready)
+
+
+def test_same_classes_in_another_order_are_an_error(clip_file, ckpt):
+    """Same names, other order: class ids would silently mean other classes."""
+    names = [NAMES4[1], NAMES4[0]] + NAMES4[2:]
+    model = build(model_cfg(clip_file, names=names))
+    with pytest.raises(ClassSetMismatchError, match='first difference at class 0'):
+        load_checkpoint(model, ckpt, map_location='cpu')
     assert not bool(model.decode_head.query_ready)
 
 
@@ -209,6 +218,63 @@ def test_teacher_checkpoint_of_other_classes_names_file_and_lists(clip_file, ckp
     assert ckpt in msg and 'checkpoint: [cat,' in msg and 'config:     [dog,' in msg
 
 
+@MODELS.register_module(force=True)
+class _RecordBatchForTest(torch.nn.Module):
+    """A distillation loss that keeps the DistillBatch it is given (and adds 0)."""
+
+    needs = ('hypothesis', )
+    loss_name = 'loss_record'
+
+    def __init__(self):
+        super().__init__()
+        self.batches = []
+
+    def forward(self, batch):
+        self.batches.append(batch)
+        return batch.feats.sum() * 0
+
+
+def recorded_batch(clip, teacher_ckpt, names):
+    """The DistillBatch the student's losses get in one training step."""
+    from mmseg.structures import SegDataSample
+    cfg = student_cfg(clip, teacher_ckpt, names=names, teacher_names=names)
+    cfg['decode_head']['loss_decode'] = [
+        dict(type='TextGuidedContrastiveLoss', loss_weight=0.5),
+        dict(type='_RecordBatchForTest')
+    ]
+    torch.manual_seed(0)
+    model = build(cfg)
+    model.init_weights()
+    model.train()
+    samples = []
+    for hypothesis in ([0, 2], [1, 2]):
+        sample = SegDataSample()
+        sample.set_metainfo(dict(img_shape=(64, 64), hypothesis=hypothesis))
+        samples.append(sample)
+    losses = model.loss(torch.randn(2, 3, 64, 64), samples)
+    (batch, ) = model.decode_head.losses[1].batches
+    return model, batch, losses
+
+
+def test_student_losses_get_the_teachers_name_map(clip_file, ckpt, tmp_path):
+    """With synonyms the student's losses read the teacher's name map; with one name per
+    class, None (no identity check, no device->host sync per step), as the teacher."""
+    from mmseg_reclip.models.losses.contrastive_loss import reclip_contrastive_loss
+    model, batch, losses = recorded_batch(clip_file, ckpt, NAMES4)
+    teacher_map = model.teacher.decode_head.name_map
+    assert teacher_map is not None and torch.equal(batch.name_map, teacher_map)
+    expected = 0.5 * reclip_contrastive_loss(batch.feats, batch.masks, batch.queries,
+                                             batch.targets.hypothesis, teacher_map)
+    torch.testing.assert_close(losses['decode.loss_text'], expected, rtol=0, atol=0)
+    # one name per class
+    teacher = build(model_cfg(clip_file, names=NAMES3))
+    teacher.init_weights()
+    path = str(tmp_path / 'teacher3.pth')
+    torch.save(dict(state_dict=teacher.state_dict()), path)
+    model, batch, _ = recorded_batch(clip_file, path, NAMES3)
+    assert model.teacher.decode_head.name_map is None and batch.name_map is None
+
+
 def test_distilled_checkpoint_carries_the_class_set(clip_file, ckpt, tmp_path):
     model = build(student_cfg(clip_file, ckpt))
     model.init_weights()
@@ -265,9 +331,10 @@ def test_student_never_inherited_with_missing_tensors(clip_file, ckpt, tmp_path)
     model.init_weights()
     state = {
         k: v
-        for k, v in model.state_dict().items() if k != 'decode_head.bias_extractor.reference'
+        for k, v in model.state_dict().items()
+        if k != 'decode_head.classifier.bias_extractor.reference'
     }
     fresh = build(student_cfg(clip_file, None))
-    with pytest.raises(ValueError, match=r"lacks \['bias_extractor.reference'\]"):
+    with pytest.raises(ValueError, match=r"lacks \['classifier.bias_extractor.reference'\]"):
         fresh.load_state_dict(state, strict=False)
     assert not bool(fresh.decode_head.inherited)

@@ -6,7 +6,8 @@ import torch.nn.functional as F
 from mmseg.registry import MODELS
 
 import mmseg_reclip  # noqa: F401
-from mmseg_reclip.models.decode_heads.reclip_head import rectify
+from mmseg_reclip.evaluation.bias_maps import bias_map
+from mmseg_reclip.models.decode_heads.rectified_classifier import rectify
 from tests.experiment_utils import C, D, build_head, loop_query_logits, random_feats, randomize_
 
 
@@ -44,7 +45,7 @@ def test_coupled_bias_equals_loops_and_depends_on_the_image(clip_file):
     head = coupled_head(clip_file).eval()
     feats = random_feats(2, D, 3, 5)
     with torch.no_grad():
-        bias = head.bias((3, 5), feats)
+        bias = head.bias_extractor((3, 5), feats=feats)
         ref = loop_coupled_bias(head.bias_extractor, feats)
     assert bias.shape == (2, C, 3, 5)
     assert torch.allclose(bias.double(), ref, rtol=1e-4, atol=1e-5 * float(ref.abs().max()))
@@ -73,21 +74,39 @@ def test_head_rectifies_with_the_coupled_bias_and_no_decoder(clip_file):
             atol=1e-5 * float(expected.abs().max()))
 
 
+def test_intermediates_hold_the_coupled_bias(clip_file):
+    """The classifier's intermediates (read by the bias report) with a per-image ``B``."""
+    head = coupled_head(clip_file).eval()
+    feats = random_feats(2, D, 3, 4, seed=6)
+    with torch.no_grad():
+        maps = head.classifier.intermediates(feats)
+        bias = loop_coupled_bias(head.bias_extractor, feats)
+        lq = loop_query_logits(feats, head.queries(), head.name_to_class, C)
+    tol = dict(rtol=1e-4, atol=1e-5 * float(bias.abs().max()))
+    assert maps['B'].shape == (2, C, 3, 4)
+    assert torch.allclose(maps['B'].double(), bias, **tol)
+    assert torch.allclose(maps['Lq'].double(), lq, **tol)
+    assert torch.allclose(maps['Lr'].double(), lq - bias, **tol)
+    assert torch.equal(maps['O'], maps['Lr'].float())  # no decoder: O = Lr
+    assert bias_map(head, (3, 4)) is None  # no head-alone map of a per-image bias
+
+
 def test_no_mask_decoder_masks_and_gradients(clip_file):
     head = coupled_head(clip_file).train()
     assert not list(head.mask_decoder.parameters())
     feats = random_feats(2, D, 4, 4, seed=4)
     out = head.forward([feats])
-    masks = head.sample_masks(out)
+    masks = head.classifier.sample_masks(out)
     assert torch.equal(masks.sum(1), torch.ones(2, 4, 4))
     # scale 1000 with a clear margin: the Gumbel noise cannot flip the argmax
     big = torch.zeros(1, C, 2, 2)
     big[0, 2] = 1.0
-    assert torch.equal(head.sample_masks(big).argmax(1), torch.full((1, 2, 2), 2))
+    assert torch.equal(head.classifier.sample_masks(big).argmax(1), torch.full((1, 2, 2), 2))
     (masks * out).sum().backward()
     trained = {n for n, p in head.named_parameters() if p.grad is not None}
     assert trained == {
-        'bias_extractor.context', 'bias_extractor.pe_proj.weight', 'bias_extractor.pe_proj.bias'
+        'classifier.bias_extractor.context', 'classifier.bias_extractor.pe_proj.weight',
+        'classifier.bias_extractor.pe_proj.bias'
     }
 
 
@@ -107,4 +126,5 @@ def test_student_inherits_the_coupled_extractor(clip_file):
     student.load_from_teacher(teacher)
     feats = random_feats(1, D, 3, 3, seed=5)
     with torch.no_grad():
-        assert torch.allclose(student.decode(feats), teacher.forward([feats]), rtol=1e-5, atol=1e-6)
+        assert torch.allclose(
+            student.classify(feats), teacher.forward([feats]), rtol=1e-5, atol=1e-6)

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from mmengine.optim import build_optim_wrapper
 from mmseg.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
 
+from mmseg_reclip.models.decode_heads import RectifiedClassifier, bias_logits, rectify
 from mmseg_reclip.models.decode_heads.maskclip_head import MaskCLIPHead
-from mmseg_reclip.models.decode_heads.reclip_head import bias_logits, rectify
 from mmseg_reclip.models.losses import reclip_contrastive_loss
 from mmseg_reclip.models.utils import gumbel_softmax_hard
 from tests.clip_utils import TINY
@@ -20,9 +20,10 @@ CLASS_NAMES = ['cat', 'dining table', 'hippopotamus', ['tv monitor', 'television
 C = len(CLASS_NAMES)
 D = 64  # tiny CLIP embedding dim
 TRAINABLE = {
-    'bias_extractor.context', 'bias_extractor.pe_proj.weight', 'bias_extractor.pe_proj.bias',
-    'mask_decoder.conv.weight', 'mask_decoder.conv.bias', 'mask_decoder.norm.weight',
-    'mask_decoder.norm.bias'
+    'classifier.bias_extractor.context', 'classifier.bias_extractor.pe_proj.weight',
+    'classifier.bias_extractor.pe_proj.bias', 'classifier.mask_decoder.conv.weight',
+    'classifier.mask_decoder.conv.bias', 'classifier.mask_decoder.norm.weight',
+    'classifier.mask_decoder.norm.bias'
 }
 
 
@@ -102,7 +103,7 @@ def test_head_bias_is_projected_pe_times_reference(clip_file):
         pos = pos.reshape(D, *size)
         torch.testing.assert_close(
             head.bias_extractor.positional_features(size), pos, rtol=1e-5, atol=1e-6)
-        bias = head.bias(size)
+        bias = head.bias_extractor(size)
     assert ref.shape == (C, D)
     torch.testing.assert_close(ref.norm(), torch.tensor(1.0))  # R / ||R||_F (released)
     torch.testing.assert_close(bias.double(), loop_bias(pos, ref), rtol=1e-5, atol=1e-5)
@@ -123,8 +124,11 @@ def test_rectify_modes():
     torch.testing.assert_close(rectify(lq, b, 'subtract'), lq - b[None])
     torch.testing.assert_close(rectify(lq, b, 'add'), lq + b[None])
     assert torch.equal(rectify(lq, b, 'none'), lq)
-    with pytest.raises(ValueError, match='bias_mode'):
-        rectify(lq, b, 'multiply')
+    per_image = torch.randn(2, 3, 4, 5, generator=g)  # an image-dependent bias
+    torch.testing.assert_close(rectify(lq, per_image, 'subtract'), lq - per_image)
+    # an unknown mode is refused when the classifier is built, before anything runs
+    with pytest.raises(ValueError, match="bias_mode must be one of .*'multiply'"):
+        RectifiedClassifier(lambda feats: feats, num_classes=3, embed_dim=4, bias_mode='multiply')
 
 
 @pytest.mark.parametrize('bias_mode', ['subtract', 'add', 'none'])
@@ -173,27 +177,27 @@ def test_decoder_output_shape_train_and_eval(clip_file):
 def test_bias_cached_at_eval_per_size(clip_file):
     head = build_head(clip_file)
     head.eval()
-    b1 = head.bias((3, 4))
-    assert head.bias((3, 4)) is b1
-    b2 = head.bias((5, 6))
+    b1 = head.bias_extractor((3, 4))
+    assert head.bias_extractor((3, 4)) is b1
+    b2 = head.bias_extractor((5, 6))
     assert b2 is not b1 and b2.shape == (C, 5, 6)
-    assert head.bias((3, 4)) is b1 and head.bias((5, 6)) is b2
+    assert head.bias_extractor((3, 4)) is b1 and head.bias_extractor((5, 6)) is b2
     assert not b1.requires_grad
 
     head.train()  # training: recomputed every call, with a graph to the parameters
-    bt = head.bias((3, 4))
+    bt = head.bias_extractor((3, 4))
     assert bt is not b1 and bt.requires_grad
-    assert head.bias((3, 4)) is not bt
+    assert head.bias_extractor((3, 4)) is not bt
     head.eval()
-    b3 = head.bias((3, 4))
+    b3 = head.bias_extractor((3, 4))
     assert b3 is not b1
     torch.testing.assert_close(b3, b1)
 
     state = {k: v.clone() for k, v in head.state_dict().items()}
-    state['bias_extractor.context'] += 0.5
-    state['bias_extractor.pe_proj.bias'] += 0.5
+    state['classifier.bias_extractor.context'] += 0.5
+    state['classifier.bias_extractor.pe_proj.bias'] += 0.5
     head.load_state_dict(state, strict=True)
-    b4 = head.bias((3, 4))
+    b4 = head.bias_extractor((3, 4))
     assert b4 is not b3
     assert (b4 - b3).abs().max() > 1e-4
     with torch.no_grad():
@@ -212,7 +216,7 @@ def test_only_context_pe_proj_decoder_train(clip_file):
     assert not head.text_encoder.tower.training  # frozen CLIP stays in eval
     # and gradient reaches each of them through the stage-1 loss path
     feats = random_feats(2, D, 3, 4)
-    masks = head.sample_masks(head.forward((feats, )))
+    masks = head.classifier.sample_masks(head.forward((feats, )))
     hyp = torch.tensor([[True, False, True, False], [False, True, True, True]])
     loss = reclip_contrastive_loss(feats, masks, head.queries(), hyp, head.name_to_class)
     loss.backward()
@@ -262,8 +266,8 @@ def test_optimizer_gets_exactly_the_trainable_parameters(clip_file):
     groups = wrapper.optimizer.param_groups
     assert {id(p) for g in groups for p in g['params']} == set(expected)
     decay = {expected[id(p)]: g['weight_decay'] for g in groups for p in g['params']}
-    assert decay['decode_head.bias_extractor.context'] == 0.0
-    assert decay['decode_head.bias_extractor.pe_proj.weight'] == 5e-4
+    assert decay['decode_head.classifier.bias_extractor.context'] == 0.0
+    assert decay['decode_head.classifier.bias_extractor.pe_proj.weight'] == 5e-4
 
 
 # -- contrastive loss ---------------------------------------------------------------------
@@ -391,8 +395,8 @@ def test_gumbel_same_seed_same_masks():
 def test_head_sample_masks_seeded(clip_file):
     head = build_head(clip_file, mask_decoder=dict(noise_seed=11))
     logits = torch.zeros(2, C, 6, 6)
-    m1, m2 = head.sample_masks(logits), head.sample_masks(logits)
+    m1, m2 = head.classifier.sample_masks(logits), head.classifier.sample_masks(logits)
     assert torch.equal(m1, m2)
     assert ((m1 == 0) | (m1 == 1)).all() and (m1.sum(1) == 1).all()
     head.mask_decoder.noise_seed = 12
-    assert not torch.equal(head.sample_masks(logits), m1)
+    assert not torch.equal(head.classifier.sample_masks(logits), m1)

@@ -36,10 +36,10 @@ def test_each_row_of_table_ix(teacher):
     feats = random_feats(2, D, 3, 4)
     lq = loop_query_logits(feats, teacher.queries(), teacher.name_to_class, C)
     with torch.no_grad():
-        bias = teacher.bias((3, 4)).double()
+        bias = teacher.bias_extractor((3, 4)).double()
         full = teacher.forward([feats]).double()
         rows = {
-            k: student(teacher, k).decode(feats).double()
+            k: student(teacher, k).classify(feats).double()
             for k in [('query', ), ('query', 'bias'), ('query', 'bias', 'decoder')]
         }
     tol = dict(rtol=1e-4, atol=1e-5)
@@ -55,10 +55,10 @@ def test_ori_head_is_a_learnt_linear_classifier(teacher):
     w, b = head.conv_seg.weight[:, :, 0, 0].double(), head.conv_seg.bias.double()
     expected = torch.einsum('cd,bdhw->bchw', w, feats.double()) + b[None, :, None, None]
     with torch.no_grad():
-        assert torch.allclose(head.decode(feats).double(), expected, rtol=1e-5, atol=1e-6)
+        assert torch.allclose(head.classify(feats).double(), expected, rtol=1e-5, atol=1e-6)
     trainable = {n for n, p in head.named_parameters() if p.requires_grad}
     assert {'conv_seg.weight', 'conv_seg.bias'} <= trainable
-    assert not [n for n in trainable if n.startswith(('bias_extractor', 'mask_decoder'))]
+    assert not [n for n in trainable if n.startswith('classifier.')]
 
 
 def test_other_combinations_are_refused(teacher):

@@ -153,7 +153,7 @@ def test_student_head_inherits_teacher_exactly(files):
     model = build(student_cfg(clip, ckpt))
     assert not model.teacher_built
     with pytest.raises(RuntimeError, match='inherited'):
-        model.decode_head.decode(torch.zeros(1, 64, 4, 4))
+        model.decode_head.classifier(torch.zeros(1, 64, 4, 4))
     model.init_weights()  # builds + loads the teacher, copies its parts
     assert model.teacher_built and bool(model.decode_head.inherited)
     teacher_head = model.teacher.decode_head
@@ -163,16 +163,51 @@ def test_student_head_inherits_teacher_exactly(files):
     for size in [(8, 8), (9, 13), (14, 14)]:
         feats = F.normalize(torch.randn(2, 64, *size), dim=1)
         with torch.no_grad():
-            ours = student_head.decode(feats)
+            ours = student_head.classifier(feats)
             ref = teacher_head.forward((feats, ))
-            bias_ref = teacher_head.bias(size)
-        assert torch.equal(student_head.bias(size), bias_ref)
+            bias_ref = teacher_head.bias_extractor(size)
+        assert torch.equal(student_head.bias_extractor(size), bias_ref)
         assert torch.equal(ours, ref), (ours - ref).abs().max()
     # A frozen snapshot: later changes to the teacher do not reach the student.
     before = student_head.mask_decoder.conv.weight.clone()
     with torch.no_grad():
         teacher_head.mask_decoder.conv.weight.add_(1)
     assert torch.equal(student_head.mask_decoder.conv.weight, before)
+
+
+def test_training_steps_leave_the_inherited_decoder_as_the_teacher(files):
+    """In train() mode (as the Runner trains), the student's inherited mask decoder still
+    normalises with the teacher's running statistics: a training step (loss, backward,
+    SGD) changes neither its BN buffers nor its output, which equals the teacher's.
+    A decoder frozen by ``requires_grad_(False)`` alone would update its BN statistics
+    from every batch and normalise with batch statistics."""
+    clip, ckpt = files
+    torch.manual_seed(0)
+    model = build(student_cfg(clip, ckpt))
+    model.init_weights()
+    model.train()
+    head, teacher_head = model.decode_head, model.teacher.decode_head
+    assert head.training and not head.mask_decoder.training
+    before = {k: v.clone() for k, v in head.mask_decoder.state_dict().items()}
+    teacher_state = teacher_head.mask_decoder.state_dict()
+    feats = F.normalize(
+        torch.randn(2, 64, 9, 13, generator=torch.Generator().manual_seed(3)), dim=1)
+    with torch.no_grad():
+        ref = teacher_head.forward((feats, ))
+        assert torch.equal(head.decode(feats), ref)  # train mode, no step yet
+    optim = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    for _ in range(2):
+        losses = model.loss(torch.randn(2, 3, 64, 64), samples(2))
+        optim.zero_grad()
+        sum(losses.values()).backward()
+        optim.step()
+    after = head.mask_decoder.state_dict()
+    for k, v in before.items():
+        assert torch.equal(after[k], v), k  # running_mean/var, num_batches_tracked too
+        if not k.endswith('num_batches_tracked'):
+            assert torch.equal(v, teacher_state[k]), k
+    with torch.no_grad():
+        assert torch.equal(head.decode(feats), ref)  # still train mode
 
 
 def test_inherited_parts_survive_checkpoint_without_teacher(files, tmp_path):
@@ -371,7 +406,8 @@ def test_distill_configs():
         ds = path.split('_')[-1][:-3] if not path.endswith('_offline.py') else 'voc'
         assert model.type == 'ReCLIPDistiller', path
         assert model.teacher.type == 'ReCLIP', path
-        assert model.teacher_checkpoint == f'work_dirs/reclip_vit-b16_{ds}/iter_20000.pth'
+        clip = 'vit-l14' if '_vit-l14_' in path else 'vit-b16'  # the teacher's CLIP
+        assert model.teacher_checkpoint == f'work_dirs/reclip_{clip}_{ds}/iter_20000.pth'
         assert model.pd_threshold is None
         assert model.teacher.decode_head.num_classes == model.decode_head.num_classes \
             == cfg.num_classes, path
@@ -413,6 +449,7 @@ def test_distill_configs():
         with torch.no_grad():
             feats = student.decode_head.forward_features(
                 student.extract_feat(torch.randn(1, 3, 64, 64)))
-        assert feats.shape == (1, 512, 8, 8), path  # stride 8, CLIP ViT-B/16 width
+        embed_dim = 768 if clip == 'vit-l14' else 512  # the teacher CLIP's D, derived
+        assert feats.shape == (1, embed_dim, 8, 8), path  # stride 8
         torch.testing.assert_close(feats.norm(dim=1), torch.ones(1, 8, 8))
     assert types == {'ResNetV1c', 'mmpretrain.ConvNeXt'}

@@ -30,10 +30,10 @@ def trained(clip_file, tmp_path_factory):
     return model.eval(), path
 
 
-def probe(clip_file, ckpt):
+def probe(clip_file, ckpt, extra=()):
     cfg = tiny_config(
         osp.join(CONFIGS, 'linear_probe', 'lp_reclip_vit-b16_voc.py'), clip_file,
-        [f'model.checkpoint={ckpt}', 'model.probe_head.in_channels=64'])
+        [f'model.checkpoint={ckpt}', *extra])
     cfg.model.decode_head.show_progress = False
     model = MODELS.build(cfg.model)
     model.init_weights()
@@ -62,6 +62,16 @@ def test_probe_reads_the_frozen_model_and_trains_only_the_classifier(clip_file, 
     assert sorted(lp.state_dict()) == ['decode_head.conv_seg.bias', 'decode_head.conv_seg.weight']
     lp.train()
     assert not inner.training  # frozen: BN and dropout stay in eval mode
+
+
+def test_probe_width_is_the_embedding_width(clip_file, trained):
+    """in_channels comes from the probed model (tiny CLIP: 64, not ViT-B/16's 512); a
+    config value that disagrees is refused naming both."""
+    _, ckpt = trained
+    _, lp = probe(clip_file, ckpt)
+    assert lp.decode_head.conv_seg.in_channels == lp.backbone.out_channels == 64
+    with pytest.raises(ValueError, match='in_channels=512.*64 channels'):
+        probe(clip_file, ckpt, ['model.probe_head.in_channels=512'])
 
 
 def test_a_missing_checkpoint_is_a_clear_error(clip_file, tmp_path):

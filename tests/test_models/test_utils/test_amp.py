@@ -115,6 +115,54 @@ def test_contrastive_loss_is_fp32_under_autocast():
     assert torch.equal(got, ref)
 
 
+def test_distill_losses_are_fp32_under_autocast():
+    """Both distillation losses: fp32 output from bf16 inputs under autocast, and the
+    same value as their fp32 computation of the same (bf16-rounded) inputs."""
+    from mmseg_reclip.models.losses.distill_losses import (feature_guided_l1_loss,
+                                                           mask_guided_ce_loss)
+    g = torch.Generator().manual_seed(0)
+    logits = (10 * torch.randn(2, 5, 6, 7, generator=g)).bfloat16()
+    target = torch.randint(0, 5, (2, 24, 28), generator=g)
+    target[0, :3] = 255
+    s_feats = torch.randn(2, 8, 6, 7, generator=g).bfloat16()
+    t_feats = torch.randn(2, 8, 24, 28, generator=g)
+    valid = torch.rand(2, 24, 28, generator=g) > 0.3
+    refs = (mask_guided_ce_loss(logits.float(),
+                                target), feature_guided_l1_loss(s_feats.float(), t_feats, valid))
+    with torch.autocast(**BF16):
+        gots = (mask_guided_ce_loss(logits,
+                                    target), feature_guided_l1_loss(s_feats, t_feats, valid))
+    for got, ref in zip(gots, refs):
+        assert got.dtype == torch.float32
+        assert torch.equal(got, ref)
+
+
+def test_mask_decoder_norm_and_inherited_bias_are_fp32_under_autocast(files):
+    """The decoder's BN output (training: batch statistics; eval: running ones) and the
+    student's inherited bias B are fp32 under bf16 autocast (the teacher's learnt B is
+    not an island: it runs under autocast with the rest of its forward)."""
+    model = build(teacher_cfg(files[0]))
+    head = model.decode_head
+    g = torch.Generator().manual_seed(0)
+    feats = torch.nn.functional.normalize(torch.randn(2, 64, 5, 6, generator=g), dim=1)
+    rect = torch.randn(2, 20, 5, 6, generator=g)
+    for training in (True, False):
+        head.mask_decoder.train(training)
+        with torch.autocast(**BF16):
+            out = head.mask_decoder(feats, rect)
+        assert out.dtype == torch.float32, training
+        assert head.mask_decoder.norm.running_mean.dtype == torch.float32
+    # the student's inherited (frozen) B: an fp32 island, bit-identical to fp32
+    student = build(student_cfg(*files))
+    student.init_weights()
+    ref = student.decode_head.bias((5, 6)).clone()
+    student.decode_head.bias_extractor.clear_cache()
+    with torch.autocast(**BF16):
+        got = student.decode_head.bias((5, 6))
+    assert got.dtype == torch.float32
+    assert torch.equal(got, ref)
+
+
 def test_device_amp_wrapper_on_cpu(files):
     model = build(teacher_cfg(files[0]))
     wrapper = wrapper_for(model, 'bfloat16')

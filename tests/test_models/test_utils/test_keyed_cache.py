@@ -7,7 +7,7 @@ import pytest
 import torch
 from mmengine.logging import MMLogger
 
-from mmseg_reclip.models.utils.cache import KeyedCache, digest
+from mmseg_reclip.models.utils.cache import KeyedCache, content_digest, digest
 from tests.test_security.test_untrusted_files import write_payload
 
 
@@ -28,6 +28,8 @@ def test_save_is_atomic_and_load_round_trips(tmp_path):
     assert cache.load() is None  # missing
     cache.save(dict(value=[1, 2]))
     assert cache.load() == dict(value=[1, 2], key='ab' * 32)
+    stored = torch.load(cache.path, weights_only=True)
+    assert stored['content_sha256'] == content_digest(dict(value=[1, 2], key='ab' * 32))
 
     class Boom:  # torch.save fails on it: no temp file may stay behind
 
@@ -72,7 +74,13 @@ def _check_rejections(tmp_path, handler):
     assert cache.load() is None
     torch.save(dict(value=1), cache.path)  # no stored key
     assert cache.load() is None
-    assert KeyedCache(str(tmp_path), 'p_', key, require_key=False).load() == dict(value=1)
+    torch.save(dict(key=key, value=1), cache.path)  # the right key, no content digest
+    assert cache.load() is None
+    cache.save(dict(value=torch.arange(4.)))
+    data = torch.load(cache.path, weights_only=True)
+    data['value'] = data['value'][[0, 2, 1, 3]]  # edited without rewriting the digest
+    torch.save(data, cache.path)
+    assert cache.load() is None
     cache.save(dict(value=-1))
     assert cache.load(lambda d: 'negative' if d['value'] < 0 else None) is None
     assert cache.load(lambda d: None)['value'] == -1
@@ -80,5 +88,26 @@ def _check_rejections(tmp_path, handler):
     write_payload(cache.path, marker, key=key, value=1)
     assert cache.load() is None and not marker.exists()  # weights_only: never ran
     out = '\n'.join(handler.messages)
-    for why in ('is unreadable', 'key mismatch', 'invalid content (negative)'):
+    for why in ('is unreadable', 'key mismatch', 'invalid content (negative)',
+                'has no content digest', 'does not match its content digest'):
         assert f'Test cache {cache.path}' in out and why in out, why
+
+
+def test_content_digest_sees_every_value_and_its_order():
+    """Equal content, equal digest; any change of a value, of the order of a list or
+    a tensor's rows, of a dtype or of a key changes it."""
+    base = dict(key='k', names=['a', 'b'], q=torch.arange(6.).view(3, 2), n=3)
+    same = dict(n=3, q=torch.arange(6.).view(3, 2), names=['a', 'b'], key='k')
+    assert content_digest(base) == content_digest(same)  # dict order is not content
+    variants = [
+        dict(base, names=['b', 'a']),
+        dict(base, q=base['q'][[1, 0, 2]]),
+        dict(base, q=base['q'].double()),
+        dict(base, q=base['q'].view(2, 3)),
+        dict(base, n='3'),
+        dict(base, key='other'),
+        dict(base, extra=None),
+    ]
+    digests = {content_digest(v) for v in variants}
+    assert len(digests) == len(variants) and content_digest(base) not in digests
+    assert content_digest(dict(base, content_sha256='x')) == content_digest(base)
