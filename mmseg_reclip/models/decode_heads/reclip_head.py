@@ -22,7 +22,7 @@ class ReCLIPHead(MaskCLIPHead):
     :class:`RectifiedClassifier` (``classifier``)::
 
         forward(): O = classifier(F)   (Lq = F·Qᵀ, B, Lr = rectify(Lq, B), O = decoder(F, Lr))
-        loss():    forward() -> classifier.sample_masks(O) -> loss_decode
+        loss():    forward() -> sample_masks(O) -> loss_decode
 
     The bias extractor and the mask decoder are registered modules built from
     ``bias_extractor`` / ``mask_decoder`` configs (either can be swapped, see
@@ -89,11 +89,15 @@ class ReCLIPHead(MaskCLIPHead):
     def forward(self, inputs: Tuple[torch.Tensor, ...]) -> torch.Tensor:
         return self.classifier(self.forward_features(inputs))
 
+    def sample_masks(self, logits: torch.Tensor) -> torch.Tensor:
+        """Hard masks ``[B, C, h, w]`` of the decoder output (the classifier's)."""
+        return self.classifier.sample_masks(logits)
+
     def loss(self, inputs: Tuple[torch.Tensor, ...], batch_data_samples: SampleList,
              train_cfg: dict) -> dict:
         """Stage-1 loss: images, their crop-vote hypotheses, no ground truth."""
         feats = self.forward_features(inputs)
-        masks = self.classifier.sample_masks(self.forward(inputs))
+        masks = self.sample_masks(self.forward(inputs))
         hypothesis = hypothesis_multi_hot(batch_data_samples, self.num_classes, feats.device)
         loss = self.loss_decode(feats, masks, self.queries(), hypothesis, self.name_map)
         return {self.loss_decode.loss_name: loss}
