@@ -80,7 +80,7 @@ def jobs(root, clip, data):
                 opts += tiny_clip_model_options(clip, 'model.teacher.') + tiny_student_options()
             else:
                 opts += tiny_clip_model_options(clip)
-            opts += [f'model.checkpoint={ckpt(probed)}', 'model.probe_head.in_channels=64']
+            opts.append(f'model.checkpoint={ckpt(probed)}')  # probe width: derived
         else:
             opts += tiny_clip_model_options(clip)
         out.append(
