@@ -115,11 +115,12 @@ def tiny_student_options(teacher_ckpt=None):
     ]
 
 
-def tiny_config(path, clip, extra=()):
-    """A config file with the tiny CLIP (and ``extra`` ``key=value`` overrides) merged in,
-    the way ``--cfg-options`` would."""
+def tiny_config(path, clip, extra=(), prefix='model.'):
+    """A config file with the tiny CLIP (in the model at ``prefix``; a distillation
+    teacher: ``'model.teacher.'``) and ``extra`` ``key=value`` overrides merged in, the
+    way ``--cfg-options`` would."""
     from mmengine.config import Config, DictAction
     cfg = Config.fromfile(path)
-    pairs = (o.split('=', 1) for o in tiny_clip_model_options(clip) + list(extra))
+    pairs = (o.split('=', 1) for o in tiny_clip_model_options(clip, prefix) + list(extra))
     cfg.merge_from_dict({k: DictAction._parse_iterable(v) for k, v in pairs})
     return cfg

@@ -69,8 +69,11 @@ def compute_bias_maps(model: nn.Module,
         logits = out['Lq']
     else:
         maps = classifier.intermediates(feats)
-        out = dict(Lq=maps['Lq'], B=maps['B'], Lr=maps['Lr'], logits=maps['O'])
         logits = maps['O']
+        if getattr(head, 'inherit', None) == ():
+            # the Table IX "Ori. head" student predicts with its own conv_seg (§11.8)
+            logits = head.classify(feats)
+        out = dict(Lq=maps['Lq'], B=maps['B'], Lr=maps['Lr'], logits=logits)
     seg = model.seg_logits_from_grid(logits, inputs.shape[-2:], padding)
     out['masks'] = model.denoise(seg, 'upsampled').argmax(dim=1)
     return out
