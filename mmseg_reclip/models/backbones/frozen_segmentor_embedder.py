@@ -49,6 +49,14 @@ class FrozenSegmentorEmbedder(BaseModule):
             inner = MODELS.build(model)
         state = _load_checkpoint(checkpoint, map_location='cpu')
         state = state.get('state_dict', state)
+        # Frozen CLIP weights are not saved (they come from `pretrained`): everything else
+        # must be there, or the probe would read a partly random model.
+        missing = sorted(
+            k for k in set(inner.state_dict()) - set(state) if not k.endswith('_extra_state'))
+        if missing:
+            raise ValueError(f'Checkpoint {checkpoint!r} lacks {missing[:6]} (of {len(missing)}): '
+                             f'it is not a checkpoint of the probed {type(inner).__name__} '
+                             'config. Pass the checkpoint its training run wrote.')
         load_state_dict(inner, state, strict=False, logger='current')
         print_log(
             f'Linear probing: frozen {type(inner).__name__} from {checkpoint}', logger='current')

@@ -77,3 +77,12 @@ def test_probe_width_is_the_embedding_width(clip_file, trained):
 def test_a_missing_checkpoint_is_a_clear_error(clip_file, tmp_path):
     with pytest.raises(FileNotFoundError, match='model.checkpoint=PATH'):
         probe(clip_file, str(tmp_path / 'nope.pth'))
+
+
+def test_a_checkpoint_of_another_model_is_a_clear_error(clip_file, trained, tmp_path):
+    model, _ = trained
+    partial = {k: v for k, v in model.state_dict().items() if 'mask_decoder' not in k}
+    path = str(tmp_path / 'partial.pth')
+    torch.save(dict(state_dict=partial), path)
+    with pytest.raises(ValueError, match='lacks.*mask_decoder'):
+        probe(clip_file, path)
