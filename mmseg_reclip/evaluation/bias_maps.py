@@ -27,10 +27,14 @@ def head_kind(head: nn.Module) -> str:
 @torch.no_grad()
 def bias_map(head: nn.Module, size: Tuple[int, int]) -> Optional[torch.Tensor]:
     """Bias logits ``B`` ``[C, h, w]`` of a trained head alone (no image, no dataset);
-    ``None`` for a head without a classifier (MaskCLIP). Only for image-independent
-    bias extractors (those that ignore ``feats``)."""
+    ``None`` for a head without a classifier (MaskCLIP) and for an image-dependent bias
+    extractor (``image_dependent = True``, e.g. the conference ReCLIP's
+    :class:`CoupledBiasExtractor`: its ``B`` exists only for an image, see
+    :func:`compute_bias_maps`)."""
     classifier = getattr(head, 'classifier', None)
-    return None if classifier is None else classifier.bias_extractor(tuple(size))
+    if classifier is None or getattr(classifier.bias_extractor, 'image_dependent', False):
+        return None
+    return classifier.bias_extractor(tuple(size))
 
 
 @torch.no_grad()
@@ -65,8 +69,11 @@ def compute_bias_maps(model: nn.Module,
         logits = out['Lq']
     else:
         maps = classifier.intermediates(feats)
-        out = dict(Lq=maps['Lq'], B=maps['B'], Lr=maps['Lr'], logits=maps['O'])
         logits = maps['O']
+        if getattr(head, 'inherit', None) == ():
+            # the Table IX "Ori. head" student predicts with its own conv_seg (§11.8)
+            logits = head.classify(feats)
+        out = dict(Lq=maps['Lq'], B=maps['B'], Lr=maps['Lr'], logits=logits)
     seg = model.seg_logits_from_grid(logits, inputs.shape[-2:], padding)
     out['masks'] = model.denoise(seg, 'upsampled').argmax(dim=1)
     return out

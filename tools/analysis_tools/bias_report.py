@@ -372,7 +372,9 @@ def bias_arrays(model, data: dict) -> Dict[str, np.ndarray]:
     for key in ('B', 'Lr', 'logits'):
         if key in maps:
             value = maps[key]
-            arrays[key] = (value if key == 'B' else value[0]).cpu().numpy()
+            # B is [C, h, w], or [N, C, h, w] for an image-dependent bias (conference)
+            per_image = key != 'B' or value.dim() == 4
+            arrays[key] = (value[0] if per_image else value).cpu().numpy()
     if 'gt_sem_seg' in sample:
         import cv2
         gt = sample.gt_sem_seg.data[0].cpu().numpy().astype(np.uint8)

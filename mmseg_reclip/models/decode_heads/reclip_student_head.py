@@ -19,6 +19,26 @@ from .rectified_classifier import RectifiedClassifier
 #: bias extractor and the mask decoder, see `ReCLIPStudentHead.inherited_keys`).
 INHERITED_BUFFERS = ('query_embeds', 'name_to_class')
 
+#: The valid ``inherit`` settings of the student (paper Table IX rows, docs/method.md §11.8)
+#: and the classifier output each one uses (``None``: the "Ori. head", no classifier).
+INHERIT_OUTPUTS = {
+    (): None,
+    ('query', ): 'Lq',
+    ('query', 'bias'): 'Lr',
+    ('query', 'bias', 'decoder'): 'O',
+}
+
+
+def check_inherit(inherit: Sequence[str]) -> Tuple[str, ...]:
+    """``inherit`` as a tuple in canonical order; a clear error for another combination."""
+    order = ('query', 'bias', 'decoder')
+    unknown = [k for k in inherit if k not in order]
+    value = tuple(k for k in order if k in inherit)
+    if unknown or value not in INHERIT_OUTPUTS:
+        raise ValueError(f'inherit={tuple(inherit)!r}: use one of {tuple(INHERIT_OUTPUTS)} (each '
+                         'adds one inherited part on top of the previous one, paper Table IX).')
+    return value
+
 
 @MODELS.register_module()
 class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
@@ -65,6 +85,13 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
             hard Gumbel masks of the text-guided loss); ``in_channels`` (``embed_dim``),
             ``num_classes`` and ``norm_cfg`` (``BN``) are filled in.
         bias_mode (str): must match the teacher (``'subtract'``).
+        inherit (tuple[str]): what the student's classifier uses of the inherited parts
+            (paper Table IX, docs/method.md §11.8): ``('query', 'bias', 'decoder')``
+            (ReCLIP++, default: ``O``), ``('query', 'bias')`` (the classifier's output
+            is ``Lr``), ``('query',)`` (``Lq``) or ``()`` ("Ori. head": a learnt 1x1
+            classifier ``conv_seg`` on ``F_s``; nothing inherited is used for the
+            logits). Everything is still copied from the teacher (the hard masks of the
+            text-guided loss are the mask decoder's ``sample_masks``).
         loss_decode (list[dict]): distillation losses, summed (see
             :mod:`mmseg_reclip.models.losses.distill_losses`).
 
@@ -84,6 +111,7 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
                      type='ReferenceBiasExtractor', pe_channels=768, pe_grid=(14, 14)),
                  mask_decoder: dict = dict(type='RectifiedMaskDecoder', kernel_size=5),
                  bias_mode: str = 'subtract',
+                 inherit: Sequence[str] = ('query', 'bias', 'decoder'),
                  loss_decode=[
                      dict(type='MaskGuidedCELoss', loss_weight=1.0),
                      dict(type='FeatureGuidedL1Loss', loss_weight=0.5),
@@ -102,7 +130,12 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
             loss_decode=loss_decode,
             init_cfg=init_cfg,
             **kwargs)
-        del self.conv_seg  # the classifier is the inherited decoder
+        self.inherit = check_inherit(inherit)
+        output = INHERIT_OUTPUTS[self.inherit]
+        if output is not None:
+            del self.conv_seg  # the classifier is the inherited one
+        else:  # "Ori. head" (Table IX): a learnt classifier on F_s
+            self.conv_seg = nn.Conv2d(embed_dim, num_classes, 1)
         self.class_names = normalize_class_names(class_names)
         if len(self.class_names) != num_classes:
             raise ValueError(f'{len(self.class_names)} class names given for '
@@ -132,7 +165,8 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
                 bias_extractor=bias_extractor,
                 mask_decoder=mask_decoder,
                 bias_mode=bias_mode,
-                norm_cfg=dict(type='BN')))
+                norm_cfg=dict(type='BN'),
+                output=output or 'O'))
         self.classifier.is_init = True  # filled from the teacher: mmengine's init skips it
 
     @property
@@ -182,8 +216,9 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
                             'mask_decoder type to the teacher\'s.')
         was_training = teacher_head.training
         teacher_head.eval()
-        norm = teacher_head.mask_decoder.norm
-        if not isinstance(norm, nn.modules.batchnorm._BatchNorm) or not norm.track_running_stats:
+        norm = getattr(teacher_head.mask_decoder, 'norm', None)  # None: no decoder (§11.2)
+        if norm is not None and (not isinstance(norm, nn.modules.batchnorm._BatchNorm)
+                                 or not norm.track_running_stats):
             raise TypeError(f'{name}.mask_decoder.norm must be a BatchNorm with running stats '
                             f'to be inherited, got {type(norm).__name__}.')
         queries = teacher_head.queries()
@@ -204,7 +239,8 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
                              'num_classes to match the teacher.')
         self.bias_extractor.inherit(teacher_head.bias_extractor)
         self.mask_decoder.load_state_dict(decoder_state)
-        self.mask_decoder.norm.eps = norm.eps
+        if norm is not None:
+            self.mask_decoder.norm.eps = norm.eps
         self.query_embeds.copy_(queries.detach().to(self.query_embeds.dtype))
         self.name_to_class.copy_(teacher_head.name_to_class)
         self.templates_id = getattr(teacher_head, 'templates_id', None)
@@ -247,8 +283,16 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
         """``Lq = F_s·Qᵀ`` ``[B, C, h, w]`` (max over synonyms)."""
         return dense_class_logits(feats, self.queries(), self.name_map, self.num_classes)
 
+    def classify(self, feats: torch.Tensor) -> torch.Tensor:
+        """Class logits ``[B, C, h, w]`` of ``F_s``: the frozen classifier's output
+        (see ``inherit``), or the learnt ``conv_seg`` of the "Ori. head"."""
+        self._check_inherited()
+        if not self.inherit:
+            return self.conv_seg(feats)
+        return self.classifier(feats)
+
     def forward(self, inputs: Tuple[torch.Tensor, ...]) -> torch.Tensor:
-        return self.classifier(self.forward_features(inputs))
+        return self.classify(self.forward_features(inputs))
 
     # -- distillation loss ----------------------------------------------------------------
     @property
@@ -275,7 +319,7 @@ class ReCLIPStudentHead(ClassSetStateMixin, BaseDecodeHead):
             targets (DistillTargets): from :meth:`ReCLIPDistiller.distill_targets`.
         """
         feats = self.forward_features(inputs)
-        logits = self.classifier(feats)
+        logits = self.classify(feats)
         batch = DistillBatch(
             feats=feats,
             logits=logits,

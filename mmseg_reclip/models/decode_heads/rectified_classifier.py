@@ -6,10 +6,14 @@ import torch.nn as nn
 from mmengine.model import BaseModule
 from mmseg.registry import MODELS
 
-__all__ = ['BIAS_MODES', 'RectifiedClassifier', 'rectify', 'with_default_type']
+__all__ = ['BIAS_MODES', 'OUTPUTS', 'RectifiedClassifier', 'rectify', 'with_default_type']
 
 #: ``Lr = Lq − B`` (the paper), ``Lq + B`` or ``Lq`` (ablations).
 BIAS_MODES = ('subtract', 'add', 'none')
+
+#: What the classifier returns: the decoder output ``O`` (the method), or an earlier
+#: stage of the same sequence (the student's Table IX rows, docs/method.md §11.8).
+OUTPUTS = ('O', 'Lr', 'Lq')
 
 
 def rectify(query_logits: torch.Tensor, bias: torch.Tensor, mode: str = 'subtract') -> torch.Tensor:
@@ -77,6 +81,10 @@ class RectifiedClassifier(BaseModule):
         text_encoder (nn.Module, optional): the head's CLIP text encoder, for a learnt
             bias extractor (``None``: the student's inherited one).
         class_names (list[list[str]], optional): the head's classes.
+        output (str): one of :data:`OUTPUTS`: the classifier's output ``O`` is the mask
+            decoder's (``'O'``, the method) or ``Lr`` / ``Lq`` as they are (fp32; the
+            student's ``inherit`` ablation, paper Table IX). The masks of
+            :meth:`sample_masks` are always the mask decoder's.
 
     Shapes:
         ``forward(F)``: ``[B, D, h, w]`` → ``O`` ``[B, C, h, w]``;
@@ -94,11 +102,15 @@ class RectifiedClassifier(BaseModule):
                  norm_cfg: dict = dict(type='BN'),
                  text_encoder: Optional[nn.Module] = None,
                  class_names: Optional[Sequence[Sequence[str]]] = None,
+                 output: str = 'O',
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         if bias_mode not in BIAS_MODES:
             raise ValueError(f'bias_mode must be one of {BIAS_MODES}, got {bias_mode!r}')
         self.bias_mode = bias_mode
+        if output not in OUTPUTS:
+            raise ValueError(f'output must be one of {OUTPUTS}, got {output!r}')
+        self.output = output
         # A bound method of the owning head, not a submodule: the head saves and moves Q.
         self.query_logits = query_logits
         self.bias_extractor = MODELS.build(
@@ -123,7 +135,10 @@ class RectifiedClassifier(BaseModule):
         query = self.query_logits(feats)
         bias = self.bias_extractor(tuple(feats.shape[-2:]), feats=feats)
         rectified = rectify(query, bias, self.bias_mode)
-        return dict(Lq=query, B=bias, Lr=rectified, O=self.mask_decoder(feats, rectified))
+        out = dict(Lq=query, B=bias, Lr=rectified)
+        out['O'] = (
+            self.mask_decoder(feats, rectified) if self.output == 'O' else out[self.output].float())
+        return out
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         """``O`` ``[B, C, h, w]`` for ``F`` ``[B, D, h, w]``."""

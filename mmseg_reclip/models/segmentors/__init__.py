@@ -4,3 +4,4 @@ from .reclip import ReCLIP
 
 __all__ = ['MaskCLIP', 'ReCLIP', 'PromptDenoiseMixin', 'PD_MODES', 'prompt_denoise']
 from .distiller import ReCLIPDistiller  # noqa: F401,E402
+from .linear_probe import LinearProbeSegmentor  # noqa: F401,E402

@@ -159,8 +159,15 @@ def _is_clip_part(cfg: dict) -> bool:
         part = MODELS.get(part)
     if part is None:
         return False
-    params = inspect.signature(part).parameters
-    return 'model_name' in params and 'pretrained' in params
+    # A subclass that forwards ``**kwargs`` (e.g. TrainableCLIPViTBackbone) takes its
+    # parent's arguments: look up the first class that names its own.
+    for cls in getattr(part, '__mro__', (part, )):
+        params = inspect.signature(cls).parameters
+        if 'model_name' in params and 'pretrained' in params:
+            return True
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            return False
+    return False
 
 
 def logits_to_input_size(logits: torch.Tensor,

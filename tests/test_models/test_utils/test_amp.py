@@ -155,11 +155,10 @@ def test_mask_decoder_norm_and_inherited_bias_are_fp32_under_autocast(files):
     # the student's inherited (frozen) B: an fp32 island, bit-identical to fp32
     student = build(student_cfg(*files))
     student.init_weights()
-    extractor = student.decode_head.bias_extractor
-    ref = extractor((5, 6)).clone()
-    extractor._cache.clear()  # recomputed under autocast, not read back
+    ref = student.decode_head.bias_extractor((5, 6)).clone()
+    student.decode_head.bias_extractor._cache.clear()
     with torch.autocast(**BF16):
-        got = extractor((5, 6))
+        got = student.decode_head.bias_extractor((5, 6))
     assert got.dtype == torch.float32
     assert torch.equal(got, ref)
 
