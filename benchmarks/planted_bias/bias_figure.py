@@ -58,20 +58,58 @@ def draw(maps: Dict[str, np.ndarray], names, out: str, title: Optional[str] = No
     return corr
 
 
+def draw_examples(model, world_root: str, out: str, count: int = 4) -> None:
+    """Validation images, their labels, MaskCLIP's prediction (``argmax F·Qᵀ`` of the
+    same model's head) and the model's, on the patch grid."""
+    import glob
+    import os.path as osp
+
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    from PIL import Image
+    names = model.backbone.world['classes']
+    colours = np.asarray(model.backbone.world['colours']) / 255.0
+    paths = sorted(glob.glob(osp.join(world_root, 'img_dir', 'val', '*.png')))[:count]
+    fig, axes = plt.subplots(count, 4, figsize=(8, 2 * count))
+    for row, path in zip(np.atleast_2d(axes), paths):
+        img = np.asarray(Image.open(path).convert('RGB'))
+        label = np.asarray(Image.open(path.replace('img_dir', 'ann_dir')))
+        inputs = torch.from_numpy(img.copy()).permute(2, 0, 1)[None].float()
+        with torch.no_grad():
+            feats = model.backbone(inputs)[0]
+            maskclip = model.decode_head.query_logits(feats).argmax(1)[0]
+            pred = model.decode_head.forward((feats, )).argmax(1)[0]
+        pics = (img, colours[label], colours[maskclip.numpy()], colours[pred.numpy()])
+        for ax, pic, title in zip(row, pics, ('image', 'label', 'MaskCLIP', 'trained')):
+            ax.imshow(pic, interpolation='nearest')
+            ax.set_title(title, fontsize=8)
+            ax.axis('off')
+    handles = [matplotlib.patches.Patch(color=c, label=n) for c, n in zip(colours, names)]
+    fig.legend(handles=handles, loc='lower center', ncol=len(names), fontsize=8)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.savefig(out, dpi=80)
+    plt.close(fig)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('config')
     parser.add_argument('checkpoint')
     parser.add_argument('--out', required=True)
     parser.add_argument('--title', default=None)
+    parser.add_argument('--examples', default=None, help='also draw predictions to this file')
+    parser.add_argument('--world', default='data/planted_bias', help='world folder (examples)')
     args = parser.parse_args(argv)
     from mmseg.apis import init_model
 
-    import benchmarks.planted_bias  # noqa: F401
+    import benchmarks.planted_bias  # noqa: F401  (before mmseg: the plugin's glue)
     model = init_model(args.config, args.checkpoint, device='cpu')
     maps = bias_maps(model)
     corr = draw(maps, model.backbone.world['classes'], args.out, args.title)
     print(f'bias map correlation (learned vs planted): {corr:+.3f}')
+    if args.examples:
+        draw_examples(model, args.world, args.examples)
 
 
 if __name__ == '__main__':

@@ -6,12 +6,12 @@ A world is a ``dict`` (saved as ``world.json`` beside the generated data) that f
 - ``colours``: one RGB colour per class: the image content;
 - ``lean``: ``[[c, d, γ], ...]``: *class preference*, the features of class ``c`` are
   ``(1 − γ)·Q_c + γ·Q_d`` wherever ``c`` is;
-- ``space``: ``[a, b, β]``: *space preference*, the features of the object classes
-  (``space_classes``) get ``β·ρ(x)·(Q_b − Q_a)`` added, ``ρ`` the border profile of the network input (0 in
-  the centre, 1 towards the border): class ``b`` is favoured over ``a`` by absolute
-  position. The profile is channel 0 of the CLIP file's positional-embedding grid, the
-  grid the bias extractor reads (docs/method.md §3), so ``B = Conv1x1(PE)·Rᵀ`` can
-  represent it;
+- ``space``: ``[a, b, β]``: *space preference*, the features of the classes
+  ``space_classes`` get ``β·ρ(x)·(Q_b − Q_a)`` added, ``ρ`` the border profile of the
+  network input (0 in the centre, 1 towards the border): class ``b`` is favoured over
+  ``a`` by absolute position. The profile is channel 0 of the CLIP file's
+  positional-embedding grid, the grid the bias extractor reads (docs/method.md §3), so
+  ``B = Conv1x1(PE)·Rᵀ`` can represent it;
 - ``noise``: scale of a per-patch nuisance direction read from the image texture.
 
 The toy image tower (:class:`PlantedBiasCLIP`) computes the features from the pixels
