@@ -225,7 +225,7 @@ def test_no_refusal_advises_weights_only_false(evil, tmp_path):
     cut = tmp_path / 'cut.pth'
     cut.write_bytes(good.read_bytes()[:20000])
     for bad, error in ((path, compat.UnsafeCheckpointError), (str(cut),
-                                                               compat.CorruptCheckpointError)):
+                                                              compat.CorruptCheckpointError)):
         with pytest.raises(error) as err:
             compat.safe_torch_load(bad)
         _no_unsafe_advice(str(err.value))
@@ -247,6 +247,6 @@ def test_no_refusal_advises_weights_only_false(evil, tmp_path):
         (msg, ) = [m for m in handler.messages if cache.path in m]
         assert 'is unreadable' in msg
         _no_unsafe_advice(msg)
-    assert 'GLOBAL io.open' in str(pytest.raises(compat.UnsafeCheckpointError,
-                                                 compat.safe_torch_load, path).value)
+    assert 'GLOBAL io.open' in str(
+        pytest.raises(compat.UnsafeCheckpointError, compat.safe_torch_load, path).value)
     assert not marker.exists()

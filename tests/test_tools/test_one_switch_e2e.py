@@ -75,8 +75,8 @@ def test_one_switch_runs_maskclip_and_both_stages(data, name):
     # stage 1: D and the PE grid of the bias extractor follow the CLIP
     state = train_stage1(data, name, clip, root / 's1')
     assert state['decode_head.query_embeds'].shape[1] == dims.embed_dim
-    assert state['decode_head.classifier.bias_extractor.pe_proj.weight'].shape[:2] == (dims.embed_dim,
-                                                                            dims.image_width)
+    assert state['decode_head.classifier.bias_extractor.pe_proj.weight'].shape[:2] == (
+        dims.embed_dim, dims.image_width)
 
     # stage 2: the student's inherited parts take the teacher CLIP's sizes
     student = [
@@ -93,7 +93,8 @@ def test_one_switch_runs_maskclip_and_both_stages(data, name):
     state = torch.load(
         root / 's2' / 'iter_1.pth', map_location='cpu',
         weights_only=False)['state_dict']  # written by this test
-    assert state['decode_head.classifier.bias_extractor.pos_embed'].shape == (dims.image_width, *dims.pe_grid)
+    assert state['decode_head.classifier.bias_extractor.pos_embed'].shape == (dims.image_width,
+                                                                              *dims.pe_grid)
     assert state['decode_head.query_embeds'].shape[1] == dims.embed_dim
 
 
