@@ -143,8 +143,11 @@ class MaskCLIPHead(ClassSetStateMixin, BaseDecodeHead):
 
         The file must be ``dict(queries=[N, D] float tensor, names=[N names])`` for these
         names, with finite unit-norm rows; and two rows (first and last name) must match
-        a fresh encoding, which catches a rotated, permuted or foreign tensor of the
-        right shape at the cost of ``2 x templates`` prompts.
+        a fresh encoding, which catches a foreign tensor of the right shape (another
+        CLIP, other templates) at the cost of ``2 x templates`` prompts. Rows edited or
+        permuted inside the file are caught before this check, by the cache's content
+        digest (:class:`KeyedCache`); a file forged with a matching digest is not (see
+        docs/trust.md).
         """
         if not isinstance(data, dict) or not torch.is_tensor(data.get('queries')):
             return 'not a query cache (old format?)'
