@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 
 import mmseg_reclip  # noqa: F401
-from mmseg_reclip.datasets.crop_vote_crops import CropVoteCrops, batch_crops, build_crop_loader
-from mmseg_reclip.engine.hooks import CropVoteHypothesisHook, window_boxes
+from mmseg_reclip.crop_vote.crops import CropVoteCrops, batch_crops, build_crop_loader
+from mmseg_reclip.crop_vote.hook import CropVoteHypothesisHook
+from mmseg_reclip.crop_vote.vote import window_boxes
 from tests.clip_utils import save_random_clip
 from tests.data_utils import make_voc_layout
 

@@ -218,14 +218,14 @@ def test_no_refusal_advises_weights_only_false(evil, tmp_path):
     and on a truncated file names the file's problem, never torch's advice."""
     from mmengine.logging import MMLogger
 
-    from mmseg_reclip.models.utils.cache import KeyedCache
+    from mmseg_reclip.utils.cache import KeyedCache
     path, marker = evil
     good = tmp_path / 'good.pth'
     torch.save({'w': torch.zeros(100, 100)}, good)
     cut = tmp_path / 'cut.pth'
     cut.write_bytes(good.read_bytes()[:20000])
-    for bad, error in ((path, compat.UnsafeCheckpointError), (str(cut),
-                                                               compat.CorruptCheckpointError)):
+    cases = ((path, compat.UnsafeCheckpointError), (str(cut), compat.CorruptCheckpointError))
+    for bad, error in cases:
         with pytest.raises(error) as err:
             compat.safe_torch_load(bad)
         _no_unsafe_advice(str(err.value))
@@ -247,6 +247,6 @@ def test_no_refusal_advises_weights_only_false(evil, tmp_path):
         (msg, ) = [m for m in handler.messages if cache.path in m]
         assert 'is unreadable' in msg
         _no_unsafe_advice(msg)
-    assert 'GLOBAL io.open' in str(pytest.raises(compat.UnsafeCheckpointError,
-                                                 compat.safe_torch_load, path).value)
+    assert 'GLOBAL io.open' in str(
+        pytest.raises(compat.UnsafeCheckpointError, compat.safe_torch_load, path).value)
     assert not marker.exists()

@@ -19,9 +19,8 @@ from mmseg.registry import DATASETS, HOOKS, MODELS
 from mmseg.structures import SegDataSample
 
 import mmseg_reclip  # noqa: F401  (registrations)
-from mmseg_reclip.engine.hooks import CropVoteHypothesisHook
-from mmseg_reclip.engine.hooks.crop_vote_hook import CACHE_PREFIX
-from mmseg_reclip.models.utils.cache import DIGEST_FIELD, content_digest
+from mmseg_reclip.crop_vote.hook import CACHE_PREFIX, CropVoteHypothesisHook
+from mmseg_reclip.utils.cache import DIGEST_FIELD, content_digest
 from tests.data_utils import make_voc_layout
 
 MEAN = [122.771, 116.746, 104.094]

@@ -15,7 +15,8 @@ from mmseg.structures import SegDataSample
 
 import mmseg_reclip  # noqa: F401  (registrations)
 from mmseg_reclip.models.losses import reclip_contrastive_loss
-from mmseg_reclip.models.utils import gumbel_softmax_hard, precision_context
+from mmseg_reclip.models.utils import gumbel_softmax_hard
+from mmseg_reclip.utils.amp import precision_context
 from tests.clip_utils import save_random_clip
 from tests.test_models.test_segmentors.test_distill import student_cfg, teacher_cfg
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from mmengine.logging import MMLogger
 
-from mmseg_reclip.models.utils.cache import KeyedCache, content_digest, digest
+from mmseg_reclip.utils.cache import KeyedCache, content_digest, digest
 from tests.test_security.test_untrusted_files import write_payload
 
 
