@@ -18,7 +18,7 @@ from mmseg_reclip.models.losses import reclip_contrastive_loss
 from mmseg_reclip.models.utils import gumbel_softmax_hard
 from mmseg_reclip.utils.amp import precision_context
 from tests.clip_utils import save_random_clip
-from tests.test_models.test_segmentors.test_distill import student_cfg, teacher_cfg
+from tests.distill_utils import student_cfg, teacher_cfg
 
 BF16 = dict(device_type='cpu', dtype=torch.bfloat16)
 
