@@ -156,10 +156,11 @@ def test_mask_decoder_norm_and_inherited_bias_are_fp32_under_autocast(files):
     # the student's inherited (frozen) B: an fp32 island, bit-identical to fp32
     student = build(student_cfg(*files))
     student.init_weights()
-    ref = student.decode_head.bias((5, 6)).clone()
-    student.decode_head.bias_extractor.clear_cache()
-    with torch.autocast(**BF16):
-        got = student.decode_head.bias((5, 6))
+    extractor = student.decode_head.bias_extractor
+    ref = extractor((5, 6)).clone()
+    with torch.autocast(**BF16):  # its cache is keyed by the autocast dtype: computed anew
+        got = extractor((5, 6))
+    assert len(extractor._cache) == 2
     assert got.dtype == torch.float32
     assert torch.equal(got, ref)
 
