@@ -157,10 +157,10 @@ def test_mask_decoder_norm_and_inherited_bias_are_fp32_under_autocast(files):
     student = build(student_cfg(*files))
     student.init_weights()
     extractor = student.decode_head.bias_extractor
-    ref = extractor((5, 6)).clone()
-    with torch.autocast(**BF16):  # its cache is keyed by the autocast dtype: computed anew
-        got = extractor((5, 6))
-    assert len(extractor._cache) == 2
+    fresh = copy.deepcopy(extractor)  # an empty cache: computed under autocast, not reused
+    ref = extractor((5, 6))
+    with torch.autocast(**BF16):
+        got = fresh((5, 6))
     assert got.dtype == torch.float32
     assert torch.equal(got, ref)
 
