@@ -106,7 +106,7 @@ def test_training_steps_leave_the_inherited_decoder_as_the_teacher(files):
         torch.randn(2, 64, 9, 13, generator=torch.Generator().manual_seed(3)), dim=1)
     with torch.no_grad():
         ref = teacher_head.forward((feats, ))
-        assert torch.equal(head.decode(feats), ref)  # train mode, no step yet
+        assert torch.equal(head.classifier(feats), ref)  # train mode, no step yet
     optim = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
     for _ in range(2):
         losses = model.loss(torch.randn(2, 3, 64, 64), samples(2))
@@ -119,7 +119,7 @@ def test_training_steps_leave_the_inherited_decoder_as_the_teacher(files):
         if not k.endswith('num_batches_tracked'):
             assert torch.equal(v, teacher_state[k]), k
     with torch.no_grad():
-        assert torch.equal(head.decode(feats), ref)  # still train mode
+        assert torch.equal(head.classifier(feats), ref)  # still train mode
 
 
 def test_inherited_parts_survive_checkpoint_without_teacher(files, tmp_path):
