@@ -47,7 +47,7 @@ import mmseg_reclip  # noqa: E402,F401  # isort: skip
 from mmseg.registry import MODELS  # noqa: E402
 from mmseg.structures import SegDataSample  # noqa: E402
 
-from mmseg_reclip.engine.hooks import CropVoteHypothesisHook  # noqa: E402
+from mmseg_reclip.crop_vote.hook import CropVoteHypothesisHook  # noqa: E402
 
 
 def sync(device):

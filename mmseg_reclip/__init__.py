@@ -10,4 +10,9 @@ compat.apply()
 
 from . import datasets, engine, evaluation, models, utils  # noqa: E402,F401
 
+# isort: split
+# After models: crop_vote reads models.utils, and models (ReCLIP, the heads) import
+# crop_vote, so importing it first would re-enter a half-imported crop_vote.
+from . import crop_vote  # noqa: E402,F401
+
 __version__ = '0.1.0'

@@ -127,7 +127,7 @@ def safe_torch_load(filename: str, map_location: Optional[Any] = None) -> Any:
         CorruptCheckpointError: the file is truncated or not a torch file.
     """
     # local import: this module is loaded before the model package
-    from mmseg_reclip.models.utils.io import load_error_reason
+    from mmseg_reclip.utils.io import load_error_reason
     try:
         with torch.serialization.safe_globals(checkpoint_safe_globals()):
             return torch.load(filename, map_location=map_location, weights_only=True)

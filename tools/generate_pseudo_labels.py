@@ -47,7 +47,7 @@ from mmseg_reclip.datasets.image_listing import collect_img_paths  # noqa: E402
 from mmseg_reclip.datasets.transforms.pseudo_label import PSEUDO_LABEL_META  # noqa: E402
 from mmseg_reclip.datasets.transforms.pseudo_label import pseudo_label_name
 from mmseg_reclip.engine.runner.work_dir import remove_stale_tmp_files  # noqa: E402
-from mmseg_reclip.models.utils.io import atomic_write  # noqa: E402
+from mmseg_reclip.utils.io import atomic_write  # noqa: E402
 
 META_FILE = PSEUDO_LABEL_META
 

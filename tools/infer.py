@@ -58,7 +58,7 @@ from mmseg_reclip.datasets.class_names import read_class_file, refuse_duplicate_
 from mmseg_reclip.datasets.templates import get_templates  # noqa: E402
 from mmseg_reclip.datasets.unlabeled import IMAGE_EXTENSIONS, list_images  # noqa: E402
 from mmseg_reclip.models.utils.class_set import check_same_classes  # noqa: E402
-from mmseg_reclip.models.utils.io import atomic_write  # noqa: E402
+from mmseg_reclip.utils.io import atomic_write  # noqa: E402
 
 TRAINING_FREE = {'MaskCLIP'}
 LIST_EXTENSIONS = (

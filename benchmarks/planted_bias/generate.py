@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 
 from mmseg_reclip.models.utils import register_model_configs
-from mmseg_reclip.models.utils.io import atomic_torch_save, atomic_write
+from mmseg_reclip.utils.io import atomic_torch_save, atomic_write
 from . import world as W
 from .soundness import patch_labels, run_checks
 

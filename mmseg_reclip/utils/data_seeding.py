@@ -37,7 +37,7 @@ from mmengine.dist import get_rank, sync_random_seed
 from mmseg.registry import DATA_SAMPLERS, DATASETS
 from torch.utils.data import Dataset, Sampler
 
-from ..models.utils.seeding import derive_seed
+from .seeding import derive_seed
 
 __all__ = ['sample_seed', 'SeededIndex', 'StepSeededSampler', 'StepSeededDataset', 'seeded_rng']
 

@@ -10,8 +10,8 @@ from mmseg.registry import DATASETS
 
 import mmseg_reclip  # noqa: F401  (registrations)
 from mmseg_reclip.datasets.image_listing import collect_img_paths, file_signature, read_image
+from tests.crop_vote_utils import dataset_cfg
 from tests.data_utils import make_voc_layout
-from tests.test_engine.test_hooks.test_crop_vote_hook import dataset_cfg
 
 
 def test_collect_img_paths_wrappers(tmp_path):

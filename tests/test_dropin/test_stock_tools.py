@@ -18,7 +18,7 @@ from PIL import Image
 
 from tests.clip_utils import TINY, save_random_clip
 from tests.data_utils import make_voc_layout
-from tests.test_tools.test_distill_e2e import STAGE1, STAGE2, data_options, student_options
+from tests.e2e_utils import STAGE1, STAGE2, data_options, student_options
 from tests.tool_utils import run_tool
 
 MASKCLIP = 'configs/maskclip/maskclip_vit-b16_voc.py'

@@ -52,7 +52,7 @@ def test_good_clip_weights_still_load(clip_file):
 
 # -- teacher checkpoint ---------------------------------------------------------------------
 def test_truncated_teacher_checkpoint_names_the_file(clip_file, tmp_path):
-    from tests.test_models.test_segmentors.test_distill import build, student_cfg, teacher_cfg
+    from tests.distill_utils import build, student_cfg, teacher_cfg
     teacher = build(teacher_cfg(clip_file))
     good = str(tmp_path / 'iter_20000.pth')
     torch.save(dict(state_dict=teacher.state_dict()), good)

@@ -5,8 +5,7 @@ import torch
 
 from mmseg_reclip.evaluation.bias_maps import bias_map, compute_bias_maps
 from tests.clip_utils import save_random_clip
-from tests.test_tools.test_bias_report import MASKCLIP, build_model
-from tests.test_tools.test_distill_e2e import STAGE1, STAGE2, clip_options, student_options
+from tests.e2e_utils import MASKCLIP, STAGE1, STAGE2, build_model, clip_options, student_options
 
 
 @pytest.fixture(scope='module')

@@ -5,6 +5,6 @@ import pytest
 @pytest.fixture(scope='module')
 def files(tmp_path_factory):
     """A tiny CLIP file and a trained-looking stage-1 teacher checkpoint
-    (:func:`tests.test_models.test_segmentors.test_distill.make_files`)."""
-    from tests.test_models.test_segmentors.test_distill import make_files
+    (:func:`tests.distill_utils.make_files`)."""
+    from tests.distill_utils import make_files
     return make_files(tmp_path_factory)

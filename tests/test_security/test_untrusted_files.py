@@ -16,25 +16,11 @@ from mmengine.runner.checkpoint import CheckpointLoader
 
 from mmseg_reclip import compat
 from tests.clip_utils import TINY, save_random_clip
+from tests.security_utils import Payload, write_payload
 from tests.tool_utils import run_tool
 from tests.toy_utils import _TOY_CONFIG, IMG_SIZE, NUM_CLASSES, _make_toy_dataset
 
 CONVERTER = 'tools/model_converters/reclip_released_to_mmseg.py'
-
-
-class _Payload:
-    """Unpickling it calls ``open(marker, 'w')``: the file appears iff code ran."""
-
-    def __init__(self, marker: str):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (self.marker, 'w'))
-
-
-def write_payload(path, marker, **content) -> str:
-    torch.save(dict(content, payload=_Payload(str(marker))), str(path))
-    return str(path)
 
 
 @pytest.fixture
@@ -104,7 +90,7 @@ def test_mmengine_loader_refuses_and_allow_list_is_scoped(evil):
 def test_init_model_and_teacher_checkpoint_refuse(evil, toy, tmp_path):
     from mmseg.apis import init_model
 
-    from tests.test_models.test_segmentors.test_distill import build, student_cfg
+    from tests.distill_utils import build, student_cfg
     path, marker = evil
     with pytest.raises(compat.UnsafeCheckpointError, match='refused'):
         init_model(str(toy[1]), path, device='cpu')
@@ -188,7 +174,7 @@ def test_pseudo_label_meta_is_json(tmp_path):
     """meta.json is parsed as JSON (cannot carry code): a pickle there is refused."""
     from mmseg_reclip.datasets.transforms.pseudo_label import LoadPseudoLabel
     marker = tmp_path / 'MARKER'
-    (tmp_path / 'meta.json').write_bytes(pickle.dumps(_Payload(str(marker))))
+    (tmp_path / 'meta.json').write_bytes(pickle.dumps(Payload(str(marker))))
     t = LoadPseudoLabel(pseudo_label_dir=str(tmp_path))
     with pytest.raises(ValueError, match='meta.json is not valid JSON'):
         t(dict(img_path='x.jpg', img=np.zeros((2, 2, 3), np.uint8)))
@@ -218,14 +204,14 @@ def test_no_refusal_advises_weights_only_false(evil, tmp_path):
     and on a truncated file names the file's problem, never torch's advice."""
     from mmengine.logging import MMLogger
 
-    from mmseg_reclip.models.utils.cache import KeyedCache
+    from mmseg_reclip.utils.cache import KeyedCache
     path, marker = evil
     good = tmp_path / 'good.pth'
     torch.save({'w': torch.zeros(100, 100)}, good)
     cut = tmp_path / 'cut.pth'
     cut.write_bytes(good.read_bytes()[:20000])
-    for bad, error in ((path, compat.UnsafeCheckpointError), (str(cut),
-                                                              compat.CorruptCheckpointError)):
+    cases = ((path, compat.UnsafeCheckpointError), (str(cut), compat.CorruptCheckpointError))
+    for bad, error in cases:
         with pytest.raises(error) as err:
             compat.safe_torch_load(bad)
         _no_unsafe_advice(str(err.value))

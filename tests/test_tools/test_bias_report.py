@@ -14,35 +14,15 @@ import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.runner import load_checkpoint
-from mmseg.registry import MODELS
 
 from tests.clip_utils import save_random_clip
 from tests.data_utils import make_voc_layout
-from tests.test_tools.test_distill_e2e import STAGE1, STAGE2, clip_options, student_options
+from tests.e2e_utils import (MASKCLIP, STAGE1, STAGE2, build_model, cfg_dict, clip_options,
+                             student_options)
 from tests.tool_utils import run_tool
 
 TOOL = 'tools/analysis_tools/bias_report.py'
-MASKCLIP = 'configs/maskclip/maskclip_vit-b16_voc.py'
 BANNER = 'RANDOM CLIP WEIGHTS - meaningless'
-
-
-def cfg_dict(opts):
-    out = {}
-    for o in opts:
-        k, v = o.split('=', 1)
-        literal = {'None': None, 'False': False, 'True': True}
-        out[k] = literal.get(v, int(v) if v.isdigit() else v)
-    return out
-
-
-def build_model(config, opts, ckpt=None):
-    cfg = Config.fromfile(config)
-    cfg.merge_from_dict(cfg_dict(opts))
-    model = MODELS.build(cfg.model)
-    if ckpt:
-        load_checkpoint(model, ckpt, map_location='cpu')
-    return model.eval()
 
 
 @pytest.fixture(scope='module')

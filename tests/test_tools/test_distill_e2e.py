@@ -16,58 +16,11 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.clip_utils import TINY, save_random_clip
+from tests.clip_utils import save_random_clip
 from tests.data_utils import make_voc_layout
+from tests.e2e_utils import (STAGE1, STAGE2, clip_options, data_options, randomise_labels,
+                             student_options)
 from tests.tool_utils import run_tool
-
-STAGE1 = 'configs/reclip/reclip_vit-b16_voc.py'
-STAGE2 = 'configs/reclip/reclip-distill_deeplabv2-r101_voc.py'
-
-
-def data_options(data_root):
-    opts = []
-    for split in ('train', 'val', 'test'):
-        dataset = 'dataset.dataset' if split == 'train' else 'dataset'  # StepSeededDataset
-        opts += [
-            f'{split}_dataloader.{dataset}.data_root={data_root}',
-            f'{split}_dataloader.num_workers=0', f'{split}_dataloader.persistent_workers=False'
-        ]
-    return opts + [
-        'train_dataloader.batch_size=2',
-        'train_dataloader.dataset.dataset.pipeline.1.scale=(128,64)',  # RandomResize
-        'train_dataloader.dataset.dataset.pipeline.2.crop_size=(64,64)',  # RandomCrop
-        'train_cfg.max_iters=2',
-        'default_hooks.checkpoint.interval=2',
-        'default_hooks.logger.interval=1',
-    ]
-
-
-def clip_options(clip, prefix='model.'):
-    return [
-        f'{prefix}backbone.model_name={TINY}',
-        f'{prefix}backbone.pretrained={clip}',
-        f'{prefix}decode_head.text_encoder.model_name={TINY}',
-        f'{prefix}decode_head.text_encoder.pretrained={clip}',
-        f'{prefix}decode_head.in_channels=64',
-        f'{prefix}decode_head.templates=single',
-        f'{prefix}decode_head.norm_cfg.type=BN',
-        f'{prefix}decode_head.query_cache_dir=None',
-    ]
-
-
-def student_options(teacher_ckpt):
-    return [
-        f'model.teacher_checkpoint={teacher_ckpt}',
-        'model.backbone.depth=18',
-        'model.backbone.base_channels=16',
-        'model.backbone.stem_channels=16',
-        'model.backbone.init_cfg=None',
-        'model.backbone.norm_cfg.type=BN',
-        'model.decode_head.in_channels=128',
-        'model.decode_head.channels=32',
-        'model.decode_head.embed_dim=64',
-        'model.decode_head.bias_extractor.pe_channels=64',
-    ]
 
 
 def train_stage2(data, clip, teacher_ckpt, work_dir, check=True):
@@ -76,18 +29,6 @@ def train_stage2(data, clip, teacher_ckpt, work_dir, check=True):
          str(work_dir), '--cfg-options'] + clip_options(clip, 'model.teacher.') +
         student_options(teacher_ckpt) + data_options(data),
         check=check)
-
-
-def randomise_labels(data_root, seed=1):
-    rng = np.random.default_rng(seed)
-    seg_dir = osp.join(data_root, 'SegmentationClass')
-    for name in os.listdir(seg_dir):
-        path = osp.join(seg_dir, name)
-        with Image.open(path) as img:
-            shape = np.array(img).shape
-        label = rng.integers(0, 22, size=shape).astype(np.uint8)
-        label[label == 21] = 255
-        Image.fromarray(label, mode='L').save(path)
 
 
 @pytest.fixture(scope='module')

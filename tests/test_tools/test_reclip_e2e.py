@@ -10,7 +10,7 @@ import torch
 
 from tests.clip_utils import save_random_clip
 from tests.data_utils import make_voc_layout
-from tests.test_tools.test_distill_e2e import STAGE1, clip_options, data_options, randomise_labels
+from tests.e2e_utils import STAGE1, clip_options, data_options, randomise_labels
 from tests.tool_utils import run_tool
 
 TRAINABLE = ('decode_head.classifier.bias_extractor.context',

@@ -70,9 +70,9 @@ from mmengine.runner import Runner  # noqa: E402
 from mmseg_reclip.evaluation.bias_maps import bias_map, compute_bias_maps, head_kind  # noqa
 from mmseg_reclip.evaluation.metrics.class_preference_metric import \
     class_preference_scores  # noqa: E402
-from mmseg_reclip.models.utils.io import TMP_PREFIX  # noqa: E402
 from mmseg_reclip.utils import adapt_cfg_to_device  # noqa: E402
 from mmseg_reclip.utils.cli import add_debug_argument, run_main  # noqa: E402
+from mmseg_reclip.utils.io import TMP_PREFIX  # noqa: E402
 
 _NO_CHECKPOINT = ('', 'none', 'None', 'null')
 

@@ -29,11 +29,11 @@ from PIL import Image
 
 try:
     from mmseg_reclip.datasets.coco_stuff27 import COCOSTUFF27_SEG_MAP_SUFFIX, convert_labels
-    from mmseg_reclip.models.utils.io import atomic_write
+    from mmseg_reclip.utils.io import atomic_write
 except ImportError:  # running from a source checkout that is not installed
     sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
     from mmseg_reclip.datasets.coco_stuff27 import (COCOSTUFF27_SEG_MAP_SUFFIX, convert_labels)
-    from mmseg_reclip.models.utils.io import atomic_write
+    from mmseg_reclip.utils.io import atomic_write
 
 import mmengine  # noqa: E402
 

@@ -26,7 +26,7 @@ files; the head builds them from CLIP on first use, so the runner's (non-strict)
 reports them as missing: that is expected.
 
 Only torch is needed (no mmseg import); the file is written atomically by the project's
-helper (:func:`mmseg_reclip.models.utils.io.atomic_torch_save`, loaded on its own).
+helper (:func:`mmseg_reclip.utils.io.atomic_torch_save`, loaded on its own).
 Files converted before the head held its bias extractor and mask decoder as modules
 (keys ``decode_head.context``, ``decode_head.pe_proj.*``, ``decode_head.decoder_conv.*``,
 ``decode_head.decoder_norm.*``) still load: the head renames them.
@@ -45,7 +45,7 @@ import torch
 
 
 def _shared_io():
-    """``mmseg_reclip/models/utils/io.py`` (the project's one atomic-write helper),
+    """``mmseg_reclip/utils/io.py`` (the project's one atomic-write helper),
     loaded on its own: importing the package would import mmseg and mmcv, and this
     tool needs only torch (its errors stay one clean line)."""
     here = osp.join(osp.dirname(osp.abspath(__file__)), '..', '..', 'mmseg_reclip')
@@ -54,7 +54,7 @@ def _shared_io():
         spec = importlib.util.find_spec('mmseg_reclip')  # finds it without importing it
         root = osp.dirname(spec.origin)
     spec = importlib.util.spec_from_file_location('_mmseg_reclip_io',
-                                                  osp.join(root, 'models', 'utils', 'io.py'))
+                                                  osp.join(root, 'utils', 'io.py'))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -17,7 +17,7 @@ from typing import List, Optional, Tuple
 from mmengine.logging import print_log
 from mmengine.runner.checkpoint import find_latest_checkpoint
 
-from mmseg_reclip.models.utils.io import TMP_PREFIX
+from mmseg_reclip.utils.io import TMP_PREFIX
 
 LOCK_FILE = '.reclip_train.lock'
 

@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 from mmseg.registry import MODELS
 
-from ..utils import autocast_dtype, autocast_off, resize_pos_embed_grid
+from ...utils.amp import autocast_dtype, autocast_off
+from ..utils import resize_pos_embed_grid
 
 
 def bias_logits(pos_feats: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,8 @@ from typing import Optional, Tuple
 import torch
 from mmseg.registry import MODELS
 
-from ..utils import autocast_dtype, autocast_off, resize_pos_embed_grid
+from ...utils.amp import autocast_dtype, autocast_off
+from ..utils import resize_pos_embed_grid
 from .bias_extractor import ReferenceBiasExtractor
 
 

@@ -8,7 +8,8 @@ from mmengine.model import BaseModule
 from mmengine.model.weight_init import constant_init, kaiming_init
 from mmseg.registry import MODELS
 
-from ..utils import autocast_off, gumbel_masks
+from ...utils.amp import autocast_off
+from ..utils import gumbel_masks
 
 
 @MODELS.register_module()

@@ -8,8 +8,9 @@ from mmengine.logging import print_log
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.registry import MODELS
 
-from ..utils import autocast_off, dense_class_logits, name_map
-from ..utils.cache import KeyedCache
+from ...utils.amp import autocast_off
+from ...utils.cache import KeyedCache
+from ..utils import dense_class_logits, name_map
 from ..utils.class_set import ClassSetStateMixin, templates_id
 from ..utils.clip_dims import check_dim
 

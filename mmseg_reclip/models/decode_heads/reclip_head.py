@@ -6,7 +6,7 @@ import torch.nn as nn
 from mmseg.registry import MODELS
 from mmseg.utils import SampleList
 
-from ..utils import hypothesis_multi_hot
+from ...crop_vote.hypothesis import hypothesis_multi_hot
 from .bias_extractor import ReferenceBiasExtractor  # noqa: F401 (registers it)
 from .mask_decoder import RectifiedMaskDecoder  # noqa: F401 (registers it)
 from .maskclip_head import MaskCLIPHead

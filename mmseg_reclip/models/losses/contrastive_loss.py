@@ -6,7 +6,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmseg.registry import MODELS
 
-from ..utils import class_max_over_names, fp32
+from ...utils.amp import fp32
+from ..utils import class_max_over_names
 
 
 def mask_pooled_features(feats: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmseg.registry import MODELS
 
-from ..utils import fp32
+from ...utils.amp import fp32
 from .contrastive_loss import reclip_contrastive_loss
 
 __all__ = [

@@ -9,8 +9,9 @@ from mmseg.models.utils import resize
 from mmseg.registry import MODELS
 from mmseg.utils import SampleList, add_prefix
 
+from ...crop_vote.hypothesis import hypothesis_multi_hot
 from ..losses.distill_losses import DistillTargets
-from ..utils import hypothesis_multi_hot, merge_clip_cfg
+from ..utils import merge_clip_cfg
 from ..utils.clip_dims import fill_student_dims
 from ..utils.model_meta import set_model_meta
 from .distill_teacher import DistillTeacher

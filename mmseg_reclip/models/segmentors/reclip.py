@@ -3,7 +3,7 @@ import torch
 from mmseg.models.segmentors import EncoderDecoder
 from mmseg.registry import MODELS
 
-from ..utils.crop_vote import global_class_scores
+from ...crop_vote.vote import global_class_scores
 from .maskclip import MaskCLIP
 
 
@@ -30,5 +30,5 @@ class ReCLIP(MaskCLIP):
 
     def global_class_scores(self, crops: torch.Tensor) -> torch.Tensor:
         """``[N, C]`` crop-vote scores of ``[N, 3, S, S]`` normalised crops, see
-        :func:`~mmseg_reclip.models.utils.crop_vote.global_class_scores`."""
+        :func:`~mmseg_reclip.crop_vote.vote.global_class_scores`."""
         return global_class_scores(self.backbone, self.decode_head, crops)

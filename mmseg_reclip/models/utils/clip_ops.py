@@ -4,8 +4,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from .amp import fp32
-from .seeding import step_generator
+from ...utils.amp import fp32
+from ...utils.seeding import step_generator
 
 
 def resize_pos_embed_grid(pos_embed: torch.Tensor, size: tuple) -> torch.Tensor:
@@ -111,7 +111,7 @@ def gumbel_masks(logits: torch.Tensor,
     """Hard Gumbel-softmax masks over classes (docs/method.md §4), seeded per training step.
 
     ``gumbel_softmax_hard(scale · logits, tau)`` along ``dim=1`` with noise from
-    :func:`~mmseg_reclip.models.utils.seeding.step_generator` (seed, iteration, rank).
+    :func:`~mmseg_reclip.utils.seeding.step_generator` (seed, iteration, rank).
 
     Args:
         logits (Tensor): ``[B, C, h, w]`` decoder output ``O``.

@@ -17,7 +17,7 @@ from mmengine.runner.checkpoint import CheckpointLoader
 from mmseg_reclip.engine.runner import (WorkDirLock, WorkDirLockedError, checkpoint_is_intact,
                                         latest_intact_checkpoint, remove_stale_tmp_files)
 from mmseg_reclip.engine.runner.work_dir import LOCK_FILE
-from mmseg_reclip.models.utils.io import TMP_PREFIX, atomic_torch_save
+from mmseg_reclip.utils.io import TMP_PREFIX, atomic_torch_save
 from tests.tool_utils import run_tool
 from tests.toy_utils import _TOY_CONFIG, IMG_SIZE, NUM_CLASSES, _make_toy_dataset
 

@@ -11,7 +11,8 @@ from mmseg.registry import MODELS
 
 import mmseg_reclip  # noqa: F401
 from mmseg_reclip.models.decode_heads import RectifiedMaskDecoder
-from mmseg_reclip.models.utils import gumbel_softmax_hard, step_generator
+from mmseg_reclip.models.utils import gumbel_softmax_hard
+from mmseg_reclip.utils.seeding import step_generator
 from tests.clip_utils import TINY, save_random_clip
 
 C, D = 4, 16

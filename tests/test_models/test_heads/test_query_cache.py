@@ -95,8 +95,8 @@ def test_names_are_compared_one_by_one(clip, tmp_path):
     fresh = head.queries().clone()
     cache = head._query_cache()
     order = [4, 3, 2, 1, 0]
-    for names, queries in ((['a', 'b', 'c', 'd',
-                             'e'], fresh), ([FIVE[i] for i in order], fresh[order])):
+    cases = ((['a', 'b', 'c', 'd', 'e'], fresh), ([FIVE[i] for i in order], fresh[order]))
+    for names, queries in cases:
         cache.save(dict(queries=queries, names=names))
         again = build(clip, tmp_path, FIVE)
         torch.testing.assert_close(again.queries(), fresh, rtol=0, atol=0, msg=str(names))

@@ -11,7 +11,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from mmengine.logging import MessageHub
 
-from mmseg_reclip.models.utils import gumbel_softmax_hard, step_generator, step_seed
+from mmseg_reclip.models.utils import gumbel_softmax_hard
+from mmseg_reclip.utils.seeding import step_generator, step_seed
 
 SHAPE = (2, 5, 8, 8)  # flat logits: the masks come from the noise alone
 
@@ -132,8 +133,8 @@ def test_heads_draw_the_step_noise(head, message_hub, tmp_path):
 def test_step_and_sample_seeds_are_one_derivation(message_hub):
     """``step_seed`` (Gumbel noise) and ``sample_seed`` (augmentation) are both
     ``derive_seed`` of their components, in order."""
-    from mmseg_reclip.models.utils import derive_seed
     from mmseg_reclip.utils import sample_seed
+    from mmseg_reclip.utils.seeding import derive_seed
     message_hub.update_info('iter', 7)
     assert step_seed(3) == derive_seed(3, 7, 0)
     assert sample_seed(3, 1, 7, 0) == derive_seed(3, 1, 7, 0)

@@ -1,8 +1,8 @@
-"""Fixtures shared by the engine tests."""
+"""Fixtures shared by the crop-vote tests."""
 import pytest
 
+from tests.crop_vote_utils import build_runner
 from tests.data_utils import make_voc_layout
-from tests.test_engine.test_hooks.test_crop_vote_hook import build_runner
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ import pytest
 import torch
 from mmengine.logging import MMLogger
 
-from mmseg_reclip.models.utils.cache import KeyedCache, content_digest, digest
-from tests.test_security.test_untrusted_files import write_payload
+from mmseg_reclip.utils.cache import KeyedCache, content_digest, digest
+from tests.security_utils import write_payload
 
 
 def test_digest_matches_an_independent_sha256():

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmseg_reclip.models.utils.crop_vote import global_hypothesis, votes_to_hypothesis, window_boxes
+from mmseg_reclip.crop_vote.vote import global_hypothesis, votes_to_hypothesis, window_boxes
 
 
 def _edge_aligned_starts(length, window, stride):

@@ -16,8 +16,8 @@ import torch
 from mmengine.dist import all_gather_object, get_dist_info
 from mmengine.logging import print_log
 
-from ..datasets.crop_vote_crops import CropVoteCrops, batch_crops, build_crop_loader
-from ..models.utils import resolve_precision
+from ..utils.amp import resolve_precision
+from .crops import CropVoteCrops, batch_crops, build_crop_loader
 
 __all__ = [
     'compute_hypotheses', 'norm_params', 'vote_dtype', 'model_fingerprint', 'model_device',

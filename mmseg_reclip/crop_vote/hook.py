@@ -1,9 +1,9 @@
 """Multi-label image hypotheses by crop voting (docs/method.md §5), computed once and cached.
 
-The hook only wires: the voting maths is :mod:`mmseg_reclip.models.utils.crop_vote`,
-the pre-pass :mod:`mmseg_reclip.engine.crop_vote_pass`, the image listing
+The hook only wires: the voting maths is :mod:`mmseg_reclip.crop_vote.vote`,
+the pre-pass :mod:`mmseg_reclip.crop_vote.prepass`, the image listing
 :mod:`mmseg_reclip.datasets.image_listing` and the cache
-:class:`~mmseg_reclip.models.utils.cache.KeyedCache`.
+:class:`~mmseg_reclip.utils.cache.KeyedCache`.
 """
 from functools import partial
 from typing import Dict, List, Optional, Sequence
@@ -15,17 +15,16 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmseg.registry import HOOKS
 
-from ...datasets.crop_vote_crops import CropVoteCrops
-from ...datasets.image_listing import collect_img_paths, file_signature
-from ...models.utils import precision_context, resolve_precision
-from ...models.utils.cache import KeyedCache, digest
-from ...models.utils.clip_dims import model_clip_input_size
-from ...models.utils.crop_vote import (Length, global_hypothesis, hypotheses_problem,
-                                       resolve_length, votes_to_hypothesis, window_boxes)
-from ..crop_vote_pass import (compute_hypotheses, log_summary, model_device, model_fingerprint,
-                              norm_params, vote_dtype)
+from ..datasets.image_listing import collect_img_paths, file_signature
+from ..models.utils.clip_dims import model_clip_input_size
+from ..utils.amp import precision_context, resolve_precision
+from ..utils.cache import KeyedCache, digest
+from .crops import CropVoteCrops
+from .prepass import (compute_hypotheses, log_summary, model_device, model_fingerprint, norm_params,
+                      vote_dtype)
+from .vote import Length, global_hypothesis, hypotheses_problem, resolve_length, votes_to_hypothesis
 
-__all__ = ['CropVoteHypothesisHook', 'window_boxes', 'votes_to_hypothesis', 'global_hypothesis']
+__all__ = ['CropVoteHypothesisHook']
 
 # Bump when the computation changes in a way the settings do not describe: old caches
 # then stop matching.

@@ -15,9 +15,10 @@ from mmseg.structures import SegDataSample
 
 import mmseg_reclip  # noqa: F401  (registrations)
 from mmseg_reclip.models.losses import reclip_contrastive_loss
-from mmseg_reclip.models.utils import gumbel_softmax_hard, precision_context
+from mmseg_reclip.models.utils import gumbel_softmax_hard
+from mmseg_reclip.utils.amp import precision_context
 from tests.clip_utils import save_random_clip
-from tests.test_models.test_segmentors.test_distill import student_cfg, teacher_cfg
+from tests.distill_utils import student_cfg, teacher_cfg
 
 BF16 = dict(device_type='cpu', dtype=torch.bfloat16)
 
@@ -155,10 +156,11 @@ def test_mask_decoder_norm_and_inherited_bias_are_fp32_under_autocast(files):
     # the student's inherited (frozen) B: an fp32 island, bit-identical to fp32
     student = build(student_cfg(*files))
     student.init_weights()
-    ref = student.decode_head.bias_extractor((5, 6)).clone()
-    student.decode_head.bias_extractor._cache.clear()
+    extractor = student.decode_head.bias_extractor
+    fresh = copy.deepcopy(extractor)  # an empty cache: computed under autocast, not reused
+    ref = extractor((5, 6))
     with torch.autocast(**BF16):
-        got = student.decode_head.bias_extractor((5, 6))
+        got = fresh((5, 6))
     assert got.dtype == torch.float32
     assert torch.equal(got, ref)
 

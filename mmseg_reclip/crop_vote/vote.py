@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .clip_ops import class_max_over_names
+from ..models.utils.clip_ops import class_max_over_names
 
 __all__ = [
     'Box', 'Length', 'resolve_length', 'window_boxes', 'votes_to_hypothesis', 'global_hypothesis',

@@ -9,9 +9,11 @@ import torch
 import torch.nn.functional as F
 
 import mmseg_reclip  # noqa: F401
-from mmseg_reclip.datasets.crop_vote_crops import CropVoteCrops, batch_crops, build_crop_loader
-from mmseg_reclip.engine.hooks import CropVoteHypothesisHook, window_boxes
+from mmseg_reclip.crop_vote.crops import CropVoteCrops, batch_crops, build_crop_loader
+from mmseg_reclip.crop_vote.hook import CropVoteHypothesisHook
+from mmseg_reclip.crop_vote.vote import window_boxes
 from tests.clip_utils import save_random_clip
+from tests.crop_vote_utils import build_runner
 from tests.data_utils import make_voc_layout
 
 MEAN = torch.tensor([122.771, 116.746, 104.094]).view(3, 1, 1)
@@ -98,7 +100,6 @@ def test_hook_arg_checks():
 
 @pytest.fixture(scope='module')
 def runner(tmp_path_factory):
-    from tests.test_engine.test_hooks.test_crop_vote_hook import build_runner
     root = tmp_path_factory.mktemp('cv_amp')
     clip = save_random_clip(str(root / 'tiny.pt'))
     data_root = make_voc_layout(str(root / 'voc'), n_generated=1)

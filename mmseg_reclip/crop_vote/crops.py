@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from ..models.utils.crop_vote import window_boxes
-from .image_listing import read_image
+from ..datasets.image_listing import read_image
+from .vote import window_boxes
 
 __all__ = ['CropVoteCrops', 'build_crop_loader', 'batch_crops', 'prepare_crops']
 
@@ -96,7 +96,7 @@ class CropVoteCrops(Dataset):
             return 1
         from PIL import Image
 
-        from .image_listing import UNREADABLE_IMAGE_FIX
+        from ..datasets.image_listing import UNREADABLE_IMAGE_FIX
         path = self.img_paths[idx]
         try:
             with Image.open(path) as im:

@@ -4,11 +4,11 @@ import os
 
 import torch
 
-from mmseg_reclip.engine.hooks import CropVoteHypothesisHook
-from mmseg_reclip.models.utils.cache import DIGEST_FIELD, content_digest
-from mmseg_reclip.models.utils.crop_vote import hypotheses_problem
-from tests.test_engine.test_hooks.test_crop_vote_hook import get_hook, read_log
-from tests.test_security.test_untrusted_files import write_payload
+from mmseg_reclip.crop_vote.hook import CropVoteHypothesisHook
+from mmseg_reclip.crop_vote.vote import hypotheses_problem
+from mmseg_reclip.utils.cache import DIGEST_FIELD, content_digest
+from tests.crop_vote_utils import get_hook, read_log
+from tests.security_utils import write_payload
 
 
 def test_problem_detection():

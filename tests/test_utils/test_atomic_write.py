@@ -6,7 +6,7 @@ import stat
 import pytest
 import torch
 
-from mmseg_reclip.models.utils.io import TMP_PREFIX, atomic_torch_save, atomic_write
+from mmseg_reclip.utils.io import TMP_PREFIX, atomic_torch_save, atomic_write
 
 
 def test_atomic_write_replaces_the_file_and_leaves_no_temporary(tmp_path):
