@@ -17,9 +17,10 @@ model = dict(
     # the same entry). `pretrained`: an open_clip tag ('openai' downloads where there is
     # internet) or a local weights file, e.g.
     #   --cfg-options model.clip.pretrained=/data/clip/vitb16.bin
-    # quick_gelu=True: OpenAI's weights need QuickGELU, also when read from a file.
+    # QuickGELU is derived: from an open_clip tag, or True for a local file of a model
+    # that has OpenAI weights (set model.clip.quick_gelu=False for a file of others).
     # Keys set on the backbone / text_encoder themselves override these.
-    clip=dict(model_name='ViT-B-16', pretrained='openai', quick_gelu=True),
+    clip=dict(model_name='ViT-B-16', pretrained='openai', quick_gelu=None),
     # Feature dims, patch, PE grid and input size come from this CLIP (clip_dims);
     # dense_mode: 'maskclip' (value path) | 'sclip' | 'clearclip' | 'naclip'.
     backbone=dict(type='CLIPViTBackbone', dense_mode='maskclip'),

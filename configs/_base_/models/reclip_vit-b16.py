@@ -16,8 +16,9 @@ model = dict(
     data_preprocessor=data_preprocessor,
     # The one CLIP of the model (backbone, text encoder, crop votes and, in stage 2, the
     # teacher read it), e.g. --cfg-options model.clip.pretrained=/data/clip/vitb16.bin
-    # quick_gelu=True: OpenAI's weights need QuickGELU, also when read from a file.
-    clip=dict(model_name='ViT-B-16', pretrained='openai', quick_gelu=True),
+    # QuickGELU is derived: from an open_clip tag, or True for a local file of a model
+    # that has OpenAI weights (set model.clip.quick_gelu=False for a file of others).
+    clip=dict(model_name='ViT-B-16', pretrained='openai', quick_gelu=None),
     # Feature dims, patch, PE grid and input size come from this CLIP (clip_dims);
     # dense_mode: 'maskclip' (value path) | 'sclip' | 'clearclip' | 'naclip'.
     backbone=dict(type='CLIPViTBackbone', dense_mode='maskclip'),

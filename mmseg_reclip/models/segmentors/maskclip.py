@@ -25,7 +25,7 @@ class MaskCLIP(PromptDenoiseMixin, EncoderDecoder):
 
     Args:
         clip (dict, optional): the one CLIP of the model, e.g. ``dict(model_name=
-            'ViT-B-16', pretrained='openai', quick_gelu=True)``: filled into the backbone
+            'ViT-B-16', pretrained='openai', quick_gelu=None)``: filled into the backbone
             and ``decode_head.text_encoder`` configs (keys set there win), and built
             once, the backbone taking its image tower and the text encoder its text
             tower (:func:`~mmseg_reclip.models.utils.shared_clip_models`). So

@@ -122,8 +122,10 @@ def create_clip(model_name: str,
             of the given tower (CLIP uses 1e-5). The released ReCLIP++ code forces 1e-6
             on the image tower only, so only the backbone asks for it.
         quick_gelu (bool, optional): use QuickGELU (OpenAI's CLIP weights need it, also
-            when they come from a local file). ``None``: what the open_clip tag says
-            (``'openai'``: True), False for a file.
+            when they come from a local file). ``None`` (the configs): what the open_clip
+            tag says (``'openai'``: True); for a local file, True when ``model_name`` has
+            OpenAI weights (set ``False`` for a file of other weights, e.g. LAION's);
+            False without weights.
 
     Inside :func:`shared_clip_models` a second call with the same arguments returns
     the same model object.
@@ -174,8 +176,9 @@ def create_clip(model_name: str,
 
 def resolve_quick_gelu(model_name: str, pretrained: Optional[str],
                        quick_gelu: Optional[bool]) -> bool:
-    """Whether to force QuickGELU: what an open_clip tag was trained with, else
-    ``quick_gelu`` (``None``: False; the model config may still ask for it).
+    """Whether to force QuickGELU: what an open_clip tag was trained with; for a local
+    file ``quick_gelu``, or (``None``) whether ``model_name`` has OpenAI weights; without
+    weights ``quick_gelu`` (``None``: False). The model config may still ask for it.
 
     Also refuses a model the dense-feature path cannot serve (see
     :func:`~mmseg_reclip.models.utils.clip_dims.check_supported`).
@@ -185,7 +188,13 @@ def resolve_quick_gelu(model_name: str, pretrained: Optional[str],
     """
     from .clip_dims import model_config  # clip_dims imports this module
     model_cfg = {} if model_name.startswith(('hf-hub:', 'local-dir:')) else model_config(model_name)
-    if not pretrained or osp.isfile(pretrained):
+    if not pretrained:
+        return bool(quick_gelu)
+    if osp.isfile(pretrained):
+        if quick_gelu is None:
+            # A file does not say how its weights were trained: the configs name
+            # OpenAI's weights, so a model that has them is taken to hold them.
+            return 'openai' in open_clip.list_pretrained_tags_by_model(model_name)
         return bool(quick_gelu)
     tag_cfg = open_clip.get_pretrained_cfg(model_name, pretrained)
     # OpenAI weights were trained with QuickGELU; plain 'ViT-B-16' would use nn.GELU.
@@ -196,7 +205,7 @@ def resolve_quick_gelu(model_name: str, pretrained: Optional[str],
             f'{model_name!r} / {pretrained!r} were trained with '
             f'{"QuickGELU" if derived else "GELU"} (quick_gelu={derived}). Remove quick_gelu '
             '(e.g. --cfg-options model.clip.quick_gelu=None): for an open_clip tag it is '
-            'derived; set it only for a local weights file (True for OpenAI weights).')
+            'derived; set it only for a local weights file of non-OpenAI weights (False).')
     return derived
 
 

@@ -62,6 +62,29 @@ def test_quick_gelu_that_contradicts_the_tag_names_both():
         create_clip('ViT-B-16', 'laion2b_s34b_b88k', quick_gelu=True)
 
 
+@pytest.mark.parametrize('config', [
+    'configs/maskclip/maskclip_vit-b16_voc.py', 'configs/reclip/reclip_vit-b16_voc.py',
+    'configs/reclip/reclip_vit-l14_voc.py'
+])
+def test_quick_gelu_follows_the_weights_from_the_one_switch(config, tmp_path):
+    """``model.clip`` with only ``model_name`` and ``pretrained`` changed picks the right
+    activation: from the open_clip tag (OpenAI: QuickGELU, LAION: GELU, no error), and for
+    a local file whether the model has OpenAI weights (ViT-H-14 has none)."""
+    from mmengine.config import Config
+
+    from mmseg_reclip.models.utils.clip_loader import resolve_quick_gelu
+    clip = Config.fromfile(config).model.clip
+    name, quick_gelu = clip['model_name'], clip.get('quick_gelu')
+    laion = {'ViT-B-16': 'laion2b_s34b_b88k', 'ViT-L-14': 'laion2b_s32b_b82k'}[name]
+    assert resolve_quick_gelu(name, 'openai', quick_gelu) is True
+    assert resolve_quick_gelu(name, laion, quick_gelu) is False  # no error: derived
+    weights = tmp_path / 'weights.pt'
+    weights.write_bytes(b'')  # only its existence is read here
+    assert resolve_quick_gelu(name, str(weights), quick_gelu) is True
+    assert resolve_quick_gelu('ViT-H-14', str(weights), quick_gelu) is False
+    assert resolve_quick_gelu(name, str(weights), False) is False  # a file of other weights
+
+
 def test_student_dims_come_from_the_teacher_clip():
     cfg = fill_student_dims(dict(type='ReCLIPStudentHead'), dict(model_name='ViT-L-14-336'))
     assert cfg['embed_dim'] == 768
