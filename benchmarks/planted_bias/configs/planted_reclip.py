@@ -106,6 +106,7 @@ custom_hooks = [
         window=56,
         stride=None,
         min_frequency=0.0,
+        input_size=224,  # the toy tower's crop input (it is not an open_clip backbone)
         num_workers=0,
         batch_size=128,
         precision='fp32',

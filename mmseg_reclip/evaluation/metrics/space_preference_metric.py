@@ -1,6 +1,6 @@
 """Space-preference score (ReCLIP++ paper, Fig. 1a and Table VII): how segmentation
 quality falls with an object's distance from the image centre."""
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from mmengine.evaluator import BaseMetric
@@ -56,16 +56,37 @@ def object_areas(pred: np.ndarray,
     pred = np.asarray(pred).astype(np.int64)
     label = np.asarray(label).astype(np.int64)
     edges = np.asarray(bins, dtype=np.float64)
-    height, width = label.shape
     num_bins = len(edges) - 1
     out = np.zeros((3, num_bins, num_classes), dtype=np.int64)
     valid = (label != ignore_index) & (label >= 0) & (label < num_classes)
     # Bounding box of each class (find_objects of label + 1 over the valid pixels).
     boxes = ndimage.find_objects(np.where(valid, label + 1, 0))
-    # One map of global object ids (0: no object) and the class of each id.
+    objects, obj_class, first = _label_objects(label, boxes)
+    num_obj = len(obj_class)
+    if num_obj == 1:
+        return out
+    flat = objects.ravel()
+    area = np.bincount(flat, minlength=num_obj)
+    hit = valid & (pred == label)
+    inter = np.bincount(objects[hit], minlength=num_obj)
+    false_pos = valid & ~hit & (pred >= 0) & (pred < num_classes)
+    fp_owner = _charge_false_positives(pred, label, false_pos, objects, obj_class, first, boxes)
+    k = _object_bins(objects, area, edges)
+    keep = (k >= 0) & (k < num_bins)
+    cls = obj_class[1:][keep]
+    k = k[keep]
+    np.add.at(out[0], (k, cls), inter[1:][keep])
+    np.add.at(out[1], (k, cls), (area + fp_owner)[1:][keep])
+    np.add.at(out[2], (k, cls), 1)
+    return out
+
+
+def _label_objects(label: np.ndarray, boxes: list) -> Tuple[np.ndarray, np.ndarray, dict]:
+    """One map of global object ids (0: no object) ``[H, W]``, the class of each id
+    (``[N + 1]``, -1 for id 0) and the first id of each class present."""
     objects = np.zeros(label.shape, dtype=np.int64)
     obj_class = [-1]
-    first = {}  # class -> its first global object id
+    first = {}
     for c, box in enumerate(boxes):
         if box is None:
             continue
@@ -74,27 +95,21 @@ def object_areas(pred: np.ndarray,
         first[c] = len(obj_class)
         objects[box][gt] = local[gt] + (first[c] - 1)
         obj_class += [c] * count
-    num_obj = len(obj_class)
-    if num_obj == 1:
-        return out
-    obj_class = np.asarray(obj_class)
-    flat = objects.ravel()
-    area = np.bincount(flat, minlength=num_obj)
-    rows = np.repeat(np.arange(height, dtype=np.float64), width)
-    cols = np.tile(np.arange(width, dtype=np.float64), height)
-    cy = np.bincount(flat, weights=rows, minlength=num_obj)[1:] / area[1:] + 0.5
-    cx = np.bincount(flat, weights=cols, minlength=num_obj)[1:] / area[1:] + 0.5
-    hit = valid & (pred == label)
-    inter = np.bincount(objects[hit], minlength=num_obj)
-    # False positives: predicted p (a class of this image) where the label is another
-    # valid class; each is charged to the nearest object of class p.
-    fp_owner = np.zeros(num_obj, dtype=np.int64)
-    false_pos = valid & ~hit & (pred >= 0) & (pred < num_classes)
+    return objects, np.asarray(obj_class), first
+
+
+def _charge_false_positives(pred: np.ndarray, label: np.ndarray, false_pos: np.ndarray,
+                            objects: np.ndarray, obj_class: np.ndarray, first: dict,
+                            boxes: list) -> np.ndarray:
+    """False-positive pixels charged to objects ``[N + 1]``: a pixel predicted ``p`` (a
+    class of this image) where the label is another valid class goes to the nearest
+    object of class ``p``; predictions of a class absent from the image go nowhere."""
+    fp_owner = np.zeros(len(obj_class), dtype=np.int64)
     fys, fxs = np.nonzero(false_pos)
     fcls = pred[fys, fxs]
     for c in np.unique(fcls):
         if c not in first:
-            continue  # a class absent from the ground truth: no object to charge
+            continue
         sel = fcls == c
         ys, xs = fys[sel], fxs[sel]
         ids = np.flatnonzero(obj_class == c)
@@ -110,20 +125,26 @@ def object_areas(pred: np.ndarray,
         is_c = (label[y0:y1, x0:x1] == c) & (crop > 0)
         iy, ix = ndimage.distance_transform_edt(~is_c, return_distances=False, return_indices=True)
         owners = crop[iy[ys - y0, xs - x0], ix[ys - y0, xs - x0]]
-        fp_owner += np.bincount(owners, minlength=num_obj)
-    # Normalised centroid distance (see centre_distance), then the bin of each object.
+        fp_owner += np.bincount(owners, minlength=len(obj_class))
+    return fp_owner
+
+
+def _object_bins(objects: np.ndarray, area: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """The distance bin of each object ``[N]`` (-1 or ``K`` outside the edges): its
+    centroid's normalised distance from the image centre (see :func:`centre_distance`)."""
+    height, width = objects.shape
+    flat = objects.ravel()
+    num_obj = len(area)
+    rows = np.repeat(np.arange(height, dtype=np.float64), width)
+    cols = np.tile(np.arange(width, dtype=np.float64), height)
+    cy = np.bincount(flat, weights=rows, minlength=num_obj)[1:] / area[1:] + 0.5
+    cx = np.bincount(flat, weights=cols, minlength=num_obj)[1:] / area[1:] + 0.5
     u = (cx - width / 2) / (width / 2)
     v = (cy - height / 2) / (height / 2)
     dist = np.sqrt(u * u + v * v) / np.sqrt(2)
     k = np.searchsorted(edges, dist, side='right') - 1
-    k[dist == edges[-1]] = num_bins - 1
-    keep = (k >= 0) & (k < num_bins)
-    cls = obj_class[1:][keep]
-    k = k[keep]
-    np.add.at(out[0], (k, cls), inter[1:][keep])
-    np.add.at(out[1], (k, cls), (area + fp_owner)[1:][keep])
-    np.add.at(out[2], (k, cls), 1)
-    return out
+    k[dist == edges[-1]] = len(edges) - 2
+    return k
 
 
 def distance_curve(areas: np.ndarray, bins: Sequence[float]) -> Dict[str, list]:

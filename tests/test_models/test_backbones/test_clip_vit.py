@@ -20,7 +20,8 @@ def reference_dense(state_dict, size, img):
     With attention restricted to the diagonal, softmax is exactly one-hot, so the block
     computes x + out_proj(V(ln_1 x)) followed by its MLP: the MaskCLIP value path.
     """
-    model = open_clip.create_model('ViT-B-16', force_image_size=size)
+    # QuickGELU: a ViT-B-16 weights file is taken to hold OpenAI's weights
+    model = open_clip.create_model('ViT-B-16', force_image_size=size, force_quick_gelu=True)
     sd = dict(state_dict)
     resize_pos_embed(sd, model, antialias=False)
     model.load_state_dict(sd)
@@ -78,7 +79,8 @@ def test_input_padded_to_patch_multiple(vitb16_file):
 
 def test_global_embedding_is_clip_encode_image(vitb16_file):
     backbone = CLIPViTBackbone('ViT-B-16', pretrained=vitb16_file)
-    model = open_clip.create_model('ViT-B-16', pretrained=vitb16_file).eval()
+    model = open_clip.create_model(
+        'ViT-B-16', pretrained=vitb16_file, force_quick_gelu=True).eval()  # as the backbone
     img = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
         ref = model.encode_image(img, normalize=True)
