@@ -55,7 +55,7 @@ def atomic_torch_save(obj: Any, path: str) -> None:
 
 
 _ANSI = re.compile(r'\x1b\[[0-9;]*m')
-# torch's advice on a refused file (reload with weights_only=False, allow-list globals):
+# torch's advice on a refused file (reload with full unpickling, allow-list globals):
 # never ours to give, the files are untrusted
 _ADVICE = ('weights_only', 'can still be loaded', 'trust the source', 'add_safe_globals',
            'safe_globals', 'documentation', 'Please use', 'Check the')
