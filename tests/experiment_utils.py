@@ -1,4 +1,5 @@
-"""Helpers of the paper-experiment tests (issue 19): tiny heads and loop references."""
+"""Tiny ReCLIP heads on the tiny CLIP and loop references: helpers of the head tests and
+of the paper-experiment tests (issue 19)."""
 import inspect
 
 import torch

@@ -1,7 +1,5 @@
 """ReCLIPHead, Gumbel masks and the trainable-only optimizer constructor, each against an
 independent computation (the contrastive loss: tests/test_models/test_losses/)."""
-import inspect
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,49 +7,17 @@ from mmengine.optim import build_optim_wrapper
 from mmseg.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
 
 from mmseg_reclip.models.decode_heads import RectifiedClassifier, bias_logits, rectify
-from mmseg_reclip.models.decode_heads.maskclip_head import MaskCLIPHead
 from mmseg_reclip.models.losses import reclip_contrastive_loss
 from mmseg_reclip.models.utils import gumbel_softmax_hard
 from tests.clip_utils import TINY
+from tests.experiment_utils import C, D, build_head, head_cfg, random_feats
 
-# 4 classes, the last with a synonym (class score = max over its names)
-CLASS_NAMES = ['cat', 'dining table', 'hippopotamus', ['tv monitor', 'television']]
-C = len(CLASS_NAMES)
-D = 64  # tiny CLIP embedding dim
 TRAINABLE = {
     'classifier.bias_extractor.context', 'classifier.bias_extractor.pe_proj.weight',
     'classifier.bias_extractor.pe_proj.bias', 'classifier.mask_decoder.conv.weight',
     'classifier.mask_decoder.conv.bias', 'classifier.mask_decoder.norm.weight',
     'classifier.mask_decoder.norm.bias'
 }
-
-
-def head_cfg(clip_file, **kwargs):
-    cfg = dict(
-        type='ReCLIPHead',
-        class_names=CLASS_NAMES,
-        num_classes=C,
-        in_channels=D,
-        templates='single',
-        show_progress=False,
-        text_encoder=dict(type='OpenCLIPTextEncoder', model_name=TINY, pretrained=clip_file),
-        bias_extractor=dict(num_context=8),
-        norm_cfg=dict(type='BN', requires_grad=True))
-    if 'query_cache_dir' in inspect.signature(MaskCLIPHead.__init__).parameters:
-        cfg['query_cache_dir'] = None  # never write a cache under ~ from the tests
-    cfg.update(kwargs)
-    return cfg
-
-
-def build_head(clip_file, **kwargs):
-    head = MODELS.build(head_cfg(clip_file, **kwargs))
-    head.init_weights()
-    return head
-
-
-def random_feats(*shape, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return F.normalize(torch.randn(*shape, generator=g), dim=1)
 
 
 def randomize_decoder(head, seed=0):
