@@ -34,9 +34,18 @@ CLASSES = ['sky', 'grass', 'water', 'tree', 'car', 'house']
 BACKGROUNDS = [0, 1, 2]  # one per image
 #: Two scene types: car and house never share an image.
 SCENE_OBJECTS = [[3, 4], [3, 5]]
+#: Class preference: water leans towards sky (0.52: just past the tie, so MaskCLIP
+#: calls most water sky while the pooled water region still scores water above the
+#: uniform, and the stage-1 loss keeps it); house leans towards car (0.4: MaskCLIP
+#: still calls it house, but a house now looks like a car moved by the space bias).
+LEAN = [[2, 0, 0.52], [5, 4, 0.4]]
+#: Space preference: in the upper part of the input, car and house move by 0.6·(Q_house
+#: − Q_car): an upper car looks exactly like a lower house (see docs/learning_check.md).
+SPACE = [4, 5, 0.6]
+SPACE_CLASSES = [4, 5]
 
 
-def save_planted_clip(path: str, seed: int, r0: float, r1: float) -> None:
+def save_planted_clip(path: str, seed: int, r0: float, r1: float, kind: str = 'border') -> None:
     """A seeded random ``ViT-Tiny-16-test`` CLIP whose image PE grid is
     :func:`world.planted_pos_embed` (channel 0: the border profile)."""
     register_model_configs()
@@ -52,7 +61,7 @@ def save_planted_clip(path: str, seed: int, r0: float, r1: float) -> None:
                 p.normal_(0, 0.02)
         visual = model.visual
         grid = tuple(visual.grid_size)
-        pe = W.planted_pos_embed(visual.positional_embedding.shape[1], grid, r0, r1, seed)
+        pe = W.planted_pos_embed(visual.positional_embedding.shape[1], grid, r0, r1, seed, kind)
         visual.positional_embedding[1:] = pe.flatten(1).t()
     atomic_torch_save(model.state_dict(), path)
 
@@ -70,27 +79,32 @@ def generate(out: str,
              clip_seed: int = 0,
              size: int = 224,
              noise: float = 0.1,
-             beta: float = 2.0,
-             gamma: float = 0.6,
-             r0: float = 0.2,
-             r1: float = 0.7,
+             r0: float = -0.1,
+             r1: float = 0.1,
+             profile: str = 'top',
              pixel_noise: float = 25.0,
              sharpness: float = 8.0,
-             check: bool = True) -> dict:
+             check: bool = True,
+             lean: Optional[List[list]] = None,
+             space: Optional[list] = None,
+             space_classes: Optional[List[int]] = None,
+             scenes: Optional[List[List[int]]] = None) -> dict:
     """Write the world under ``out`` and return its soundness report."""
     os.makedirs(out, exist_ok=True)
-    save_planted_clip(osp.join(out, 'clip.pt'), clip_seed, r0, r1)
+    scenes = scenes if scenes is not None else SCENE_OBJECTS
+    save_planted_clip(osp.join(out, 'clip.pt'), clip_seed, r0, r1, profile)
     world = dict(
         classes=CLASSES,
         colours=W.default_colours(len(CLASSES)),
-        lean=[[2, 0, gamma]],  # water leans towards sky
-        space=[4, 5, beta],  # house favoured over car towards the border
-        space_classes=[4, 5],  # on the planted pair only
+        lean=lean if lean is not None else LEAN,
+        space=space if space is not None else SPACE,
+        space_classes=space_classes if space_classes is not None else SPACE_CLASSES,
         noise=noise,
         pixel_noise=pixel_noise,
         sharpness=sharpness,
         texture_seed=clip_seed + 1,
-        profile=dict(r0=r0, r1=r1),
+        profile=dict(kind=profile, r0=r0, r1=r1),
+        scenes=scenes,
         clip_file='clip.pt',
         seed=seed,
         size=size)
@@ -104,7 +118,7 @@ def generate(out: str,
     val_images: List[np.ndarray] = []
     for split, count in (('train', num_train), ('val', num_val)):
         for i in range(count):
-            label = W.draw_scene(rng, size, BACKGROUNDS, SCENE_OBJECTS[i % 2], 3)
+            label = W.draw_scene(rng, size, BACKGROUNDS, scenes[i % len(scenes)], 3)
             img = W.render(rng, label, colours, pixel_noise)
             name = f'{split}_{i:05d}.png'
             _save_png(osp.join(out, 'img_dir', split, name), img)
@@ -131,7 +145,7 @@ def soundness(out: str, images: List[np.ndarray], labels: List[np.ndarray]) -> d
     grid = tuple(feats.shape[-2:])
     a, b = tower.world['space'][:2]
     return run_checks(feats, tower.queries, gt, tower.pos_embed_grid(grid), tower.profile(grid),
-                      (int(a), int(b)))
+                      (int(a), int(b)), tower.world['lean'])
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -142,10 +156,16 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--seed', type=int, default=0, help='seed of the scenes')
     parser.add_argument('--clip-seed', type=int, default=0, help='seed of the tiny CLIP')
     parser.add_argument('--noise', type=float, default=0.1, help='nuisance scale')
-    parser.add_argument('--beta', type=float, default=2.0, help='space-bias strength')
-    parser.add_argument('--gamma', type=float, default=0.6, help='class lean (water->sky)')
-    parser.add_argument('--r0', type=float, default=0.2, help='profile: 0 inside this radius')
-    parser.add_argument('--r1', type=float, default=0.7, help='profile: 1 outside this radius')
+    parser.add_argument('--profile', default='top', choices=['border', 'top'])
+    parser.add_argument('--r0', type=float, default=-0.1,
+                        help='border: 0 inside this radius; top: 1 above this row coordinate')
+    parser.add_argument('--r1', type=float, default=0.1,
+                        help='border: 1 outside this radius; top: 0 below this row coordinate')
+    parser.add_argument('--lean', default=None, help='class leans "c,d,g[/c,d,g]" (LEAN)')
+    parser.add_argument('--space', default=None, help='space bias "a,b,beta" (SPACE)')
+    parser.add_argument('--space-classes', default=None,
+                        help='"a,b": the classes it acts on (SPACE_CLASSES)')
+    parser.add_argument('--scenes', default=None, help='object classes per scene type "3,4/3,5"')
     parser.add_argument('--no-check', action='store_true', help='write an unsound world too')
     return parser.parse_args(argv)
 
@@ -160,11 +180,17 @@ def main(argv: Optional[List[str]] = None) -> None:
         args.seed,
         args.clip_seed,
         noise=args.noise,
-        beta=args.beta,
-        gamma=args.gamma,
         r0=args.r0,
         r1=args.r1,
-        check=not args.no_check)
+        profile=args.profile,
+        check=not args.no_check,
+        lean=[[float(v) for v in x.split(',')] for x in args.lean.split('/')]
+        if args.lean else None,
+        space=[float(v) for v in args.space.split(',')] if args.space else None,
+        space_classes=[int(v) for v in args.space_classes.split(',')]
+        if args.space_classes else None,
+        scenes=[[int(v) for v in x.split(',')] for x in args.scenes.split('/')]
+        if args.scenes else None)
 
 
 if __name__ == '__main__':

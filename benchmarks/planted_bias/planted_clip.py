@@ -106,7 +106,7 @@ class PlantedBiasCLIP(BaseModule):
     def forward(self, img: torch.Tensor) -> Tuple[torch.Tensor]:
         img = self.pad_to_patch(img.float())
         evidence = W.patch_class_evidence(img, self.colours, self.world['sharpness'])
-        texture = W.patch_texture(img, self.world['pixel_noise'])
+        texture = W.patch_texture(img, self.colours, self.world['pixel_noise'])
         feats = W.planted_features(evidence, self.embeds, self.profile(evidence.shape[-2:]),
                                    self.direction, self.world['space_classes'], texture,
                                    self.texture_proj, self.world['noise'])

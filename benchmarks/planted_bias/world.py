@@ -45,13 +45,37 @@ def border_profile(grid: Tuple[int, int], r0: float, r1: float) -> torch.Tensor:
     return (t * t * (3 - 2 * t)).float()
 
 
-def planted_pos_embed(width: int, grid: Tuple[int, int], r0: float, r1: float,
-                      seed: int) -> torch.Tensor:
-    """A ViT patch PE grid ``[width, gh, gw]``: channel 0 is :func:`border_profile`, the
-    others random ``N(0, 0.1²)`` (seeded) so that the PE is not trivially low-rank."""
+def top_profile(grid: Tuple[int, int], y0: float, y1: float) -> torch.Tensor:
+    """``ρ`` ``[gh, gw]``: 1 above row coordinate ``y0``, 0 below ``y1`` (smoothstep between),
+    rows at ``[-1, 1]`` from top to bottom: the bias acts on the upper part of the input.
+
+    Unlike :func:`border_profile` it leaves wide bands of constant ``ρ`` away from the
+    image border, where a 5×5 view shows no change of the bias (cue-free cells,
+    ``soundness.cue_free_cells``)."""
+    gh, gw = grid
+    v = (torch.arange(gh, dtype=torch.float64) + 0.5) / gh * 2 - 1
+    t = ((y1 - v) / (y1 - y0)).clamp(0, 1)
+    return (t * t * (3 - 2 * t)).float()[:, None].expand(gh, gw).contiguous()
+
+
+def profile_grid(grid: Tuple[int, int], kind: str, r0: float, r1: float) -> torch.Tensor:
+    """The planted profile of ``kind`` ``'border'`` (:func:`border_profile`) or ``'top'``
+    (:func:`top_profile`) on ``grid``."""
+    if kind == 'border':
+        return border_profile(grid, r0, r1)
+    if kind == 'top':
+        return top_profile(grid, r0, r1)
+    raise ValueError(f'Unknown profile kind {kind!r}: use "border" or "top".')
+
+
+def planted_pos_embed(width: int, grid: Tuple[int, int], r0: float, r1: float, seed: int,
+                      kind: str = 'border') -> torch.Tensor:
+    """A ViT patch PE grid ``[width, gh, gw]``: channel 0 is the profile
+    (:func:`profile_grid`), the others random ``N(0, 0.1²)`` (seeded) so that the PE is
+    not trivially low-rank."""
     gen = torch.Generator().manual_seed(seed)
     pe = torch.randn(width, *grid, generator=gen) * 0.1
-    pe[0] = border_profile(grid, r0, r1)
+    pe[0] = profile_grid(grid, kind, r0, r1)
     return pe
 
 
@@ -71,19 +95,22 @@ def patch_class_evidence(img_rgb: torch.Tensor, colours: torch.Tensor,
     return prob.transpose(1, 2).reshape(mean.shape[0], -1, *mean.shape[-2:])
 
 
-def patch_texture(img_rgb: torch.Tensor, pixel_noise: float) -> torch.Tensor:
-    """Texture statistics ``[B, 12, h, w]``: the 2×2 sub-patch mean colours minus the
-    patch mean, divided by the spread that i.i.d. pixel noise of std ``pixel_noise``
-    gives them (so each is ~N(0, 1) on the generated images)."""
-    sub = F.avg_pool2d(img_rgb, PATCH // 2, ceil_mode=True)
-    mean = F.avg_pool2d(img_rgb, PATCH, ceil_mode=True)
-    up = F.interpolate(mean, size=sub.shape[-2:], mode='nearest')
-    dev = sub - up  # [B, 3, 2h, 2w]
-    b, _, h2, w2 = dev.shape
-    dev = dev.reshape(b, 3, h2 // 2, 2, w2 // 2, 2).permute(0, 1, 3, 5, 2, 4)
-    # std of (mean of 64 px) - (mean of 256 px) for i.i.d. noise: sqrt(1/64 - 1/256)
-    scale = pixel_noise * math.sqrt(1 / 64 - 1 / 256)
-    return dev.reshape(b, TEXTURE_DIMS, h2 // 2, w2 // 2) / scale
+def patch_texture(img_rgb: torch.Tensor, colours: torch.Tensor, pixel_noise: float) -> torch.Tensor:
+    """Texture statistics ``[B, 12, h, w]``: the 2×2 sub-patch means of each pixel's
+    residual from its nearest class colour, divided by the spread that i.i.d. pixel
+    noise of std ``pixel_noise`` gives them (so each is ~N(0, 1) on the generated images).
+
+    Residuals, not raw colours: at a region boundary the raw sub-patch means differ by
+    the two classes' colour contrast, which would tell a decoder which classes meet there
+    (and so, for the planted pair, which one a biased cell really is)."""
+    pix = img_rgb.permute(0, 2, 3, 1)  # [B, H, W, 3]
+    nearest = torch.cdist(pix.flatten(1, 2), colours[None].to(pix)).argmin(-1)
+    residual = (pix - colours.to(pix)[nearest].view_as(pix)).permute(0, 3, 1, 2)
+    sub = F.avg_pool2d(residual, PATCH // 2, ceil_mode=True)
+    b, _, h2, w2 = sub.shape
+    sub = sub.reshape(b, 3, h2 // 2, 2, w2 // 2, 2).permute(0, 1, 3, 5, 2, 4)
+    # std of the mean of 64 px of i.i.d. noise
+    return sub.reshape(b, TEXTURE_DIMS, h2 // 2, w2 // 2) / (pixel_noise / 8)
 
 
 def class_embeddings(queries: torch.Tensor, lean: Sequence[Sequence[float]]) -> torch.Tensor:
