@@ -8,6 +8,8 @@ import os.path as osp
 import pytest
 from mmengine.config import Config
 
+from tests.config_diff_utils import built_config, changed_keys
+
 ROOT = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs')
 ABL = osp.join(ROOT, 'reclip', 'ablations')
 TABLE3 = [
@@ -28,34 +30,7 @@ TABLE9 = [
 
 def built(name):
     """The config as a plain dict, without the conference parts' helper variables."""
-    cfg = Config.fromfile(osp.join(ABL, name)).to_dict()
-    return {k: v for k, v in cfg.items() if not k.startswith('conference_')}
-
-
-def leaves(d, prefix=''):
-    """``{'model.decode_head.bias_mode': 'subtract', ...}``: every leaf of a config dict
-    (lists of dicts are one leaf, as an override replaces a list whole)."""
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(leaves(v, f'{prefix}{k}.'))
-        else:
-            out[f'{prefix}{k}'] = v
-    return out
-
-
-def changed_keys(a, b):
-    """The top-level model/hook *component* keys whose values differ (e.g.
-    ``model.decode_head.mask_decoder``, ``custom_hooks``), and any other changed leaf."""
-    la, lb = leaves(a), leaves(b)
-    keys = {k for k in set(la) | set(lb) if la.get(k, '<absent>') != lb.get(k, '<absent>')}
-    components = set()
-    for k in keys:
-        parts = k.split('.')
-        if parts[:2] == ['model', 'decode_head'] and len(parts) > 3:
-            k = '.'.join(parts[:3])  # a component config: one key
-        components.add(k)
-    return components
+    return built_config(osp.join(ABL, name))
 
 
 def test_table3_rows_differ_by_exactly_one_key():
