@@ -1,23 +1,31 @@
 """Broken bias branches, to show that tests/test_benchmarks/test_planted_bias.py catches
-them (docs/learning_check.md §CI test). Imported into a tool run through
-``custom_imports`` only when ``PLANTED_BIAS_MUTANT=pe_zero`` is set for that test.
+them (docs/learning_check.md §CI test). Each mutant is a config next to this file that
+the test trains instead of ``planted_reclip.py`` when ``PLANTED_BIAS_MUTANT`` names it:
 
-``pe_zero``: the PE projection of the bias extractor is zero and frozen, so ``B = 0``
-whatever the training does.
+- ``bias_none``: ``bias_mode='none'`` (the bias is computed but not subtracted):
+  ``tests/planted_mutant_bias-none.py``;
+- ``pe_zero``: the PE projection is zero and frozen, so ``B = 0`` whatever the training
+  does: :class:`ZeroPEBiasExtractor`, ``tests/planted_mutant_pe-zero.py``.
+
+A mutant is a registered component named in its config's ``custom_imports``, not a
+``--cfg-options custom_imports=...`` override: mmengine imports a config's custom modules
+when it reads the file, before the command-line options are merged, so such an override
+never imports anything.
 """
 import torch
+from mmseg.registry import MODELS
 
 from mmseg_reclip.models.decode_heads.bias_extractor import ReferenceBiasExtractor
 
-_reset_context = ReferenceBiasExtractor.reset_context
 
+@MODELS.register_module()
+class ZeroPEBiasExtractor(ReferenceBiasExtractor):
+    """:class:`ReferenceBiasExtractor` whose PE projection is zero and not trainable:
+    ``P = 0``, so ``B = P·Rᵀ = 0``."""
 
-def _zero_pe_projection(self) -> None:
-    _reset_context(self)
-    with torch.no_grad():
-        self.pe_proj.weight.zero_()
-        self.pe_proj.bias.zero_()
-    self.pe_proj.requires_grad_(False)
-
-
-ReferenceBiasExtractor.reset_context = _zero_pe_projection
+    def reset_context(self) -> None:
+        super().reset_context()
+        with torch.no_grad():
+            self.pe_proj.weight.zero_()
+            self.pe_proj.bias.zero_()
+        self.pe_proj.requires_grad_(False)

@@ -104,10 +104,13 @@ def main(argv=None) -> None:
     from mmseg.apis import init_model
 
     import benchmarks.planted_bias  # noqa: F401  (before mmseg: the plugin's glue)
+    from .inspect_run import bias_effect, val_inputs
     model = init_model(args.config, args.checkpoint, device='cpu')
     maps = bias_maps(model)
     corr = draw(maps, model.backbone.world['classes'], args.out, args.title)
     print(f'bias map correlation (learned vs planted): {corr:+.3f}')
+    print(f'predictions moved by the bias: {bias_effect(model, val_inputs(args.world)):.2f} % '
+          'of the validation cells')
     if args.examples:
         draw_examples(model, args.world, args.examples)
 

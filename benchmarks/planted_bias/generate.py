@@ -157,14 +157,20 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--clip-seed', type=int, default=0, help='seed of the tiny CLIP')
     parser.add_argument('--noise', type=float, default=0.1, help='nuisance scale')
     parser.add_argument('--profile', default='top', choices=['border', 'top'])
-    parser.add_argument('--r0', type=float, default=-0.1,
-                        help='border: 0 inside this radius; top: 1 above this row coordinate')
-    parser.add_argument('--r1', type=float, default=0.1,
-                        help='border: 1 outside this radius; top: 0 below this row coordinate')
+    parser.add_argument(
+        '--r0',
+        type=float,
+        default=-0.1,
+        help='border: 0 inside this radius; top: 1 above this row coordinate')
+    parser.add_argument(
+        '--r1',
+        type=float,
+        default=0.1,
+        help='border: 1 outside this radius; top: 0 below this row coordinate')
     parser.add_argument('--lean', default=None, help='class leans "c,d,g[/c,d,g]" (LEAN)')
     parser.add_argument('--space', default=None, help='space bias "a,b,beta" (SPACE)')
-    parser.add_argument('--space-classes', default=None,
-                        help='"a,b": the classes it acts on (SPACE_CLASSES)')
+    parser.add_argument(
+        '--space-classes', default=None, help='"a,b": the classes it acts on (SPACE_CLASSES)')
     parser.add_argument('--scenes', default=None, help='object classes per scene type "3,4/3,5"')
     parser.add_argument('--no-check', action='store_true', help='write an unsound world too')
     return parser.parse_args(argv)
@@ -184,13 +190,13 @@ def main(argv: Optional[List[str]] = None) -> None:
         r1=args.r1,
         profile=args.profile,
         check=not args.no_check,
-        lean=[[float(v) for v in x.split(',')] for x in args.lean.split('/')]
-        if args.lean else None,
+        lean=[[float(v) for v in x.split(',')]
+              for x in args.lean.split('/')] if args.lean else None,
         space=[float(v) for v in args.space.split(',')] if args.space else None,
-        space_classes=[int(v) for v in args.space_classes.split(',')]
-        if args.space_classes else None,
-        scenes=[[int(v) for v in x.split(',')] for x in args.scenes.split('/')]
-        if args.scenes else None)
+        space_classes=[int(v)
+                       for v in args.space_classes.split(',')] if args.space_classes else None,
+        scenes=[[int(v) for v in x.split(',')]
+                for x in args.scenes.split('/')] if args.scenes else None)
 
 
 if __name__ == '__main__':

@@ -102,8 +102,8 @@ def optimum_check(feats: torch.Tensor, queries: torch.Tensor, gt: torch.Tensor,
         loss_optimum=loss_optimum(feats, queries, hyp))
     out = {}
     for name, pred in preds.items():
-        row = dict(loss=float(
-            reclip_contrastive_loss(feats, masks_of(pred, num_classes), queries, hyp)))
+        row = dict(
+            loss=float(reclip_contrastive_loss(feats, masks_of(pred, num_classes), queries, hyp)))
         row['acc_all'] = float((pred == gt).float().mean() * 100)
         for key, sel in cells.items():
             row['acc_' + key] = float((pred == gt)[sel].float().mean() * 100)
@@ -159,8 +159,7 @@ def decoder_check(feats: torch.Tensor,
     interior[2:h - 2, 2:w - 2] = True
     in_pair = (gt == pair[0]) | (gt == pair[1])
     regions = dict(
-        interior=interior[None] & in_pair,
-        cue_free=cue_free_cells(profile)[None] & in_pair)
+        interior=interior[None] & in_pair, cue_free=cue_free_cells(profile)[None] & in_pair)
     # trained on the first half of the images, scored on the second: a decoder scored on
     # its own training cells can memorise their noise and look less ambiguous than it is
     half = gt.shape[0] // 2
@@ -180,8 +179,10 @@ def decoder_check(feats: torch.Tensor,
     regions = {key: sel[held] for key, sel in regions.items()}
     out = {}
     for region, sel in regions.items():
-        out[region] = {name: float((pred == gt)[sel].float().mean() * 100)
-                       for name, pred in preds.items()}
+        out[region] = {
+            name: float((pred == gt)[sel].float().mean() * 100)
+            for name, pred in preds.items()
+        }
         out[region]['cells'] = int(sel.sum())
     return out
 
@@ -193,8 +194,12 @@ def query_check(queries: torch.Tensor) -> Dict[str, float]:
     return dict(max_cosine=float(cos.max()))
 
 
-def run_checks(feats: torch.Tensor, queries: torch.Tensor, gt: torch.Tensor, pe: torch.Tensor,
-               profile: torch.Tensor, pair: tuple,
+def run_checks(feats: torch.Tensor,
+               queries: torch.Tensor,
+               gt: torch.Tensor,
+               pe: torch.Tensor,
+               profile: torch.Tensor,
+               pair: tuple,
                leans: Sequence[Sequence[float]] = ()) -> Dict[str, object]:
     """All three checks; ``sound`` says whether each passed its threshold."""
     loss = loss_at_masks(feats, queries, gt)
@@ -203,15 +208,17 @@ def run_checks(feats: torch.Tensor, queries: torch.Tensor, gt: torch.Tensor, pe:
     qry = query_check(queries)
     # where the planted biases make MaskCLIP wrong (a lean too weak to flip the argmax
     # shapes the features without being an error to correct)
-    gains = {key[4:]: optimum['loss_optimum'][key] - optimum['maskclip'][key]
-             for key in optimum['gt']
-             if key.startswith('acc_') and key != 'acc_all' and optimum['maskclip'][key] < 50}
+    gains = {
+        key[4:]: optimum['loss_optimum'][key] - optimum['maskclip'][key]
+        for key in optimum['gt']
+        if key.startswith('acc_') and key != 'acc_all' and optimum['maskclip'][key] < 50
+    }
     cue_free = dec['cue_free']
     sound = dict(
         loss_ranks_gt_first=loss['maskclip'] - loss['gt'] >= MIN_LOSS_GAP,
         loss_optimum_rectifies=all(g >= MIN_OPTIMUM_GAIN for g in gains.values()),
-        space_bias_needs_position=(
-            cue_free['with_position'] - cue_free['equivariant'] >= MIN_POSITION_GAIN),
+        space_bias_needs_position=(cue_free['with_position'] - cue_free['equivariant']
+                                   >= MIN_POSITION_GAIN),
         queries_distinct=qry['max_cosine'] <= MAX_QUERY_COSINE)
     return dict(
         stage1_loss_at_masks=loss,

@@ -42,26 +42,42 @@ def last_metrics(work_dir: str) -> Optional[Dict[str, float]]:
     return out
 
 
-def summarize(root: str, rows: Dict[str, List[str]]) -> str:
-    """A markdown table: ``mean (spread)`` of each metric over each row's work dirs."""
-    lines = [
-        '| run | seeds | mIoU | car IoU | class pref. ↑ | space slope ↑ |',
-        '|---|---|---|---|---|---|',
-    ]
+#: Columns read from the trained model with ``--world`` (inspect_run.inspect).
+INSPECT_KEYS = ('acc_space', 'acc_lean_2', 'bias_moves')
+
+
+def _cell(vals: List[float], fmt: str) -> str:
+    """``mean (max − min)``; a dash when no run has the value."""
+    if not vals:
+        return '–'
+    cell = fmt.format(sum(vals) / len(vals))
+    if len(vals) > 1:
+        cell += ' (' + fmt.format(max(vals) - min(vals)).lstrip('+') + ')'
+    return cell
+
+
+def summarize(root: str, rows: Dict[str, List[str]], world: Optional[str] = None) -> str:
+    """A markdown table: ``mean (spread)`` of each metric over each row's work dirs;
+    with ``world``, also the accuracy on the cells each planted bias acts on and the
+    share of predictions the bias moves (:mod:`.inspect_run`; reads validation labels)."""
+    head = '| run | seeds | mIoU | car IoU | class pref. ↑ | space slope ↑ |'
+    if world:
+        head += ' biased cars acc. | water acc. | bias moves (%) |'
+    lines = [head, '|' + '---|' * (head.count('|') - 1)]
     for label, dirs in rows.items():
-        found = [m for m in (last_metrics(osp.join(root, d)) for d in dirs) if m is not None]
+        found = [(d, m) for d, m in ((d, last_metrics(osp.join(root, d))) for d in dirs)
+                 if m is not None]
         if not found:
-            lines.append(f'| {label} | 0 | not run | | | |')
+            lines.append(f'| {label} | 0 | not run |' + ' |' * (head.count('|') - 4))
             continue
-        cells = []
-        for key in KEYS:
-            vals = [m[key] for m in found]
-            mean = sum(vals) / len(vals)
-            fmt = '{:.1f}' if key in ('mIoU', 'IoU_car') else '{:+.3f}'
-            cell = fmt.format(mean)
-            if len(vals) > 1:
-                cell += ' (' + fmt.format(max(vals) - min(vals)).lstrip('+') + ')'
-            cells.append(cell)
+        cells = [
+            _cell([m[key] for _, m in found], '{:.1f}' if key in ('mIoU', 'IoU_car') else '{:+.3f}')
+            for key in KEYS
+        ]
+        if world:
+            from .inspect_run import inspect
+            seen = [inspect(world, osp.join(root, d)) for d, _ in found]
+            cells += [_cell([r[k] for r in seen if k in r], '{:.1f}') for k in INSPECT_KEYS]
         lines.append(f'| {label} | {len(found)} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
@@ -70,12 +86,16 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('root')
     parser.add_argument('--rows', nargs='+', required=True, help='"label=dir1,dir2"')
+    parser.add_argument(
+        '--world', default=None, help='the world folder: add the biased-cell columns (inspect_run)')
     args = parser.parse_args(argv)
     rows = {}
     for spec in args.rows:
         label, dirs = spec.split('=', 1)
         rows[label] = dirs.split(',')
-    print(summarize(args.root, rows))
+    if args.world:
+        import benchmarks.planted_bias  # noqa: F401  (registers the toy tower)
+    print(summarize(args.root, rows, args.world))
 
 
 if __name__ == '__main__':

@@ -18,7 +18,6 @@ The toy image tower (:class:`PlantedBiasCLIP`) computes the features from the pi
 with :func:`patch_class_evidence` and :func:`planted_features`. The crop-vote embedding
 (:func:`global_embedding`) is the content alone: no space bias, no noise.
 """
-import math
 from typing import List, Sequence, Tuple
 
 import numpy as np
@@ -68,7 +67,11 @@ def profile_grid(grid: Tuple[int, int], kind: str, r0: float, r1: float) -> torc
     raise ValueError(f'Unknown profile kind {kind!r}: use "border" or "top".')
 
 
-def planted_pos_embed(width: int, grid: Tuple[int, int], r0: float, r1: float, seed: int,
+def planted_pos_embed(width: int,
+                      grid: Tuple[int, int],
+                      r0: float,
+                      r1: float,
+                      seed: int,
                       kind: str = 'border') -> torch.Tensor:
     """A ViT patch PE grid ``[width, gh, gw]``: channel 0 is the profile
     (:func:`profile_grid`), the others random ``N(0, 0.1²)`` (seeded) so that the PE is

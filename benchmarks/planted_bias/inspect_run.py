@@ -1,0 +1,119 @@
+"""What a trained planted-bias model did with the planted biases (docs/learning_check.md).
+
+    python -m benchmarks.planted_bias.inspect_run WORLD WORK_DIR [WORK_DIR ...]
+
+For each work dir (a ``tools/train.py`` run: its config dump and last checkpoint, or a
+``tools/test.py`` run of a training-free config), prints one JSON line:
+
+- ``acc_space``: pixel accuracy on the pixels the space bias acts on (the planted pair's
+  first class where the profile is ≥ 0.5), ``acc_lean_<c>`` on each leaning class,
+  ``acc_all`` on every pixel. These read the validation labels: evaluation only;
+- ``bias_moves``: :func:`bias_effect`; ``bias_map_corr``: the correlation of the learned
+  ``B_b − B_a`` with the planted shift (``bias_figure``). Both absent without a bias.
+"""
+import argparse
+import glob
+import json
+import os.path as osp
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+
+
+def val_inputs(world_root: str, count: Optional[int] = None) -> torch.Tensor:
+    """The world's validation images ``[N, 3, H, W]`` (RGB, 0-255, float)."""
+    from PIL import Image
+    paths = sorted(glob.glob(osp.join(world_root, 'img_dir', 'val', '*.png')))[:count]
+    if not paths:
+        raise FileNotFoundError(f'No validation image under {world_root}/img_dir/val: '
+                                'generate the world first (python -m '
+                                'benchmarks.planted_bias.generate --out <folder>).')
+    arrays = [np.asarray(Image.open(p).convert('RGB')) for p in paths]
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float()
+
+
+@torch.no_grad()
+def bias_effect(model, inputs: torch.Tensor) -> float:
+    """Share (%) of the grid cells whose prediction ``argmax O`` changes when the model's
+    own rectification is undone (its decoder fed ``Lq`` instead of ``Lr``). Zero when
+    ``B = 0`` or when the bias is not subtracted (``bias_mode='none'``): a live bias
+    branch moves some predictions."""
+    feats = model.backbone(inputs)[0]
+    parts = model.decode_head.classifier.intermediates(feats)
+    without = model.decode_head.classifier.mask_decoder(feats, parts['Lq'])
+    return float((parts['O'].argmax(1) != without.argmax(1)).float().mean() * 100)
+
+
+def world_profile(world: dict, size: int) -> torch.Tensor:
+    """The planted profile ``ρ`` at pixel level ``[size, size]``: the world's 14 × 14
+    profile (``world.json``) resized nearest, as each patch carries its cell's value."""
+    from . import world as W
+    prof = world['profile']
+    grid = W.profile_grid((14, 14), prof.get('kind', 'border'), prof['r0'], prof['r1'])
+    return torch.nn.functional.interpolate(grid[None, None], size=(size, size))[0, 0]
+
+
+@torch.no_grad()
+def biased_cell_accuracy(model, world_root: str) -> Dict[str, float]:
+    """Pixel accuracy (%) of the model's prediction (mmseg's ``inference_model``, any
+    segmentor: training-free, stage 1 or a distilled student) on the pixels each planted
+    bias acts on (``soundness.biased_cells``) and on all pixels."""
+    from mmseg.apis import inference_model
+    from PIL import Image
+
+    from .soundness import biased_cells
+    with open(osp.join(world_root, 'world.json')) as f:
+        world = json.load(f)
+    paths = sorted(glob.glob(osp.join(world_root, 'img_dir', 'val', '*.png')))
+    preds = torch.stack([inference_model(model, p).pred_sem_seg.data[0].cpu() for p in paths])
+    gt = torch.stack([
+        torch.from_numpy(np.asarray(Image.open(p.replace('img_dir', 'ann_dir'))).astype(np.int64))
+        for p in paths
+    ])
+    profile = world_profile(world, gt.shape[-1])
+    pair = tuple(int(i) for i in world['space'][:2])
+    out = dict(acc_all=float((preds == gt).float().mean() * 100))
+    for key, sel in biased_cells(gt, profile, pair, world['lean']).items():
+        out['acc_' + key] = float((preds == gt)[sel].float().mean() * 100)
+    return out
+
+
+def inspect(world_root: str, work_dir: str) -> Dict[str, float]:
+    """:func:`biased_cell_accuracy`, :func:`bias_effect` and the bias-map correlation of
+    the run in ``work_dir`` (its config dump and its last checkpoint, if any)."""
+    from mmseg.apis import init_model
+
+    from .bias_figure import bias_maps, correlation
+    configs = [p for p in glob.glob(osp.join(work_dir, '*.py'))]
+    if len(configs) != 1:
+        raise FileNotFoundError(f'Expected one config dump in {work_dir}, found {configs}.')
+    ckpts = sorted(
+        glob.glob(osp.join(work_dir, 'iter_*.pth')), key=lambda p: int(osp.basename(p)[5:-4]))
+    model = init_model(configs[0], ckpts[-1] if ckpts else None, device='cpu')
+    if not ckpts and hasattr(model.decode_head, 'classifier'):
+        raise FileNotFoundError(f'No checkpoint (iter_*.pth) in {work_dir}: the run has not '
+                                'finished, or its checkpoints were removed.')
+    out = biased_cell_accuracy(model, world_root)
+    if hasattr(model.decode_head, 'classifier'):
+        out['bias_moves'] = bias_effect(model, val_inputs(world_root))
+        if type(model.decode_head.classifier.bias_extractor).__name__ == 'ReferenceBiasExtractor':
+            maps = bias_maps(model)
+            out['bias_map_corr'] = correlation(maps['learned'], maps['planted'])
+    return out
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('world', help='the world folder (PLANTED_ROOT)')
+    parser.add_argument('work_dirs', nargs='+')
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    import benchmarks.planted_bias  # noqa: F401  (registers the toy tower)
+    for work_dir in args.work_dirs:
+        row = {k: round(v, 2) for k, v in inspect(args.world, work_dir).items()}
+        print(json.dumps(dict(run=osp.basename(osp.normpath(work_dir)), **row)), flush=True)
+
+
+if __name__ == '__main__':
+    main()
