@@ -4,8 +4,13 @@
 
 The planted space bias moves the logits of the planted pair ``(a, b)`` by
 ``ρ(x)·β·(Q_b − Q_a)·(Q_b − Q_a)`` in ``L_b − L_a`` (before the feature normalisation);
-a model that learned it has ``B_b − B_a`` of the same shape (it subtracts ``B``). The
-figure shows both on the 14 × 14 grid, and the correlation between them.
+a model that learned it has ``B_b − B_a`` of the same shape (it subtracts ``B``). A
+bias that is nearly the same for every class can still rectify through the decoder,
+which weighs each class's ``B`` channel differently for each output: the third panel is
+the bias's own contribution to ``O_a − O_b`` (``inspect_run.bias_contribution``), which
+rectifies when it has the planted shape. The figure shows the three on the 14 × 14
+grid, and the correlations with the planted map (the effect's on the interior cells,
+away from the decoder's zero padding).
 """
 import argparse
 from typing import Dict, Optional
@@ -24,8 +29,13 @@ def bias_maps(model, size=(14, 14)) -> Dict[str, np.ndarray]:
         direction = tower.direction.float()
         pair = tower.queries[b] - tower.queries[a]
         planted = tower.profile(tuple(size)) * float(direction @ pair)
+    from .inspect_run import bias_contribution
+    effect = bias_contribution(model, size)
     return dict(
-        learned=(bias[b] - bias[a]).cpu().numpy(), planted=planted.cpu().numpy(), pair=(a, b))
+        learned=(bias[b] - bias[a]).cpu().numpy(),
+        planted=planted.cpu().numpy(),
+        effect=(effect[a] - effect[b]).cpu().numpy(),
+        pair=(a, b))
 
 
 def correlation(x: np.ndarray, y: np.ndarray) -> float:
@@ -42,16 +52,22 @@ def draw(maps: Dict[str, np.ndarray], names, out: str, title: Optional[str] = No
     import matplotlib.pyplot as plt
     a, b = maps['pair']
     corr = correlation(maps['learned'], maps['planted'])
-    fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.4))
-    for ax, key, label in zip(axes, ('planted', 'learned'),
+    effect_corr = correlation(maps['effect'][2:-2, 2:-2], maps['planted'][2:-2, 2:-2])
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
+    for ax, key, label in zip(axes, ('planted', 'learned', 'effect'),
                               (f'planted: shift of L[{names[b]}] - L[{names[a]}]',
-                               f'learned: B[{names[b]}] - B[{names[a]}]')):
+                               f'learned: B[{names[b]}] - B[{names[a]}]',
+                               f"bias's effect on O[{names[a]}] - O[{names[b]}]")):
         im = ax.imshow(maps[key], cmap='viridis')
         ax.set_title(label, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
         fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.suptitle((title + ' — ' if title else '') + f'correlation {corr:+.2f}', fontsize=10)
+    fig.suptitle(
+        (title + ' — ' if title else '') +
+        f'correlation with the planted map: B {corr:+.2f}, effect (interior) '
+        f'{effect_corr:+.2f}',
+        fontsize=10)
     fig.tight_layout()
     fig.savefig(out, dpi=90)
     plt.close(fig)

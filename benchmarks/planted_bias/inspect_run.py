@@ -79,6 +79,55 @@ def biased_cell_accuracy(model, world_root: str) -> Dict[str, float]:
     return out
 
 
+@torch.no_grad()
+def bias_contribution(model, size: tuple) -> torch.Tensor:
+    """The learned bias's own contribution to the decoder output ``O`` ``[C, h, w]``: the
+    decoder's ``Lr`` weights applied to ``−B`` (zero padding, as the decoder), scaled by
+    its BN (eval statistics). ``B`` need not differ between classes to matter: the
+    decoder weighs each class's ``B`` channel differently for each output class."""
+    clf = model.decode_head.classifier
+    dec = clf.mask_decoder
+    bias = clf.bias_extractor(tuple(size)).float()
+    dim = dec.conv.in_channels - bias.shape[0]
+    out = torch.nn.functional.conv2d(
+        -bias[None], dec.conv.weight[:, dim:], padding=dec.conv.padding)
+    scale = dec.norm.weight / torch.sqrt(dec.norm.running_var + dec.norm.eps)
+    return (out * scale[None, :, None, None])[0]
+
+
+@torch.no_grad()
+def bias_offset(model, world_root: str) -> Dict[str, float]:
+    """What the learned bias does to the planted pair ``(a, b)`` (car, house), in units of
+    the decoder output ``O`` (after BN, eval statistics):
+
+    - ``bias_step``: the bias's own contribution to ``O_a − O_b`` (the decoder's ``Lr``
+      weights applied to ``−B``), mean over the upper interior cells (``ρ = 1``) minus the
+      lower ones (``ρ = 0``). Rectifying the planted shift needs it *positive* (car
+      favoured back where house is favoured);
+    - ``biased_car_margin``: ``O_b − O_a`` on the validation cells of class ``a`` with
+      ``ρ ≥ 0.5``, bias included: positive while they are still called ``b``.
+    """
+    from .soundness import patch_labels
+    tower, clf = model.backbone, model.decode_head.classifier
+    feats = tower(val_inputs(world_root))[0]
+    parts = clf.intermediates(feats)
+    a, b = (int(i) for i in tower.world['space'][:2])
+    contrib = bias_contribution(model, tuple(feats.shape[-2:]))
+    offset = contrib[a] - contrib[b]
+    h, w = offset.shape
+    prof = tower.profile((h, w))
+    interior = torch.zeros(h, w, dtype=torch.bool)
+    interior[2:h - 2, 2:w - 2] = True
+    step = offset[interior & (prof >= 0.99)].mean() - offset[interior & (prof <= 0.01)].mean()
+    from PIL import Image
+    paths = sorted(glob.glob(osp.join(world_root, 'ann_dir', 'val', '*.png')))
+    labels = torch.from_numpy(np.stack([np.asarray(Image.open(p)) for p in paths]))
+    gt = patch_labels(labels, len(tower.world['classes']))
+    cells = (gt == a) & (prof[None] >= 0.5)
+    margin = (parts['O'][:, b] - parts['O'][:, a])[cells].mean()
+    return dict(bias_step=float(step), biased_car_margin=float(margin))
+
+
 def inspect(world_root: str, work_dir: str) -> Dict[str, float]:
     """:func:`biased_cell_accuracy`, :func:`bias_effect` and the bias-map correlation of
     the run in ``work_dir`` (its config dump and its last checkpoint, if any)."""
@@ -97,6 +146,8 @@ def inspect(world_root: str, work_dir: str) -> Dict[str, float]:
     out = biased_cell_accuracy(model, world_root)
     if hasattr(model.decode_head, 'classifier'):
         out['bias_moves'] = bias_effect(model, val_inputs(world_root))
+        if type(model.decode_head.classifier.mask_decoder).__name__ == 'RectifiedMaskDecoder':
+            out.update(bias_offset(model, world_root))
         if type(model.decode_head.classifier.bias_extractor).__name__ == 'ReferenceBiasExtractor':
             maps = bias_maps(model)
             out['bias_map_corr'] = correlation(maps['learned'], maps['planted'])
