@@ -80,19 +80,21 @@ def biased_cell_accuracy(model, world_root: str) -> Dict[str, float]:
 
 
 @torch.no_grad()
-def bias_contribution(model, size: tuple) -> torch.Tensor:
+def bias_contribution(model, size: tuple, feats: Optional[torch.Tensor] = None) -> torch.Tensor:
     """The learned bias's own contribution to the decoder output ``O`` ``[C, h, w]``: the
     decoder's ``Lr`` weights applied to ``−B`` (zero padding, as the decoder), scaled by
     its BN (eval statistics). ``B`` need not differ between classes to matter: the
-    decoder weighs each class's ``B`` channel differently for each output class."""
+    decoder weighs each class's ``B`` channel differently for each output class. An
+    extractor whose ``B`` depends on the image (the conference ``CoupledBiasExtractor``)
+    needs ``feats`` ``[N, D, h, w]``; the map is then the mean over the images."""
     clf = model.decode_head.classifier
     dec = clf.mask_decoder
-    bias = clf.bias_extractor(tuple(size)).float()
-    dim = dec.conv.in_channels - bias.shape[0]
-    out = torch.nn.functional.conv2d(
-        -bias[None], dec.conv.weight[:, dim:], padding=dec.conv.padding)
+    bias = clf.bias_extractor(tuple(size), feats=feats).float()
+    bias = bias if bias.dim() == 4 else bias[None]
+    dim = dec.conv.in_channels - bias.shape[1]
+    out = torch.nn.functional.conv2d(-bias, dec.conv.weight[:, dim:], padding=dec.conv.padding)
     scale = dec.norm.weight / torch.sqrt(dec.norm.running_var + dec.norm.eps)
-    return (out * scale[None, :, None, None])[0]
+    return (out * scale[None, :, None, None]).mean(0)
 
 
 @torch.no_grad()
@@ -112,7 +114,7 @@ def bias_offset(model, world_root: str) -> Dict[str, float]:
     feats = tower(val_inputs(world_root))[0]
     parts = clf.intermediates(feats)
     a, b = (int(i) for i in tower.world['space'][:2])
-    contrib = bias_contribution(model, tuple(feats.shape[-2:]))
+    contrib = bias_contribution(model, tuple(feats.shape[-2:]), feats)
     offset = contrib[a] - contrib[b]
     h, w = offset.shape
     prof = tower.profile((h, w))
@@ -144,7 +146,8 @@ def inspect(world_root: str, work_dir: str) -> Dict[str, float]:
         raise FileNotFoundError(f'No checkpoint (iter_*.pth) in {work_dir}: the run has not '
                                 'finished, or its checkpoints were removed.')
     out = biased_cell_accuracy(model, world_root)
-    if hasattr(model.decode_head, 'classifier'):
+    # the bias's own effect needs the toy tower's features (not a distilled student's)
+    if hasattr(model.decode_head, 'classifier') and hasattr(model.backbone, 'world'):
         out['bias_moves'] = bias_effect(model, val_inputs(world_root))
         if type(model.decode_head.classifier.mask_decoder).__name__ == 'RectifiedMaskDecoder':
             out.update(bias_offset(model, world_root))

@@ -91,7 +91,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     rows = {}
     for spec in args.rows:
-        label, dirs = spec.split('=', 1)
+        label, dirs = spec.rsplit('=', 1)  # a label may hold '='
         rows[label] = dirs.split(',')
     if args.world:
         import benchmarks.planted_bias  # noqa: F401  (registers the toy tower)

@@ -15,10 +15,12 @@ import json
 import os
 
 import pytest
+import torch
 
 from benchmarks.planted_bias.generate import generate
-from benchmarks.planted_bias.inspect_run import bias_effect, val_inputs
+from benchmarks.planted_bias.inspect_run import bias_contribution, bias_effect, val_inputs
 from benchmarks.planted_bias.summarize import last_metrics
+from tests.numeric_utils import assert_close_to_scale
 from tests.tool_utils import run_tool
 
 CONFIGS = 'benchmarks/planted_bias/configs/'
@@ -26,11 +28,15 @@ MUTANTS = dict(
     bias_none='tests/planted_mutant_bias-none.py', pe_zero='tests/planted_mutant_pe-zero.py')
 NUM_TRAIN = 64
 NUM_VAL = 100  # the soundness decoders train on 50 labelled images, score the other 50
-ITERS = 300
-#: mIoU points stage 1 must win by: above the largest seed-to-seed spread of the long
-#: runs (docs/learning_check.md: 35.7 points between two seeds of stage 1), so a pass is
-#: not a lucky seed.
-MARGIN = 36.0
+#: ``PLANTED_BIAS_LONG=1``: 10 000 iterations (~10 CPU minutes for the two trainings, not
+#: run in CI), where stage 1 has learned the planted bias on some seeds
+#: (docs/learning_check.md); by default the CI schedule, 300 iterations.
+LONG = os.environ.get('PLANTED_BIAS_LONG', '') == '1'
+ITERS = 10000 if LONG else 300
+#: mIoU points stage 1 must win by: above the seed-to-seed spread of stage 1 in the long
+#: runs at that schedule (docs/learning_check.md: 35.7 points at 1000 iterations, 16.7 at
+#: 10 000), so a pass is not a lucky seed.
+MARGIN = 17.0 if LONG else 36.0
 #: Share (%) of validation cells whose prediction the trained bias moves (measured in
 #: the CI run: 7.8 %). Zero with a broken bias branch (the mutants below).
 MIN_BIAS_EFFECT = 1.0
@@ -45,7 +51,7 @@ def _run(script: str, config: str, work_dir, root: str) -> dict:
     if script.endswith('test.py'):
         args.append('none')
     args += ['--work-dir', str(work_dir), '--cfg-options'] + _schedule()
-    run_tool(args, env=dict(PLANTED_ROOT=root))
+    run_tool(args, env=dict(PLANTED_ROOT=root), timeout=3600 if LONG else 600)
     metrics = last_metrics(str(work_dir))
     assert metrics is not None, f'no evaluation in {work_dir}'
     return metrics
@@ -101,20 +107,32 @@ def test_stage1_bias_branch_is_trained_and_used(world, runs):
     work_dir = world['root'] / 'stage1'
     config = os.path.basename(_stage1_config())
     model = init_model(str(work_dir / config), str(work_dir / f'iter_{ITERS}.pth'), device='cpu')
+    inputs = val_inputs(world['folder'], count=4)
     moved = bias_effect(model, val_inputs(world['folder']))
     assert moved >= MIN_BIAS_EFFECT, f'the bias moves {moved:.2f} % of the predictions'
+    # the bias's contribution to O (the report's effect map) is what removing it removes
+    with torch.no_grad():
+        feats = model.backbone(inputs)[0]
+        parts = model.decode_head.classifier.intermediates(feats)
+        without = model.decode_head.classifier.mask_decoder(feats, parts['Lq'])
+        contrib = bias_contribution(model, tuple(feats.shape[-2:]))
+    assert_close_to_scale(parts['O'] - without, contrib.expand_as(without), rtol=1e-4)
 
 
-# Measured (docs/learning_check.md): with the released defaults the bias branch does not
-# learn the planted space bias within a CPU schedule, and stage 1 does not beat the
-# bias-off ablation by more than the seed spread. strict: a change that makes it learn
-# turns this into a failure, to be replaced by the plain assertion.
+# Measured (docs/learning_check.md): at the CI schedule stage 1 beats neither MaskCLIP nor
+# bias-off by the margin (the bias branch has not learned the planted shape yet); at
+# 10 000 iterations it has learned it on some seeds but not robustly (CI world: stage 1
+# 66.6, MaskCLIP 66.2). strict: a change that makes stage 1 win turns this into a
+# failure, and the mark is then to be removed.
 @pytest.mark.xfail(
     strict=True,
     raises=NotRectified,  # a tool failure still fails the test
-    reason='docs/learning_check.md: stage 1 does not beat bias-off beyond the seed spread')
+    reason='docs/learning_check.md: stage 1 does not beat MaskCLIP and bias off by the seed '
+    'spread')
 def test_stage1_beats_maskclip_and_the_bias_off_ablation(runs):
     s1, mc, none = runs['stage1']['mIoU'], runs['maskclip']['mIoU'], runs['bias_none']['mIoU']
+    print(f'planted-bias world, {ITERS} iterations: mIoU stage 1 {s1:.2f}, MaskCLIP {mc:.2f}, '
+          f'bias off {none:.2f}')
     if not (s1 > mc + MARGIN and s1 > none + MARGIN):
         raise NotRectified(f'mIoU: stage 1 {s1:.2f}, MaskCLIP {mc:.2f}, bias off {none:.2f}; '
                            f'margin {MARGIN}')
