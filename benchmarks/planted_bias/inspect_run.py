@@ -33,6 +33,13 @@ def val_inputs(world_root: str, count: Optional[int] = None) -> torch.Tensor:
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float()
 
 
+def val_labels(world_root: str) -> torch.Tensor:
+    """The world's validation labels ``[N, H, W]`` (int64), in :func:`val_inputs` order."""
+    from PIL import Image
+    paths = sorted(glob.glob(osp.join(world_root, 'ann_dir', 'val', '*.png')))
+    return torch.from_numpy(np.stack([np.asarray(Image.open(p)) for p in paths]).astype(np.int64))
+
+
 @torch.no_grad()
 def bias_effect(model, inputs: torch.Tensor) -> float:
     """Share (%) of the grid cells whose prediction ``argmax O`` changes when the model's
@@ -60,17 +67,13 @@ def biased_cell_accuracy(model, world_root: str) -> Dict[str, float]:
     segmentor: training-free, stage 1 or a distilled student) on the pixels each planted
     bias acts on (``soundness.biased_cells``) and on all pixels."""
     from mmseg.apis import inference_model
-    from PIL import Image
 
     from .soundness import biased_cells
     with open(osp.join(world_root, 'world.json')) as f:
         world = json.load(f)
     paths = sorted(glob.glob(osp.join(world_root, 'img_dir', 'val', '*.png')))
     preds = torch.stack([inference_model(model, p).pred_sem_seg.data[0].cpu() for p in paths])
-    gt = torch.stack([
-        torch.from_numpy(np.asarray(Image.open(p.replace('img_dir', 'ann_dir'))).astype(np.int64))
-        for p in paths
-    ])
+    gt = val_labels(world_root)
     profile = world_profile(world, gt.shape[-1])
     pair = tuple(int(i) for i in world['space'][:2])
     out = dict(acc_all=float((preds == gt).float().mean() * 100))
@@ -98,7 +101,7 @@ def bias_contribution(model, size: tuple, feats: Optional[torch.Tensor] = None) 
 
 
 @torch.no_grad()
-def bias_offset(model, world_root: str) -> Dict[str, float]:
+def bias_offset(model, inputs: torch.Tensor, labels: torch.Tensor) -> Dict[str, float]:
     """What the learned bias does to the planted pair ``(a, b)`` (car, house), in units of
     the decoder output ``O`` (after BN, eval statistics):
 
@@ -108,10 +111,13 @@ def bias_offset(model, world_root: str) -> Dict[str, float]:
       favoured back where house is favoured);
     - ``biased_car_margin``: ``O_b − O_a`` on the validation cells of class ``a`` with
       ``ρ ≥ 0.5``, bias included: positive while they are still called ``b``.
+
+    ``inputs`` and ``labels``: the validation images and labels (:func:`val_inputs`,
+    :func:`val_labels`).
     """
     from .soundness import patch_labels
     tower, clf = model.backbone, model.decode_head.classifier
-    feats = tower(val_inputs(world_root))[0]
+    feats = tower(inputs)[0]
     parts = clf.intermediates(feats)
     a, b = (int(i) for i in tower.world['space'][:2])
     contrib = bias_contribution(model, tuple(feats.shape[-2:]), feats)
@@ -121,9 +127,6 @@ def bias_offset(model, world_root: str) -> Dict[str, float]:
     interior = torch.zeros(h, w, dtype=torch.bool)
     interior[2:h - 2, 2:w - 2] = True
     step = offset[interior & (prof >= 0.99)].mean() - offset[interior & (prof <= 0.01)].mean()
-    from PIL import Image
-    paths = sorted(glob.glob(osp.join(world_root, 'ann_dir', 'val', '*.png')))
-    labels = torch.from_numpy(np.stack([np.asarray(Image.open(p)) for p in paths]))
     gt = patch_labels(labels, len(tower.world['classes']))
     cells = (gt == a) & (prof[None] >= 0.5)
     margin = (parts['O'][:, b] - parts['O'][:, a])[cells].mean()
@@ -148,9 +151,10 @@ def inspect(world_root: str, work_dir: str) -> Dict[str, float]:
     out = biased_cell_accuracy(model, world_root)
     # the bias's own effect needs the toy tower's features (not a distilled student's)
     if hasattr(model.decode_head, 'classifier') and hasattr(model.backbone, 'world'):
-        out['bias_moves'] = bias_effect(model, val_inputs(world_root))
+        inputs = val_inputs(world_root)
+        out['bias_moves'] = bias_effect(model, inputs)
         if type(model.decode_head.classifier.mask_decoder).__name__ == 'RectifiedMaskDecoder':
-            out.update(bias_offset(model, world_root))
+            out.update(bias_offset(model, inputs, val_labels(world_root)))
         if type(model.decode_head.classifier.bias_extractor).__name__ == 'ReferenceBiasExtractor':
             maps = bias_maps(model)
             out['bias_map_corr'] = correlation(maps['learned'], maps['planted'])
