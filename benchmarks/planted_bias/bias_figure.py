@@ -77,26 +77,23 @@ def draw(maps: Dict[str, np.ndarray], names, out: str, title: Optional[str] = No
 def draw_examples(model, world_root: str, out: str, count: int = 4) -> None:
     """Validation images, their labels, MaskCLIP's prediction (``argmax F·Qᵀ`` of the
     same model's head) and the model's, on the patch grid."""
-    import glob
-    import os.path as osp
-
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    from PIL import Image
+
+    from .inspect_run import val_inputs, val_labels
     names = model.backbone.world['classes']
     colours = np.asarray(model.backbone.world['colours']) / 255.0
-    paths = sorted(glob.glob(osp.join(world_root, 'img_dir', 'val', '*.png')))[:count]
-    fig, axes = plt.subplots(count, 4, figsize=(8, 2 * count))
-    for row, path in zip(np.atleast_2d(axes), paths):
-        img = np.asarray(Image.open(path).convert('RGB'))
-        label = np.asarray(Image.open(path.replace('img_dir', 'ann_dir')))
-        inputs = torch.from_numpy(img.copy()).permute(2, 0, 1)[None].float()
-        with torch.no_grad():
-            feats = model.backbone(inputs)[0]
-            maskclip = model.decode_head.query_logits(feats).argmax(1)[0]
-            pred = model.decode_head.forward((feats, )).argmax(1)[0]
-        pics = (img, colours[label], colours[maskclip.numpy()], colours[pred.numpy()])
+    inputs = val_inputs(world_root, count)
+    labels = val_labels(world_root, count).numpy()
+    with torch.no_grad():
+        feats = model.backbone(inputs)[0]
+        maskclip = model.decode_head.query_logits(feats).argmax(1).numpy()
+        preds = model.decode_head.forward((feats, )).argmax(1).numpy()
+    images = inputs.permute(0, 2, 3, 1).numpy().astype(np.uint8)
+    fig, axes = plt.subplots(len(images), 4, figsize=(8, 2 * len(images)))
+    for i, row in enumerate(np.atleast_2d(axes)):
+        pics = (images[i], colours[labels[i]], colours[maskclip[i]], colours[preds[i]])
         for ax, pic, title in zip(row, pics, ('image', 'label', 'MaskCLIP', 'trained')):
             ax.imshow(pic, interpolation='nearest')
             ax.set_title(title, fontsize=8)

@@ -33,10 +33,10 @@ def val_inputs(world_root: str, count: Optional[int] = None) -> torch.Tensor:
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float()
 
 
-def val_labels(world_root: str) -> torch.Tensor:
+def val_labels(world_root: str, count: Optional[int] = None) -> torch.Tensor:
     """The world's validation labels ``[N, H, W]`` (int64), in :func:`val_inputs` order."""
     from PIL import Image
-    paths = sorted(glob.glob(osp.join(world_root, 'ann_dir', 'val', '*.png')))
+    paths = sorted(glob.glob(osp.join(world_root, 'ann_dir', 'val', '*.png')))[:count]
     return torch.from_numpy(np.stack([np.asarray(Image.open(p)) for p in paths]).astype(np.int64))
 
 
