@@ -119,7 +119,6 @@ def test_stage1_bias_branch_is_trained_and_used(world, runs):
     assert_close_to_scale(parts['O'] - without, contrib.expand_as(without), rtol=1e-4)
 
 
-
 def test_bias_figure_draws_the_run(world, runs, capsys):
     """``bias_figure`` (the report's pictures) reads the trained run: both figures are
     written at their size, and the share it prints is :func:`bias_effect`'s."""
@@ -128,18 +127,18 @@ def test_bias_figure_draws_the_run(world, runs, capsys):
     from benchmarks.planted_bias import bias_figure
     work_dir = world['root'] / 'stage1'
     config = str(work_dir / os.path.basename(_stage1_config()))
-    out, examples = world['root'] / 'map.png', world['root'] / 'examples.png'
-    bias_figure.main([
-        config, str(work_dir / f'iter_{ITERS}.pth'), '--out', str(out), '--examples',
-        str(examples), '--world', world['folder']
-    ])
+    checkpoint = str(work_dir / f'iter_{ITERS}.pth')
+    out, examples = str(world['root'] / 'map.png'), str(world['root'] / 'examples.png')
+    bias_figure.main(
+        [config, checkpoint, '--out', out, '--examples', examples, '--world', world['folder']])
     printed = capsys.readouterr().out
     assert Image.open(out).size[0] > 0
     assert Image.open(examples).size == (640, 640)  # 4 rows of 4 panels, 8 x 8 in at 80 dpi
     from mmseg.apis import init_model
-    model = init_model(config, str(work_dir / f'iter_{ITERS}.pth'), device='cpu')
+    model = init_model(config, checkpoint, device='cpu')
     moved = bias_effect(model, val_inputs(world['folder']))
     assert f'predictions moved by the bias: {moved:.2f} %' in printed
+
 
 # Measured (docs/learning_check.md): at the CI schedule stage 1 beats neither MaskCLIP nor
 # bias-off by the margin (the bias branch has not learned the planted shape yet); at
