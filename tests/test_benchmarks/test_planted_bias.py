@@ -34,9 +34,9 @@ NUM_VAL = 100  # the soundness decoders train on 50 labelled images, score the o
 LONG = os.environ.get('PLANTED_BIAS_LONG', '') == '1'
 ITERS = 10000 if LONG else 300
 #: mIoU points stage 1 must win by: above the seed-to-seed spread of stage 1 in the long
-#: runs at that schedule (docs/learning_check.md: 35.7 points at 1000 iterations, 16.7 at
-#: 10 000), so a pass is not a lucky seed.
-MARGIN = 17.0 if LONG else 36.0
+#: runs at that schedule (docs/learning_check.md: 35.7 points at 1000 iterations, 18.1 at
+#: 10 000 over four seeds), so a pass is not a lucky seed.
+MARGIN = 18.2 if LONG else 36.0
 #: Share (%) of validation cells whose prediction the trained bias moves (measured in
 #: the CI run: 7.8 %). Zero with a broken bias branch (the mutants below).
 MIN_BIAS_EFFECT = 1.0
