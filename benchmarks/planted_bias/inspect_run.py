@@ -7,7 +7,9 @@ For each work dir (a ``tools/train.py`` run: its config dump and last checkpoint
 
 - ``acc_space``: pixel accuracy on the pixels the space bias acts on (the planted pair's
   first class where the profile is ≥ 0.5), ``acc_lean_<c>`` on each leaning class,
-  ``acc_all`` on every pixel. These read the validation labels: evaluation only;
+  ``acc_all`` on every pixel; ``acc_twins``: :func:`twin_accuracy`, on the cue-free
+  cells where only absolute position tells the planted twins apart. These read the
+  validation labels: evaluation only;
 - ``bias_moves``: :func:`bias_effect`; ``bias_map_corr``: the correlation of the learned
   ``B_b − B_a`` with the planted shift (``bias_figure``). Both absent without a bias.
 """
@@ -61,11 +63,39 @@ def world_profile(world: dict, size: int) -> torch.Tensor:
     return torch.nn.functional.interpolate(grid[None, None], size=(size, size))[0, 0]
 
 
+def cue_free_pixels(world: dict, size: int) -> torch.Tensor:
+    """``[size, size]`` bool: the pixels of the cells where a 5 × 5 decoder sees neither
+    padding nor a change of the profile (``soundness.cue_free_cells`` of the world's
+    14 × 14 profile, resized nearest like :func:`world_profile`)."""
+    from . import world as W
+    from .soundness import cue_free_cells
+    prof = world['profile']
+    grid = W.profile_grid((14, 14), prof.get('kind', 'border'), prof['r0'], prof['r1'])
+    free = cue_free_cells(grid).float()
+    return torch.nn.functional.interpolate(free[None, None], size=(size, size))[0, 0] > 0.5
+
+
+def twin_accuracy(preds: torch.Tensor, gt: torch.Tensor, profile: torch.Tensor, free: torch.Tensor,
+                  pair: tuple) -> float:
+    """Mean of the pixel accuracies (%) on the two planted twins in the cue-free pixels
+    ``free`` ``[H, W]``: class ``pair[0]`` where the profile is ≥ 0.5 and class
+    ``pair[1]`` where it is < 0.5. The space bias gives the two the same features, and
+    a cue-free view holds nothing else that tells them apart, so a decoder blind to
+    absolute position trades one for the other (around 50 at best); above that, the
+    model uses position. ``preds``, ``gt``: ``[N, H, W]``; ``profile``: ``[H, W]``. NaN
+    when one twin has no pixel."""
+    right = preds == gt
+    upper = (gt == pair[0]) & (profile[None] >= 0.5) & free[None]
+    lower = (gt == pair[1]) & (profile[None] < 0.5) & free[None]
+    return float((right[upper].float().mean() + right[lower].float().mean()) * 50)
+
+
 @torch.no_grad()
 def biased_cell_accuracy(model, world_root: str) -> Dict[str, float]:
     """Pixel accuracy (%) of the model's prediction (mmseg's ``inference_model``, any
     segmentor: training-free, stage 1 or a distilled student) on the pixels each planted
-    bias acts on (``soundness.biased_cells``) and on all pixels."""
+    bias acts on (``soundness.biased_cells``), on all pixels, and on the planted twins
+    (:func:`twin_accuracy`)."""
     from mmseg.apis import inference_model
 
     from .soundness import biased_cells
@@ -79,6 +109,8 @@ def biased_cell_accuracy(model, world_root: str) -> Dict[str, float]:
     out = dict(acc_all=float((preds == gt).float().mean() * 100))
     for key, sel in biased_cells(gt, profile, pair, world['lean']).items():
         out['acc_' + key] = float((preds == gt)[sel].float().mean() * 100)
+    free = cue_free_pixels(world, gt.shape[-1])
+    out['acc_twins'] = twin_accuracy(preds, gt, profile, free, pair)
     return out
 
 

@@ -43,7 +43,7 @@ def last_metrics(work_dir: str) -> Optional[Dict[str, float]]:
 
 
 #: Columns read from the trained model with ``--world`` (inspect_run.inspect).
-INSPECT_KEYS = ('acc_space', 'acc_lean_2', 'bias_moves')
+INSPECT_KEYS = ('acc_space', 'acc_twins', 'acc_lean_2', 'bias_moves')
 
 
 def _cell(vals: List[float], fmt: str) -> str:
@@ -62,7 +62,7 @@ def summarize(root: str, rows: Dict[str, List[str]], world: Optional[str] = None
     share of predictions the bias moves (:mod:`.inspect_run`; reads validation labels)."""
     head = '| run | seeds | mIoU | car IoU | class pref. ↑ | space slope ↑ |'
     if world:
-        head += ' biased cars acc. | water acc. | bias moves (%) |'
+        head += ' biased cars acc. | twins acc. | water acc. | bias moves (%) |'
     lines = [head, '|' + '---|' * (head.count('|') - 1)]
     for label, dirs in rows.items():
         found = [(d, m) for d, m in ((d, last_metrics(osp.join(root, d))) for d in dirs)

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from benchmarks.planted_bias import world as W
 from benchmarks.planted_bias.generate import generate
+from benchmarks.planted_bias.inspect_run import cue_free_pixels, twin_accuracy
 from benchmarks.planted_bias.soundness import cue_free_cells, loss_optimum
 
 
@@ -42,6 +43,29 @@ def test_top_profile_leaves_cue_free_bands_on_both_sides():
     assert cells[prof > 0.5].sum() >= 10 and cells[prof < 0.5].sum() >= 10
     # the first world's border profile has none: a 5x5 view always sees it change
     assert not cue_free_cells(W.border_profile((14, 14), 0.2, 0.7)).any()
+
+
+def test_twin_accuracy_counts_only_the_cue_free_twins():
+    """Car (0) above, house (1) below, on a 224-pixel top-profile world: the cue-free
+    pixels are 16 × 16 blocks of :func:`cue_free_cells`, a position-blind "house
+    everywhere" scores 50, the truth 100, and errors off the cue-free twins count for
+    nothing."""
+    world = dict(profile=dict(kind='top', r0=-0.1, r1=0.1))
+    free = cue_free_pixels(world, 224)
+    cells = cue_free_cells(W.top_profile((14, 14), -0.1, 0.1))
+    assert torch.equal(free, cells.repeat_interleave(16, 0).repeat_interleave(16, 1))
+    profile = (torch.arange(224) < 112).float()[:, None].expand(224, 224)
+    gt = torch.where(profile >= 0.5, 0, 1)[None].repeat(2, 1, 1)
+    gt[1, :, :112] = 2  # another class: not a twin
+    assert twin_accuracy(torch.ones_like(gt), gt, profile, free, (0, 1)) == 50.0
+    assert twin_accuracy(gt.clone(), gt, profile, free, (0, 1)) == 100.0
+    wrong_elsewhere = torch.where(free[None], gt, 3)
+    assert twin_accuracy(wrong_elsewhere, gt, profile, free, (0, 1)) == 100.0
+    half = gt.clone()
+    half[0][free & (profile >= 0.5)] = 1  # image 0's upper twins wrong: 1 of 2 images' cars
+    upper = (gt == 0) & free[None] & (profile[None] >= 0.5)
+    expected = (1 - (upper[0].sum() / upper.sum()).item()) * 50 + 50
+    assert twin_accuracy(half, gt, profile, free, (0, 1)) == pytest.approx(expected, rel=1e-6)
 
 
 def test_texture_reads_noise_not_the_colour_edges():
