@@ -54,25 +54,28 @@ def bias_effect(model, inputs: torch.Tensor) -> float:
     return float((parts['O'].argmax(1) != without.argmax(1)).float().mean() * 100)
 
 
-def world_profile(world: dict, size: int) -> torch.Tensor:
-    """The planted profile ``ρ`` at pixel level ``[size, size]``: the world's 14 × 14
-    profile (``world.json``) resized nearest, as each patch carries its cell's value."""
+def _profile_cells(world: dict) -> torch.Tensor:
+    """The world's planted profile on the 14 × 14 patch grid (``world.json``)."""
     from . import world as W
     prof = world['profile']
-    grid = W.profile_grid((14, 14), prof.get('kind', 'border'), prof['r0'], prof['r1'])
-    return torch.nn.functional.interpolate(grid[None, None], size=(size, size))[0, 0]
+    return W.profile_grid((14, 14), prof.get('kind', 'border'), prof['r0'], prof['r1'])
+
+
+def _cells_to_pixels(cells: torch.Tensor, size: int) -> torch.Tensor:
+    """``[h, w]`` → ``[size, size]``, nearest: each patch carries its cell's value."""
+    return torch.nn.functional.interpolate(cells[None, None], size=(size, size))[0, 0]
+
+
+def world_profile(world: dict, size: int) -> torch.Tensor:
+    """The planted profile ``ρ`` at pixel level ``[size, size]``."""
+    return _cells_to_pixels(_profile_cells(world), size)
 
 
 def cue_free_pixels(world: dict, size: int) -> torch.Tensor:
     """``[size, size]`` bool: the pixels of the cells where a 5 × 5 decoder sees neither
-    padding nor a change of the profile (``soundness.cue_free_cells`` of the world's
-    14 × 14 profile, resized nearest like :func:`world_profile`)."""
-    from . import world as W
+    padding nor a change of the profile (``soundness.cue_free_cells``)."""
     from .soundness import cue_free_cells
-    prof = world['profile']
-    grid = W.profile_grid((14, 14), prof.get('kind', 'border'), prof['r0'], prof['r1'])
-    free = cue_free_cells(grid).float()
-    return torch.nn.functional.interpolate(free[None, None], size=(size, size))[0, 0] > 0.5
+    return _cells_to_pixels(cue_free_cells(_profile_cells(world)).float(), size) > 0.5
 
 
 def twin_accuracy(preds: torch.Tensor, gt: torch.Tensor, profile: torch.Tensor, free: torch.Tensor,
@@ -81,9 +84,10 @@ def twin_accuracy(preds: torch.Tensor, gt: torch.Tensor, profile: torch.Tensor, 
     ``free`` ``[H, W]``: class ``pair[0]`` where the profile is ≥ 0.5 and class
     ``pair[1]`` where it is < 0.5. The space bias gives the two the same features, and
     a cue-free view holds nothing else that tells them apart, so a decoder blind to
-    absolute position trades one for the other (around 50 at best); above that, the
-    model uses position. ``preds``, ``gt``: ``[N, H, W]``; ``profile``: ``[H, W]``. NaN
-    when one twin has no pixel."""
+    absolute position trades one for the other (about 50; a little more through the
+    upsampling from neighbouring cells); well above that, the model uses position.
+    ``preds``, ``gt``: ``[N, H, W]``; ``profile``: ``[H, W]``. NaN when one twin has no
+    pixel."""
     right = preds == gt
     upper = (gt == pair[0]) & (profile[None] >= 0.5) & free[None]
     lower = (gt == pair[1]) & (profile[None] < 0.5) & free[None]
