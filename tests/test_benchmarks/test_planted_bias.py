@@ -100,17 +100,26 @@ def runs(world):
         bias_none=_run('tools/train.py', 'planted_reclip_bias-none.py', root / 'none', folder))
 
 
-def test_stage1_bias_branch_is_trained_and_used(world, runs):
-    """The trained ``B`` moves some predictions (a precondition of rectifying, not the
-    claim itself): fails when the bias is not subtracted or ``B`` is frozen at zero."""
+@pytest.fixture(scope='module')
+def stage1(world, runs):
+    """The trained stage-1 run: its config dump, checkpoint, model and the share of
+    validation predictions its bias moves (:func:`bias_effect`)."""
     from mmseg.apis import init_model
     work_dir = world['root'] / 'stage1'
-    config = os.path.basename(_stage1_config())
-    model = init_model(str(work_dir / config), str(work_dir / f'iter_{ITERS}.pth'), device='cpu')
-    inputs = val_inputs(world['folder'], count=4)
+    config = str(work_dir / os.path.basename(_stage1_config()))
+    checkpoint = str(work_dir / f'iter_{ITERS}.pth')
+    model = init_model(config, checkpoint, device='cpu')
     moved = bias_effect(model, val_inputs(world['folder']))
+    return dict(config=config, checkpoint=checkpoint, model=model, moved=moved)
+
+
+def test_stage1_bias_branch_is_trained_and_used(world, stage1):
+    """The trained ``B`` moves some predictions (a precondition of rectifying, not the
+    claim itself): fails when the bias is not subtracted or ``B`` is frozen at zero."""
+    model, moved = stage1['model'], stage1['moved']
     assert moved >= MIN_BIAS_EFFECT, f'the bias moves {moved:.2f} % of the predictions'
     # the bias's contribution to O (the report's effect map) is what removing it removes
+    inputs = val_inputs(world['folder'], count=4)
     with torch.no_grad():
         feats = model.backbone(inputs)[0]
         parts = model.decode_head.classifier.intermediates(feats)
@@ -119,25 +128,21 @@ def test_stage1_bias_branch_is_trained_and_used(world, runs):
     assert_close_to_scale(parts['O'] - without, contrib.expand_as(without), rtol=1e-4)
 
 
-def test_bias_figure_draws_the_run(world, runs, capsys):
+def test_bias_figure_draws_the_run(world, stage1, capsys):
     """``bias_figure`` (the report's pictures) reads the trained run: both figures are
     written at their size, and the share it prints is :func:`bias_effect`'s."""
     from PIL import Image
 
     from benchmarks.planted_bias import bias_figure
-    work_dir = world['root'] / 'stage1'
-    config = str(work_dir / os.path.basename(_stage1_config()))
-    checkpoint = str(work_dir / f'iter_{ITERS}.pth')
     out, examples = str(world['root'] / 'map.png'), str(world['root'] / 'examples.png')
-    bias_figure.main(
-        [config, checkpoint, '--out', out, '--examples', examples, '--world', world['folder']])
+    bias_figure.main([
+        stage1['config'], stage1['checkpoint'], '--out', out, '--examples', examples, '--world',
+        world['folder']
+    ])
     printed = capsys.readouterr().out
     assert Image.open(out).size[0] > 0
     assert Image.open(examples).size == (640, 640)  # 4 rows of 4 panels, 8 x 8 in at 80 dpi
-    from mmseg.apis import init_model
-    model = init_model(config, checkpoint, device='cpu')
-    moved = bias_effect(model, val_inputs(world['folder']))
-    assert f'predictions moved by the bias: {moved:.2f} %' in printed
+    assert f'predictions moved by the bias: {stage1["moved"]:.2f} %' in printed
 
 
 # Measured (docs/learning_check.md): at the CI schedule stage 1 beats neither MaskCLIP nor
